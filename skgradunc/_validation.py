@@ -1,0 +1,108 @@
+"""Input checks shared by every estimator: images in, clear errors out."""
+
+import numbers
+
+import numpy as np
+import torch
+
+__all__ = ["check_images", "check_labels"]
+
+
+def check_images(X, input_shape=None, name="X"):
+    """Return ``X`` as a C-contiguous float32 array of shape (n, C, H, W).
+
+    Conversions (documented in the user guide):
+
+    * ``uint8`` images are scaled by 1/255 into [0, 1] (as torchvision's
+      ``ToTensor`` does); other integer or boolean dtypes are refused because
+      their value range is ambiguous.
+    * floating dtypes (float16/64) are cast to float32.
+    * ``(n, H, W)`` gains a channel axis: ``(n, 1, H, W)``.
+    * ``(n, features)`` is reshaped to ``input_shape`` when that is known.
+
+    Parameters
+    ----------
+    X : array-like or torch.Tensor
+    input_shape : tuple of int, optional
+        Expected ``(C, H, W)``; when given, any other shape is an error.
+    name : str
+        Name used in error messages.
+    """
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    try:
+        X = np.asarray(X)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if X.dtype == np.uint8:
+        X = X.astype(np.float32) / np.float32(255)
+    elif X.dtype.kind == "f":
+        X = X.astype(np.float32, copy=False)
+    else:
+        raise TypeError(
+            f"{name} must hold float images (or uint8 in 0-255), got dtype {X.dtype}")
+    if X.shape[0:1] == (0,) or X.size == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape}); need at least one image")
+    if X.ndim == 3:
+        X = X[:, None]
+    elif X.ndim == 2:
+        if input_shape is None:
+            raise ValueError(
+                f"{name} is 2-D {X.shape} but the image shape is unknown; pass images "
+                "as (n, channels, height, width) or set the module's in_channels/image_size")
+        if X.shape[1] != int(np.prod(input_shape)):
+            raise ValueError(
+                f"{name} has {X.shape[1]} features per row, the network expects images of "
+                f"shape {tuple(input_shape)} = {int(np.prod(input_shape))} values")
+        X = X.reshape(len(X), *input_shape)
+    elif X.ndim != 4:
+        raise ValueError(
+            f"{name} must be 4-D (n, channels, height, width), 3-D (n, height, width) or "
+            f"2-D (n, features); got {X.ndim}-D shape {X.shape}")
+    if input_shape is not None and tuple(X.shape[1:]) != tuple(input_shape):
+        raise ValueError(
+            f"{name} has images of shape {tuple(X.shape[1:])} (channels, height, width); "
+            f"the network expects {tuple(input_shape)}")
+    finite = np.isfinite(X)
+    if not finite.all():
+        bad = int((~finite).reshape(len(X), -1).any(axis=1).sum())
+        raise ValueError(f"{name} contains NaN or infinity in {bad} of {len(X)} images")
+    return np.ascontiguousarray(X)
+
+
+def check_labels(y, n_samples, n_classes=None, name="y"):
+    """Return integer class labels 0..K-1 as int64, refusing anything else clearly."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class labels, got shape {y.shape}")
+    if len(y) != n_samples:
+        raise ValueError(f"{name} has {len(y)} labels but X has {n_samples} samples")
+    if y.dtype.kind in "iu":
+        labels = y.astype(np.int64)
+    elif y.dtype.kind == "f":
+        if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+            raise ValueError(
+                f"{name} must hold integer class labels 0..K-1; got non-integer floats "
+                "(continuous targets are not class labels)")
+        labels = y.astype(np.int64)
+    else:
+        raise TypeError(
+            f"{name} must hold integer class labels 0..K-1, got dtype {y.dtype}; encode "
+            "other labels first, e.g. with sklearn.preprocessing.LabelEncoder")
+    if labels.min() < 0:
+        raise ValueError(f"{name} has negative labels ({labels.min()}); need 0..K-1")
+    if n_classes is not None and labels.max() >= n_classes:
+        raise ValueError(
+            f"{name} has label {labels.max()} but the network has only {n_classes} classes "
+            f"(0..{n_classes - 1})")
+    return labels
+
+
+def check_positive_int(value, name):
+    if not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)

@@ -1,0 +1,62 @@
+"""Training that never hands back a diverged network."""
+
+import numbers
+
+from sklearn.base import clone
+
+from .callbacks import TrainingDivergedError
+
+__all__ = ["fit_with_recovery"]
+
+
+def fit_with_recovery(net, X, y, *, retries=2, lr_factor=0.1, log=None):
+    """Fit a clone of ``net``; on divergence retry with a lower rate and a new seed.
+
+    Each retry multiplies the learning rate by ``lr_factor`` and adds one to
+    ``random_state`` (0 when it was None), so the outcome stays reproducible.
+    The caller's ``net`` is never modified.
+
+    Parameters
+    ----------
+    net : CNNClassifier (or any estimator with ``lr`` and ``random_state``)
+    X, y : training data
+    retries : int, default=2
+        Attempts after the first one.
+    lr_factor : float, default=0.1
+    log : callable or None
+        Called with a one-line message before each retry (e.g. ``print``).
+
+    Returns
+    -------
+    fitted : estimator
+        The first clone whose training stayed finite.
+    attempts : list of dict
+        ``{"lr", "random_state", "diverged"}`` for every attempt, in order.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When every attempt diverged.
+    """
+    if not isinstance(retries, numbers.Integral) or retries < 0:
+        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    if not 0 < lr_factor <= 1:
+        raise ValueError(f"lr_factor must be in (0, 1], got {lr_factor!r}")
+    params = net.get_params(deep=False)
+    lr, seed = params["lr"], params.get("random_state")
+    attempts = []
+    for attempt in range(retries + 1):
+        candidate = clone(net).set_params(lr=lr, random_state=seed)
+        try:
+            candidate.fit(X, y)
+        except TrainingDivergedError as exc:
+            attempts.append({"lr": lr, "random_state": seed, "diverged": True})
+            if attempt == retries:
+                raise TrainingDivergedError(
+                    f"all {retries + 1} training attempts diverged (last: {exc})") from exc
+            lr, seed = lr * lr_factor, (0 if seed is None else seed) + 1
+            if log is not None:
+                log(f"{exc}\n-> retrying with lr={lr:g}, random_state={seed}")
+            continue
+        attempts.append({"lr": lr, "random_state": seed, "diverged": False})
+        return candidate, attempts

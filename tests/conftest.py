@@ -1,0 +1,52 @@
+"""Shared fixtures: seeded, small, and cached per session where training is involved."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from skgradunc import CNNClassifier
+from skgradunc.datasets import load_digits28
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    """Every test starts from the same random state, whatever ran before it."""
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """The embedded default: (X, y), float32 (1797, 1, 28, 28)."""
+    return load_digits28(return_X_y=True)
+
+
+@pytest.fixture(scope="session")
+def digits_split(digits):
+    """A small, fixed train/test split of the digits."""
+    X, y = digits
+    rng = np.random.RandomState(0)
+    order = rng.permutation(len(X))
+    train, test = order[:600], order[600:900]
+    return X[train], y[train], X[test], y[test]
+
+
+@pytest.fixture(scope="session")
+def fitted_net(digits_split):
+    """A briefly trained paper CNN (tests must not modify it)."""
+    X_train, y_train, _, _ = digits_split
+    return CNNClassifier(lr=0.01, batch_size=64, max_epochs=10, random_state=0,
+                         verbose=0).fit(
+        X_train, y_train)
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path to ../shared/data; tests that need real files skip clearly without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data sets not found at {SHARED_DATA} (../shared/data beside the repo)")
+    return SHARED_DATA

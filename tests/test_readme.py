@@ -1,0 +1,33 @@
+"""README's promises are executed, so they cannot rot."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def code_blocks(language):
+    return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+def test_readme_python_examples_run(capsys):
+    blocks = code_blocks("python")
+    assert blocks, "README has no python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+    out = capsys.readouterr().out
+    accuracy = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
+    assert accuracy >= 0.95  # the README states 0.960 for this seed and split
+
+
+def test_ci_runs_exactly_readmes_test_command():
+    bash_blocks = [b.strip() for b in code_blocks("bash")]
+    install_and_test = [b for b in bash_blocks if "pytest" in b]
+    assert len(install_and_test) == 1
+    ci_script = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert install_and_test[0] in ci_script
+
+
+def test_readme_has_the_main_job_command():
+    assert "pip install . && skgradunc" in [b.strip() for b in code_blocks("bash")]
