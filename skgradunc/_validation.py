@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 import torch
 
-__all__ = ["check_images", "check_labels"]
+__all__ = ["check_images", "check_labels", "check_samples", "as_float32_array"]
 
 
 def check_images(X, input_shape=None, name="X"):
@@ -28,21 +28,7 @@ def check_images(X, input_shape=None, name="X"):
     name : str
         Name used in error messages.
     """
-    if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
-    try:
-        X = np.asarray(X)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
-    if X.dtype == np.uint8:
-        X = X.astype(np.float32) / np.float32(255)
-    elif X.dtype.kind == "f":
-        X = X.astype(np.float32, copy=False)
-    else:
-        raise TypeError(
-            f"{name} must hold float images (or uint8 in 0-255), got dtype {X.dtype}")
-    if X.shape[0:1] == (0,) or X.size == 0:
-        raise ValueError(f"{name} is empty (shape {X.shape}); need at least one image")
+    X = as_float32_array(X, name)
     if X.ndim == 3:
         X = X[:, None]
     elif X.ndim == 2:
@@ -63,11 +49,58 @@ def check_images(X, input_shape=None, name="X"):
         raise ValueError(
             f"{name} has images of shape {tuple(X.shape[1:])} (channels, height, width); "
             f"the network expects {tuple(input_shape)}")
+    return _check_finite(X, name)
+
+
+def as_float32_array(X, name="X"):
+    """X as a float32 numpy array; uint8 scaled by 1/255; empty input refused."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    try:
+        X = np.asarray(X)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{name} could not be converted to an array: {exc}") from exc
+    if X.dtype == np.uint8:
+        X = X.astype(np.float32) / np.float32(255)
+    elif X.dtype.kind == "f":
+        X = X.astype(np.float32, copy=False)
+    else:
+        raise TypeError(
+            f"{name} must hold float values (or uint8 images in 0-255), got dtype {X.dtype}")
+    if X.ndim == 0 or X.shape[0] == 0 or X.size == 0:
+        raise ValueError(f"{name} is empty (shape {X.shape}); need at least one sample")
+    return X
+
+
+def _check_finite(X, name):
     finite = np.isfinite(X)
     if not finite.all():
         bad = int((~finite).reshape(len(X), -1).any(axis=1).sum())
-        raise ValueError(f"{name} contains NaN or infinity in {bad} of {len(X)} images")
+        raise ValueError(f"{name} contains NaN or infinity in {bad} of {len(X)} samples")
     return np.ascontiguousarray(X)
+
+
+def check_samples(X, sample_shape=None, name="X", owner="the network"):
+    """Validate inputs of any layout (first axis = samples) for a torch module.
+
+    Images (``sample_shape`` of length 3) go through :func:`check_images`;
+    otherwise X must be at least 2-D, and when ``sample_shape`` is known each
+    sample must have that shape.
+    """
+    if sample_shape is not None and len(sample_shape) == 3:
+        return check_images(X, sample_shape, name=name)
+    X = as_float32_array(X, name)
+    if X.ndim < 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features) or an image batch, got shape "
+            f"{X.shape}; reshape a single sample with X.reshape(1, -1)")
+    if sample_shape is not None and tuple(X.shape[1:]) != tuple(sample_shape):
+        if X.ndim == 2 and len(sample_shape) == 1:
+            raise ValueError(f"{name} has {X.shape[1]} features, but {owner} is expecting "
+                             f"{sample_shape[0]} features as input")
+        raise ValueError(f"{name} has samples of shape {tuple(X.shape[1:])}, {owner} expects "
+                         f"{tuple(sample_shape)}")
+    return _check_finite(X, name)
 
 
 def check_labels(y, n_samples, n_classes=None, name="y"):

@@ -1,0 +1,240 @@
+"""GradientMetricTransformer: inputs -> layerwise gradient statistics."""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from ._device import resolve_device
+from ._validation import check_positive_int, check_samples
+from .gradients import TARGETS, GradientFeatureEngine, resolve_groups
+from .statistics import SOFTMAX_FEATURES, STATISTICS
+
+__all__ = ["GradientMetricTransformer"]
+
+
+def _is_fitted(estimator):
+    if isinstance(estimator, torch.nn.Module):
+        return True
+    if hasattr(estimator, "check_is_fitted"):  # skorch nets
+        try:
+            estimator.check_is_fitted()
+        except NotFittedError:
+            return False
+        return True
+    try:
+        check_is_fitted(estimator)
+    except NotFittedError:
+        return False
+    return True
+
+
+def _chain(estimator):
+    """The estimator and whatever it wraps (FrozenEstimator.estimator, ...)."""
+    while estimator is not None:
+        yield estimator
+        estimator = getattr(estimator, "estimator", None)
+
+
+def _find_module(estimator):
+    for candidate in _chain(estimator):
+        if isinstance(candidate, torch.nn.Module):
+            return candidate
+        if isinstance(getattr(candidate, "module_", None), torch.nn.Module):
+            return candidate.module_
+    raise TypeError(
+        f"cannot find a torch module in {type(estimator).__name__}: pass a fitted skorch "
+        "net, FrozenEstimator(net) or a torch.nn.Module returning logits")
+
+
+def _sample_shape(estimator, module):
+    shape = getattr(module, "input_shape", None)
+    for candidate in _chain(estimator):
+        shape = shape or getattr(candidate, "input_shape_", None)
+    return tuple(shape) if shape is not None else None
+
+
+def _names(value, allowed, what):
+    if value is True or value == "all":
+        return tuple(allowed)
+    if value is False or value is None:
+        return ()
+    names = (value,) if isinstance(value, str) else tuple(value)
+    unknown = [v for v in names if v not in allowed]
+    if unknown:
+        raise ValueError(f"unknown {what} {unknown}; choose from {list(allowed)}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what} lists a name twice: {list(names)}")
+    return names
+
+
+class GradientMetricTransformer(TransformerMixin, BaseEstimator):
+    """Map each input to statistics of the network's per-sample gradient.
+
+    For every sample the gradient of a loss at ``target`` with respect to the
+    network's trainable weights is compressed, per group of weights and for the
+    whole network, into the statistics of Oberdiek et al. (2018); the softmax
+    entropy and maximum probability are appended. Gradients are computed
+    batched (``torch.func.vmap`` over ``grad``) in chunks of ``batch_size`` on
+    ``device``; the network is never changed.
+
+    Parameters
+    ----------
+    estimator : fitted skorch net, FrozenEstimator, or torch.nn.Module
+        The classifier; its module must return logits of shape (n, q).
+        A fitted (or frozen) estimator or a plain module is used as it is and
+        never retrained, and :func:`~sklearn.base.clone` of the transformer
+        keeps sharing it (the :class:`~sklearn.frozen.FrozenEstimator`
+        pattern), so cross-validating a pipeline never refits the network.
+        An *unfitted* scikit-learn estimator is cloned and fitted on
+        ``(X, y)`` by :meth:`fit` (scikit-learn's meta-estimator convention).
+    target : {"predicted", "all_ones", "uniform"}, default="predicted"
+        The loss whose gradient is taken (see
+        :func:`skgradunc.gradients.target_loss`): negative log-likelihood at
+        the predicted class (the paper); binary cross-entropy against the
+        all-ones confounding label (Lee & AlRegib 2020); cross-entropy to the
+        uniform distribution (GradNorm, Huang et al. 2021).
+    groups : "layer", "parameter", list or dict, default="layer"
+        Which weights form one group of statistics: each layer (weight and
+        bias together), each parameter tensor, a list of layer/parameter
+        names, or a dict of group name -> list of names.
+    statistics : "all" or list of str, default="all"
+        Any of ``l1, l2, min, max, mean, std, skew, kurtosis``. ``std`` has
+        ``ddof=0``; ``skew`` and ``kurtosis`` are the biased estimators and
+        kurtosis is excess (Fisher) kurtosis, as scipy.stats' defaults.
+    include_network : bool, default=True
+        Add the statistics of the whole gradient (``network__<stat>``).
+    softmax_features : bool or list of str, default=True
+        ``entropy`` (normalised by log q, in [0, 1]) and/or ``max_prob``.
+    batch_size : int, default=256
+        Samples per chunk; peak memory grows with it, never with len(X).
+    device : str, default="auto"
+        Where gradients are computed: ``"auto"`` = CUDA when available.
+
+    Attributes
+    ----------
+    estimator_ : object
+        The estimator whose network is used (``estimator`` itself unless it
+        had to be fitted).
+    module_ : torch.nn.Module
+    groups_ : dict
+        Group name -> parameter names.
+    input_shape_ : tuple
+        Shape of one sample seen in ``fit``.
+    n_features_in_ : int
+        Values per input sample.
+    feature_names_out_ : ndarray of str
+        ``"<group>__<statistic>"``, ``"network__<statistic>"``,
+        ``"softmax__entropy"``, ``"softmax__max_prob"``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skgradunc import GradientMetricTransformer
+    >>> mlp = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(8, 3))
+    >>> grad = GradientMetricTransformer(mlp, statistics=["l2", "max"])
+    >>> features = grad.fit_transform(torch.rand(5, 4).numpy())
+    >>> features.shape
+    (5, 8)
+    >>> list(grad.get_feature_names_out())  # doctest: +NORMALIZE_WHITESPACE
+    ['0__l2', '0__max', '2__l2', '2__max', 'network__l2', 'network__max',
+     'softmax__entropy', 'softmax__max_prob']
+    """
+
+    def __init__(self, estimator, *, target="predicted", groups="layer", statistics="all",
+                 include_network=True, softmax_features=True, batch_size=256, device="auto"):
+        self.estimator = estimator
+        self.target = target
+        self.groups = groups
+        self.statistics = statistics
+        self.include_network = include_network
+        self.softmax_features = softmax_features
+        self.batch_size = batch_size
+        self.device = device
+
+    def __sklearn_clone__(self):
+        # A fitted network is data, not a hyper-parameter: share it (FrozenEstimator's rule).
+        params = self.get_params(deep=False)
+        estimator = params.pop("estimator")
+        shared = estimator if _is_fitted(estimator) else clone(estimator)
+        return type(self)(shared, **{k: clone(v, safe=False) for k, v in params.items()})
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.three_d_array = True
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+    def _check_params(self):
+        if self.target not in TARGETS:
+            raise ValueError(f"unknown target {self.target!r}; choose one of {TARGETS}")
+        statistics = _names(self.statistics, STATISTICS, "statistics")
+        softmax = _names(self.softmax_features, SOFTMAX_FEATURES, "softmax_features")
+        check_positive_int(self.batch_size, "batch_size")
+        device = resolve_device(self.device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"device={self.device!r} but CUDA is not available here")
+        if not statistics and not softmax:
+            raise ValueError("no features requested: statistics and softmax_features are empty")
+        return statistics, softmax, device
+
+    def fit(self, X, y=None):
+        """Take hold of the network (fitting a clone only if it is unfitted).
+
+        Parameters
+        ----------
+        X : array-like, (n_samples, ...)
+            Inputs as the network takes them, e.g. images (n, C, H, W).
+        y : array-like, optional
+            Only used to fit an unfitted estimator.
+
+        Returns
+        -------
+        self : GradientMetricTransformer
+        """
+        statistics, softmax, _ = self._check_params()
+        if self.estimator is None:
+            raise ValueError("estimator is None: pass a fitted classifier or torch module")
+        if _is_fitted(self.estimator):
+            self.estimator_ = self.estimator
+        elif y is None:
+            raise NotFittedError(
+                f"the {type(self.estimator).__name__} given as estimator is not fitted and no "
+                "y was passed to fit it: fit the network first (and wrap it in "
+                "FrozenEstimator), or call fit(X, y)")
+        else:
+            self.estimator_ = clone(self.estimator).fit(X, y)
+        self.module_ = _find_module(self.estimator_)
+        X = check_samples(X, _sample_shape(self.estimator_, self.module_))
+        self.input_shape_ = tuple(X.shape[1:])
+        self.n_features_in_ = int(np.prod(self.input_shape_))
+        self.groups_ = resolve_groups(self.module_, self.groups)
+        self.feature_names_out_ = np.asarray(
+            self._engine(statistics, softmax, "cpu").feature_names(), dtype=object)
+        return self
+
+    def _engine(self, statistics, softmax, device):
+        return GradientFeatureEngine(self.module_, self.target, self.groups_, statistics,
+                                     self.include_network, softmax, device)
+
+    def transform(self, X):
+        """Gradient statistics and softmax features, float64 (n_samples, n_features_out)."""
+        check_is_fitted(self, "groups_")
+        statistics, softmax, device = self._check_params()
+        X = check_samples(X, self.input_shape_, owner=type(self).__name__)
+        engine = self._engine(statistics, softmax, device)
+        if list(engine.feature_names()) != list(self.feature_names_out_):
+            raise ValueError("parameters changed since fit; call fit again")
+        try:
+            return engine.transform(X, self.batch_size)
+        except (RuntimeError, ValueError, IndexError) as exc:
+            raise ValueError(
+                f"the network could not process inputs of shape {tuple(X.shape[1:])}: "
+                f"{exc}") from exc
+
+    def get_feature_names_out(self, input_features=None):
+        """Feature names ``"<group>__<statistic>"`` in column order."""
+        check_is_fitted(self, "feature_names_out_")
+        return self.feature_names_out_.copy()

@@ -1,0 +1,87 @@
+"""Every feature equals the independent float64 reference (tests/reference.py)."""
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from skgradunc import GradientMetricTransformer, PaperCNN
+from skgradunc.statistics import STATISTICS
+
+from reference import assert_matches_reference, reference_features
+
+TARGETS = ["predicted", "all_ones", "uniform"]
+
+
+def randomized(module, seed=0):
+    """Random weights *and* biases (never zeros), so every statistic is exercised.
+
+    The module's own random initialisation sets the scale (so logits stay O(1): a
+    saturated softmax has gradients below float32 resolution), plus a random
+    perturbation of every tensor, biases included."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+        for name, b in module.named_buffers():
+            if name.endswith("running_var"):
+                b.copy_(0.5 + torch.rand(b.shape, generator=gen))
+            elif name.endswith("running_mean"):
+                b.copy_(0.1 * torch.randn(b.shape, generator=gen))
+    return module.eval()
+
+
+def check(module, X, target, groups="layer", batch_size=4):
+    grad = GradientMetricTransformer(module, target=target, groups=groups,
+                                     batch_size=batch_size, device="cpu")
+    features = grad.fit_transform(X)
+    names = list(grad.get_feature_names_out())
+    assert features.shape == (len(X), len(names)) and features.dtype == np.float64
+    assert np.isfinite(features).all()
+    reference = reference_features(module, X, target, grad.groups_, STATISTICS)
+    assert_matches_reference(names, features, reference)
+    return names, features
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_paper_cnn_matches_reference(target):
+    torch.manual_seed(1)
+    module = randomized(PaperCNN(), seed=1)
+    X = torch.rand(10, 1, 28, 28).numpy()
+    names, _ = check(module, X, target, batch_size=4)  # 4+4+2: chunks of unequal size
+    assert names[:8] == [f"conv1__{s}" for s in STATISTICS]
+    assert len(names) == 5 * 8 + 2
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_paper_cnn_per_parameter_groups_match_reference(target):
+    module = randomized(PaperCNN(in_channels=3, image_size=12, n_classes=5), seed=2)
+    X = torch.rand(5, 3, 12, 12).numpy()
+    names, _ = check(module, X, target, groups="parameter")
+    assert "conv2.bias__kurtosis" in names and "dense.weight__skew" in names
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_mlp_on_2d_data_matches_reference(target):
+    torch.manual_seed(3)
+    mlp = randomized(torch.nn.Sequential(
+        torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.ReLU(),
+        torch.nn.Linear(16, 4)), seed=3)
+    X = torch.randn(12, 6).numpy()
+    names, _ = check(mlp, X, target, groups={"hidden": ["0", "2"], "out": ["4.weight"]})
+    assert names[:2] == ["hidden__l1", "hidden__l2"] and "out__max" in names
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_resnet18_with_batchnorm_matches_reference(target):
+    torch.manual_seed(4)
+    resnet = randomized(torchvision.models.resnet18(num_classes=10), seed=4)
+    X = torch.rand(3, 3, 32, 32).numpy()
+    with torch.no_grad():  # unit-spread logits: a saturated softmax has no float32 gradient
+        scale = resnet(torch.from_numpy(X)).std()
+        resnet.fc.weight /= scale
+        resnet.fc.bias /= scale
+    names, _ = check(resnet, X, target, batch_size=2)
+    assert "layer1.0.bn1__l2" in names and "fc__kurtosis" in names
+    layers = [m for m in resnet.modules() if list(m.parameters(recurse=False))]
+    assert len(names) == (len(layers) + 1) * len(STATISTICS) + 2  # + network, + softmax
