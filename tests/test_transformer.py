@@ -1,0 +1,219 @@
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from skgradunc import CNNClassifier, GradientMetricTransformer, PaperCNN
+from skgradunc.statistics import STATISTICS
+
+
+def snapshot(module):
+    return {
+        "weights": {k: v.detach().clone() for k, v in module.state_dict().items()},
+        "grads": {k: None if p.grad is None else p.grad.clone()
+                  for k, p in module.named_parameters()},
+        "requires_grad": {k: p.requires_grad for k, p in module.named_parameters()},
+        "training": {k: m.training for k, m in module.named_modules()},
+    }
+
+
+def assert_same_snapshot(a, b):
+    assert a["requires_grad"] == b["requires_grad"]
+    assert a["training"] == b["training"]
+    for k in a["weights"]:
+        assert torch.equal(a["weights"][k], b["weights"][k]), k
+    for k in a["grads"]:
+        assert (a["grads"][k] is None) == (b["grads"][k] is None), k
+        if a["grads"][k] is not None:
+            assert torch.equal(a["grads"][k], b["grads"][k]), k
+
+
+@pytest.mark.parametrize("target", ["predicted", "all_ones", "uniform"])
+def test_network_is_never_changed(target):
+    module = PaperCNN()
+    module.train()                       # train mode before, with a mix of flags
+    module.dropout.eval()
+    module.conv2.bias.requires_grad_(False)
+    module(torch.rand(4, 1, 28, 28)).sum().backward()  # existing .grad values
+    before = snapshot(module)
+    out = GradientMetricTransformer(module, target=target).fit_transform(
+        np.random.rand(6, 1, 28, 28).astype(np.float32))
+    assert_same_snapshot(before, snapshot(module))
+    # frozen parameters are not part of the gradient: conv2 is covered by its weight only
+    grad = GradientMetricTransformer(module).fit(np.random.rand(1, 1, 28, 28).astype(np.float32))
+    assert grad.groups_["conv2"] == ["conv2.weight"]
+    assert np.isfinite(out).all()
+
+
+def test_results_do_not_depend_on_train_mode_or_chunking(fitted_net, digits_split):
+    X = digits_split[2][:20]
+    grad = GradientMetricTransformer(fitted_net, batch_size=7)
+    a = grad.fit_transform(X)
+    fitted_net.module_.train()
+    try:
+        b = GradientMetricTransformer(fitted_net, batch_size=256).fit_transform(X)
+    finally:
+        fitted_net.module_.eval()
+    # float32 kernels round differently for other batch sizes: agree to float32 tolerance;
+    # a mean (zero by symmetry for the dense layer) is compared to its group's spread
+    names = list(grad.get_feature_names_out())
+    for j, name in enumerate(names):
+        scale_column = name.replace("__mean", "__std") if name.endswith("__mean") else name
+        scale = np.abs(a[:, names.index(scale_column)]).max()
+        np.testing.assert_allclose(a[:, j], b[:, j], rtol=1e-4, atol=1e-4 * scale, err_msg=name)
+
+
+def test_accepts_skorch_net_frozen_estimator_and_module(fitted_net, digits_split):
+    X = digits_split[2][:8]
+    results = [GradientMetricTransformer(est).fit_transform(X) for est in
+               (fitted_net, FrozenEstimator(fitted_net), fitted_net.module_)]
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_feature_names_and_pandas_output(fitted_net, digits_split):
+    grad = GradientMetricTransformer(FrozenEstimator(fitted_net)).set_output(transform="pandas")
+    frame = grad.fit_transform(digits_split[2][:5])
+    assert isinstance(frame, pd.DataFrame) and frame.shape == (5, 42)
+    assert list(frame.columns[:3]) == ["conv1__l1", "conv1__l2", "conv1__min"]
+    assert {"network__kurtosis", "softmax__entropy", "softmax__max_prob", "dense__l2"} <= set(
+        frame.columns)
+    assert list(grad.get_feature_names_out()) == list(frame.columns)
+    assert frame["softmax__entropy"].between(0, 1).all()
+
+
+def test_feature_selection_parameters(fitted_net, digits_split):
+    X = digits_split[2][:3]
+    grad = GradientMetricTransformer(fitted_net, groups=["conv3", "dense.weight"],
+                                     statistics=["l2", "min"], include_network=False,
+                                     softmax_features=["max_prob"]).fit(X)
+    assert list(grad.get_feature_names_out()) == [
+        "conv3__l2", "conv3__min", "dense.weight__l2", "dense.weight__min", "softmax__max_prob"]
+    assert grad.transform(X).shape == (3, 5)
+    only_softmax = GradientMetricTransformer(fitted_net, statistics=[], include_network=False)
+    np.testing.assert_allclose(only_softmax.fit_transform(X)[:, 1],
+                               fitted_net.predict_proba(X).max(1), rtol=1e-6)
+
+
+def test_unfitted_sklearn_estimator_is_cloned_and_fitted(digits_split):
+    X, y = digits_split[0][:64], digits_split[1][:64]
+    net = CNNClassifier(lr=0.01, max_epochs=1, verbose=0, train_split=None, random_state=0)
+    grad = GradientMetricTransformer(net).fit(X, y)
+    assert grad.estimator_ is not net and not hasattr(net, "module_")
+    assert grad.transform(X[:2]).shape == (2, 42)
+    with pytest.raises(NotFittedError, match="not fitted and no y"):
+        GradientMetricTransformer(net).fit(X)
+
+
+def test_clone_shares_a_fitted_network_and_pickle_round_trips(fitted_net, digits_split):
+    X = digits_split[2][:6]
+    grad = GradientMetricTransformer(fitted_net, batch_size=3)
+    twin = clone(grad)
+    assert twin.estimator is fitted_net and twin.batch_size == 3
+    assert not hasattr(twin, "groups_")
+    fitted = grad.fit(X)
+    loaded = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(loaded.transform(X), fitted.transform(X))
+
+
+def test_pipeline_cross_validation_and_grid_search_never_refit_the_network(
+        fitted_net, digits_split):
+    X, y = digits_split[2][:120], digits_split[3][:120]
+    y_meta = (fitted_net.predict(X) == y).astype(int)
+    weights = {k: v.clone() for k, v in fitted_net.module_.state_dict().items()}
+    epochs = len(fitted_net.history)
+    pipe = make_pipeline(GradientMetricTransformer(FrozenEstimator(fitted_net)),
+                         StandardScaler(), LogisticRegression(max_iter=500))
+    scores = cross_val_score(pipe, X, y_meta, cv=3, scoring="roc_auc")
+    assert scores.shape == (3,) and np.isfinite(scores).all()
+    search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0],
+                                 "gradientmetrictransformer__statistics": [["l2"], "all"]},
+                          cv=2, scoring="roc_auc").fit(X, y_meta)
+    assert search.predict_proba(X[:4]).shape == (4, 2)
+    # a plain (not frozen) fitted net is shared by clone too
+    cross_val_score(make_pipeline(GradientMetricTransformer(fitted_net), StandardScaler(),
+                                  LogisticRegression(max_iter=500)), X, y_meta, cv=2)
+    assert len(fitted_net.history) == epochs
+    for k, v in fitted_net.module_.state_dict().items():
+        assert torch.equal(v, weights[k]), k
+
+
+# -- bad input ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("make_X, error, match", [
+    (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 3, np.nan, X), ValueError, "NaN"),
+    (lambda X: np.full_like(X, -np.inf), ValueError, "infinity"),
+    (lambda X: np.repeat(X, 3, axis=1), ValueError, r"\(3, 28, 28\).*expects \(1, 28, 28\)"),
+    (lambda X: X[:, :, :16, :16], ValueError, r"\(1, 16, 16\)"),
+    (lambda X: X[:0], ValueError, "empty"),
+    (lambda X: X.astype(np.int64), TypeError, "dtype int64"),
+])
+def test_bad_inputs_are_refused_clearly(fitted_net, digits_split, make_X, error, match):
+    X = digits_split[2][:4]
+    grad = GradientMetricTransformer(fitted_net).fit(X)
+    with pytest.raises(error, match=match):
+        grad.transform(make_X(X))
+    with pytest.raises(error, match=match):
+        GradientMetricTransformer(fitted_net).fit(make_X(X))
+
+
+def test_module_without_known_shape_reports_what_failed():
+    mlp = torch.nn.Sequential(torch.nn.Linear(5, 3))
+    with pytest.raises(ValueError, match=r"could not process inputs of shape \(4,\)"):
+        GradientMetricTransformer(mlp).fit_transform(np.random.rand(3, 4).astype(np.float32))
+    grad = GradientMetricTransformer(mlp).fit(np.random.rand(3, 5).astype(np.float32))
+    with pytest.raises(ValueError, match="X has 4 features, but GradientMetricTransformer is "
+                                         "expecting 5 features"):
+        grad.transform(np.random.rand(3, 4).astype(np.float32))
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"target": "label"}, "unknown target"),
+    ({"statistics": ["l2", "median"]}, r"unknown statistics \['median'\]"),
+    ({"softmax_features": ["margin"]}, "unknown softmax_features"),
+    ({"groups": ["conv9"]}, r"unknown layer or parameter 'conv9'.*conv1"),
+    ({"groups": "block"}, "groups must be"),
+    ({"groups": {"network": ["conv1"]}}, "reserved"),
+    ({"batch_size": 0}, "batch_size"),
+    ({"statistics": [], "softmax_features": False}, "no features"),
+])
+def test_bad_parameters_are_refused_clearly(fitted_net, params, match):
+    with pytest.raises(ValueError, match=match):
+        GradientMetricTransformer(fitted_net, **params).fit(np.zeros((1, 1, 28, 28), np.float32))
+
+
+def test_unfitted_transformer_and_missing_estimator():
+    with pytest.raises(NotFittedError):
+        GradientMetricTransformer(PaperCNN()).transform(np.zeros((1, 1, 28, 28), np.float32))
+    with pytest.raises(ValueError, match="estimator is None"):
+        GradientMetricTransformer(None).fit(np.zeros((1, 1, 28, 28), np.float32))
+    with pytest.raises(TypeError, match="cannot find a torch module"):
+        GradientMetricTransformer(StandardScaler().fit([[0.0]])).fit(np.zeros((1, 1), np.float32))
+
+
+def test_cuda_requested_without_gpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: tested in test_cuda_agrees_with_cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        GradientMetricTransformer(PaperCNN(), device="cuda").fit(
+            np.zeros((1, 1, 28, 28), np.float32))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_agrees_with_cpu(fitted_net, digits_split):
+    X = digits_split[2][:64]
+    cpu = GradientMetricTransformer(fitted_net, device="cpu").fit_transform(X)
+    gpu = GradientMetricTransformer(fitted_net, device="cuda").fit_transform(X)
+    names = GradientMetricTransformer(fitted_net).fit(X).get_feature_names_out()
+    for j, name in enumerate(names):
+        scale = np.abs(cpu[:, j]).max() if name.endswith("__mean") else 0
+        np.testing.assert_allclose(gpu[:, j], cpu[:, j], rtol=1e-4, atol=1e-4 * scale + 1e-12,
+                                   err_msg=name)
