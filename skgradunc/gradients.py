@@ -11,9 +11,11 @@ from collections import OrderedDict
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .statistics import finalize, merge, softmax_features, summarize
+from .statistics import combine, finalize, softmax_features, summarize, summarize_outer
 
 __all__ = ["TARGETS", "target_loss", "resolve_groups", "evaluation_mode",
            "GradientFeatureEngine"]
@@ -130,6 +132,89 @@ def evaluation_mode(module):
 
 
 
+def _per_layer_modules(module, trainable):
+    """Layer name -> module when every trainable parameter is the weight or bias of a
+    Linear or Conv2d (groups=1, zero padding): their per-sample gradients are exact
+    products of the layer's input and output gradient. None otherwise."""
+    layers = {}
+    for name in trainable:
+        layer_name, _, param = name.rpartition(".")
+        layer = module.get_submodule(layer_name)
+        supported = isinstance(layer, nn.Linear) or (
+            isinstance(layer, nn.Conv2d) and layer.groups == 1
+            and layer.padding_mode == "zeros")
+        if not supported or param not in ("weight", "bias"):
+            return None
+        layers[layer_name] = layer
+    return layers
+
+
+class Outer:
+    """A per-sample gradient that is the outer product of two factors, kept factored:
+    row i is u[i] (x) v[i], flattened (a dense layer's weight gradient)."""
+
+    def __init__(self, u, v):
+        self.u, self.v = u, v
+
+    def dense(self):
+        return torch.bmm(self.u[:, :, None], self.v[:, None, :])
+
+
+def _dense(g):
+    return g.dense() if isinstance(g, Outer) else g
+
+
+def _conv_padding(layer, x):
+    """Input padded as the convolution pads it, so windows can be taken unpadded."""
+    if layer.padding == "valid":
+        return x
+    if layer.padding == "same":
+        pads = []
+        for k, d in zip(reversed(layer.kernel_size), reversed(layer.dilation)):
+            total = d * (k - 1)
+            pads += [total // 2, total - total // 2]
+        return F.pad(x, pads)
+    ph, pw = layer.padding
+    return F.pad(x, [pw, pw, ph, ph])
+
+
+def _conv_windows(layer, x):
+    """(n, C*kh*kw, L) input patches, the layout of the weight's gradient."""
+    x = _conv_padding(layer, x)
+    if layer.dilation != (1, 1):
+        return F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
+    (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
+    windows = x.unfold(2, kh, sh).unfold(3, kw, sw)      # strided view (n, C, Ho, Wo, kh, kw)
+    n, c, ho, wo = windows.shape[:4]
+    # one copy, in the order bmm wants (measured faster than F.unfold's im2col on CPU)
+    return windows.permute(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo)
+
+
+def _per_sample_layer_gradient(layer, x, grad_out):
+    """{"weight": ..., "bias": ...} per-sample gradients for one call of ``layer``."""
+    n = x.shape[0]
+    if isinstance(layer, nn.Linear):
+        a = x.reshape(n, -1, x.shape[-1])
+        b = grad_out.reshape(n, -1, grad_out.shape[-1])
+        if a.shape[1] == 1:  # one position per sample: the gradient is an outer product
+            grads = {"weight": Outer(b[:, 0], a[:, 0])}
+        else:
+            grads = {"weight": torch.bmm(b.transpose(1, 2), a)}
+    else:
+        b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
+        grads = {"weight": torch.bmm(b, _conv_windows(layer, x).transpose(1, 2))}
+        b = b.transpose(1, 2)
+    if layer.bias is not None:
+        grads["bias"] = b.sum(dim=1)
+    return grads
+
+
+def _summary(g):
+    if isinstance(g, Outer):
+        return summarize_outer(g.u, g.v)
+    return summarize(g.reshape(g.shape[0], -1))
+
+
 class GradientFeatureEngine:
     """Compute gradient statistics and softmax features for chunks of inputs.
 
@@ -155,9 +240,7 @@ class GradientFeatureEngine:
         self.softmax = tuple(softmax)
         self.device = torch.device(device)
         self.trainable = trainable_parameters(module)
-        covered = [p for names in groups.values() for p in names]
-        # groups that partition the gradient let the network summary reuse theirs
-        self._groups_partition = sorted(covered) == sorted(self.trainable)
+        self.layers = _per_layer_modules(module, self.trainable)
 
     def feature_names(self):
         names = [f"{g}__{s}" for g in self.groups for s in self.statistics]
@@ -175,7 +258,49 @@ class GradientFeatureEngine:
                        for name, b in self.module.named_buffers()})
         return params, frozen
 
+    @property
+    def strategy(self):
+        """"per-layer" (exact input x output-gradient products) or "vmap" (any layer)."""
+        return "per-layer" if self.layers is not None else "vmap"
+
     def _gradient_function(self):
+        if self.layers is not None:
+            return self._per_layer_gradients
+        return self._vmap_gradient_function()
+
+    def _per_layer_gradients(self, params, frozen, x):
+        """One batched forward, one backward to the layer outputs, products per layer."""
+        params = {k: v.detach().requires_grad_() for k, v in params.items()}
+        calls = {name: [] for name in self.layers}
+
+        def recorder(name):
+            def hook(layer, inputs, output):
+                calls[name].append((inputs[0].detach(), output))
+            return hook
+
+        handles = [layer.register_forward_hook(recorder(name))
+                   for name, layer in self.layers.items()]
+        try:
+            with torch.enable_grad():
+                logits = functional_call(self.module, (params, frozen), (x,))
+                outputs = [out for name in self.layers for _, out in calls[name]]
+                grad_outputs = torch.autograd.grad(
+                    target_loss(logits, self.target).sum(), outputs)
+        finally:
+            for handle in handles:
+                handle.remove()
+        grads, position = {}, 0
+        for name, layer in self.layers.items():
+            prefix = f"{name}." if name else ""
+            for layer_input, _ in calls[name]:  # a layer called twice sums its calls
+                per_call = _per_sample_layer_gradient(layer, layer_input, grad_outputs[position])
+                position += 1
+                for param, g in per_call.items():
+                    key = prefix + param
+                    grads[key] = _dense(grads[key]) + _dense(g) if key in grads else g
+        return {k: grads[k] for k in self.trainable}, logits.detach()
+
+    def _vmap_gradient_function(self):
         module, target = self.module, self.target
 
         def loss(params, frozen, x):
@@ -185,21 +310,17 @@ class GradientFeatureEngine:
         return vmap(grad(loss, has_aux=True), in_dims=(None, None, 0))
 
     def _chunk_features(self, grads, logits):
-        n = logits.shape[0]
-        flat = {name: g.reshape(n, -1).to(torch.float64) for name, g in grads.items()}
-        columns, summaries = [], {}
-        for group, names in self.groups.items():
-            summary = summarize(torch.cat([flat[p] for p in names], dim=1))
-            summaries[group] = summary
-            if self.statistics:
-                columns.append(finalize(summary, self.statistics))
-        if self.include_network and self.statistics:
-            parts = (list(summaries.values()) if self._groups_partition
-                     else [summarize(flat[p]) for p in self.trainable])
-            network = parts[0]
-            for part in parts[1:]:
-                network = merge(network, part)
-            columns.append(finalize(network, self.statistics))
+        # one summary per parameter tensor; groups and the network combine them exactly
+        columns = []
+        if self.statistics:
+            per_parameter = torch.stack([_summary(grads[name]) for name in self.trainable])
+            index = {name: i for i, name in enumerate(self.trainable)}
+            groups = [combine(per_parameter[[index[p] for p in names]])
+                      for names in self.groups.values()]
+            if self.include_network:
+                groups.append(combine(per_parameter))
+            stats = finalize(torch.stack(groups, dim=1), self.statistics)  # (n, groups, k)
+            columns.append(stats.flatten(1))
         if self.softmax:
             columns.append(softmax_features(logits.detach().to(torch.float64), self.softmax))
         return torch.cat(columns, dim=1)

@@ -9,83 +9,110 @@ Conventions (those of numpy/scipy defaults, which the tests use as reference):
   (``scipy.stats.kurtosis(fisher=True, bias=True)``).
 * skew and kurtosis of a constant vector (m2 = 0) are 0.
 
-Moments are kept as exact summaries ``(n, mean, M2, M3, M4, l1, sumsq, min, max)``
-with ``Mk = sum (g - mean)^k``; summaries of disjoint parts merge exactly
-(Pebay 2008), so the whole network's statistics come from its layers' summaries
-without concatenating the gradient.
+A *summary* of each row of a gradient block is a float64 tensor (..., batch, 9)
+with columns ``n, mean, M2, M3, M4, l1, sumsq, min, max`` (``Mk = sum (g -
+mean)^k``). Summaries of disjoint parts combine exactly, in a few vectorised
+operations whatever the number of parts, so layer and whole-network statistics
+come from per-parameter summaries without concatenating the gradient.
 """
 
 import torch
 
-__all__ = ["STATISTICS", "SOFTMAX_FEATURES", "summarize", "merge", "finalize",
-           "softmax_features"]
+__all__ = ["STATISTICS", "SOFTMAX_FEATURES", "summarize", "summarize_outer", "combine",
+           "merge", "finalize", "softmax_features"]
 
 STATISTICS = ("l1", "l2", "min", "max", "mean", "std", "skew", "kurtosis")
 SOFTMAX_FEATURES = ("entropy", "max_prob")
+N, MEAN, M2, M3, M4, L1, SUMSQ, MIN, MAX = range(9)
+
+
+def _stack(n, mean, m2, m3, m4, l1, sumsq, minimum, maximum):
+    columns = [mean, m2, m3, m4, l1, sumsq, minimum, maximum]
+    summary = torch.stack(columns, dim=-1).to(torch.float64)
+    count = torch.full_like(summary[..., :1], float(n))
+    return torch.cat([count, summary], dim=-1)
 
 
 def summarize(g):
-    """Moment summary of each row of ``g`` (shape (batch, n)); two-pass, stable."""
-    n = g.shape[1]
+    """Summary (batch, 9) of each row of ``g`` (batch, n); two-pass, stable.
+
+    The element-wise passes run in g's dtype (float32 sums err by about eps * l1,
+    far below the spread); the summary itself is float64.
+    """
     mean = g.mean(dim=1)
     centred = g - mean[:, None]
     c2 = centred * centred
-    return {
-        "n": n,
-        "mean": mean,
-        "M2": c2.sum(dim=1),
-        "M3": (c2 * centred).sum(dim=1),
-        "M4": (c2 * c2).sum(dim=1),
-        "l1": g.abs().sum(dim=1),
-        "sumsq": (g * g).sum(dim=1),
-        "min": g.amin(dim=1),
-        "max": g.amax(dim=1),
-    }
+    return _stack(g.shape[1], mean, c2.sum(dim=1), (c2 * centred).sum(dim=1),
+                  (c2 * c2).sum(dim=1), g.abs().sum(dim=1), (g * g).sum(dim=1),
+                  g.amin(dim=1), g.amax(dim=1))
+
+
+def summarize_outer(u, v):
+    """Summary of each row's outer product u_i v_j (u (batch, a), v (batch, b)),
+    never forming it: power sums factorise, sum (u_i v_j)^k = sum u^k * sum v^k,
+    and the extremes are products of the factors' extremes. Central moments come
+    from the power sums in float64 (exact algebra; rounding ~ eps64 (mean/std)^4).
+    """
+    u, v = u.to(torch.float64), v.to(torch.float64)
+    n = u.shape[1] * v.shape[1]
+    u2, v2 = u * u, v * v
+    s1 = u.sum(1) * v.sum(1)
+    s2 = u2.sum(1) * v2.sum(1)
+    s3 = (u2 * u).sum(1) * (v2 * v).sum(1)
+    s4 = (u2 * u2).sum(1) * (v2 * v2).sum(1)
+    mean = s1 / n
+    corners = (torch.stack([u.amin(1), u.amax(1)], 1)[:, :, None]
+               * torch.stack([v.amin(1), v.amax(1)], 1)[:, None, :]).flatten(1)
+    return _stack(n, mean, (s2 - n * mean * mean).clamp(min=0),
+                  s3 - 3 * mean * s2 + 2 * n * mean ** 3,
+                  s4 - 4 * mean * s3 + 6 * mean * mean * s2 - 3 * n * mean ** 4,
+                  u.abs().sum(1) * v.abs().sum(1), s2, corners.amin(1), corners.amax(1))
+
+
+def combine(parts):
+    """Exact summary of the concatenation of disjoint parts (parts, ..., 9).
+
+    About the overall mean m, a part with mean m_p and d = m_p - m contributes
+    sum (x - m)^k = sum_j C(k, j) M_j d^(k-j) (M_0 = n_p, M_1 = 0).
+    """
+    n_p, mean_p = parts[..., N], parts[..., MEAN]
+    n = n_p.sum(0)
+    mean = (n_p * mean_p).sum(0) / n
+    d = mean_p - mean
+    m2_p, m3_p, m4_p = parts[..., M2], parts[..., M3], parts[..., M4]
+    d2 = d * d
+    return torch.stack([
+        n, mean,
+        (m2_p + n_p * d2).sum(0),
+        (m3_p + 3 * d * m2_p + n_p * d2 * d).sum(0),
+        (m4_p + 4 * d * m3_p + 6 * d2 * m2_p + n_p * d2 * d2).sum(0),
+        parts[..., L1].sum(0), parts[..., SUMSQ].sum(0),
+        parts[..., MIN].amin(0), parts[..., MAX].amax(0)], dim=-1)
 
 
 def merge(a, b):
-    """Exact summary of the concatenation of two parts (Pebay 2008, eq. 2.1-2.3)."""
-    na, nb = a["n"], b["n"]
-    n = na + nb
-    delta = b["mean"] - a["mean"]
-    d_n = delta / n
-    M2 = a["M2"] + b["M2"] + delta * d_n * na * nb
-    M3 = (a["M3"] + b["M3"] + delta * d_n * d_n * na * nb * (na - nb)
-          + 3 * d_n * (na * b["M2"] - nb * a["M2"]))
-    M4 = (a["M4"] + b["M4"]
-          + delta * d_n * d_n * d_n * na * nb * (na * na - na * nb + nb * nb)
-          + 6 * d_n * d_n * (na * na * b["M2"] + nb * nb * a["M2"])
-          + 4 * d_n * (na * b["M3"] - nb * a["M3"]))
-    return {
-        "n": n,
-        "mean": a["mean"] + d_n * nb,
-        "M2": M2, "M3": M3, "M4": M4,
-        "l1": a["l1"] + b["l1"],
-        "sumsq": a["sumsq"] + b["sumsq"],
-        "min": torch.minimum(a["min"], b["min"]),
-        "max": torch.maximum(a["max"], b["max"]),
-    }
+    """Exact summary of two disjoint parts."""
+    return combine(torch.stack([a, b]))
 
 
 def finalize(summary, statistics=STATISTICS):
-    """The requested statistics from a summary, stacked as columns (batch, k)."""
-    n = summary["n"]
-    m2 = summary["M2"] / n
+    """The requested statistics of summaries (..., 9) as (..., len(statistics))."""
+    n = summary[..., N]
+    m2 = summary[..., M2] / n
     flat = m2 <= 0
     safe_m2 = torch.where(flat, torch.ones_like(m2), m2)
+    zero = torch.zeros_like(m2)
     values = {
-        "l1": lambda: summary["l1"],
-        "l2": lambda: summary["sumsq"].sqrt(),
-        "min": lambda: summary["min"],
-        "max": lambda: summary["max"],
-        "mean": lambda: summary["mean"],
+        "l1": lambda: summary[..., L1],
+        "l2": lambda: summary[..., SUMSQ].sqrt(),
+        "min": lambda: summary[..., MIN],
+        "max": lambda: summary[..., MAX],
+        "mean": lambda: summary[..., MEAN],
         "std": lambda: m2.clamp(min=0).sqrt(),
-        "skew": lambda: torch.where(flat, torch.zeros_like(m2),
-                                    (summary["M3"] / n) / safe_m2 ** 1.5),
-        "kurtosis": lambda: torch.where(flat, torch.zeros_like(m2),
-                                        (summary["M4"] / n) / safe_m2 ** 2 - 3),
+        "skew": lambda: torch.where(flat, zero, summary[..., M3] / n / safe_m2 ** 1.5),
+        "kurtosis": lambda: torch.where(flat, zero, summary[..., M4] / n / safe_m2 ** 2 - 3),
     }
-    return torch.stack([values[name]() for name in statistics], dim=1)
+    return torch.stack([values[name]() for name in statistics], dim=-1)
 
 
 def softmax_features(logits, features=SOFTMAX_FEATURES):

@@ -3,7 +3,8 @@ import pytest
 import scipy.stats
 import torch
 
-from skgradunc.statistics import STATISTICS, finalize, merge, softmax_features, summarize
+from skgradunc.statistics import (STATISTICS, combine, finalize, merge, softmax_features,
+                                  summarize, summarize_outer)
 
 from reference import reference_statistics
 
@@ -25,6 +26,26 @@ def test_summaries_match_scipy(make):
         for name, value in as_dict(row).items():
             np.testing.assert_allclose(value, ref[name], rtol=1e-9, atol=1e-12 * abs(ref["l2"]),
                                        err_msg=name)
+
+
+def test_outer_product_summary_equals_the_materialised_product():
+    rng = np.random.default_rng(2)
+    u, v = rng.normal(size=(3, 10)), rng.normal(0.2, 1, size=(3, 785))
+    ours = finalize(summarize_outer(torch.from_numpy(u), torch.from_numpy(v))).numpy()
+    for row, a, b in zip(ours, u, v):
+        ref = reference_statistics(np.outer(a, b).ravel())
+        for name, value in as_dict(row).items():
+            np.testing.assert_allclose(value, ref[name], rtol=1e-9, atol=1e-15, err_msg=name)
+
+
+def test_combining_many_parts_at_once_equals_pairwise_merging():
+    rng = np.random.default_rng(3)
+    parts = [torch.from_numpy(rng.normal(i, 1 + i, (2, 5 + 3 * i))) for i in range(5)]
+    summaries = torch.stack([summarize(p) for p in parts])
+    pairwise = summaries[0]
+    for s in summaries[1:]:
+        pairwise = merge(pairwise, s)
+    torch.testing.assert_close(combine(summaries), pairwise, rtol=1e-10, atol=1e-10)
 
 
 def test_merging_parts_is_exact_even_far_apart():
