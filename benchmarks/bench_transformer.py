@@ -4,8 +4,9 @@ All three are measured in one run on the same inputs and the same network:
 
 * engine   - GradientMetricTransformer (all 8 statistics per layer + network + softmax)
 * naive    - a per-sample loop: forward, torch.autograd.grad, statistics in torch
-* batched  - one plain forward + backward of the *summed* loss per chunk (no per-sample
-             gradients at all): the cost floor the engine is compared with
+* backward - one plain forward + ``loss.backward()`` of the *summed* loss per chunk, as in
+             a training step (gradients accumulate in .grad); no per-sample gradients
+* grad     - the same with ``torch.autograd.grad`` (no accumulation): a stricter floor
 
 Run: python benchmarks/bench_transformer.py [--n 2048] [--batch-size 256] [--device auto]
 """
@@ -67,16 +68,19 @@ def run_naive(module, X, device):
     return loop
 
 
-def run_batched(module, X, batch_size, device):
+def run_batched(module, X, batch_size, device, accumulate):
     module = module.to(device)
     params = list(module.parameters())
     x_all = torch.from_numpy(X).to(device)
 
     def plain():
         for start in range(0, len(x_all), batch_size):
-            logits = module(x_all[start:start + batch_size])
-            torch.autograd.grad(target_loss(logits, "predicted").sum(), params)
-        sync(device)
+            loss = target_loss(module(x_all[start:start + batch_size]), "predicted").sum()
+            if accumulate:
+                loss.backward()
+            else:
+                torch.autograd.grad(loss, params)
+        module.zero_grad(set_to_none=True)
     return plain
 
 
@@ -86,7 +90,7 @@ def main(argv=None):
     parser.add_argument("--naive-n", type=int, default=512,
                         help="samples for the slow per-sample loop (rate is per sample)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
@@ -98,8 +102,10 @@ def main(argv=None):
         "engine (GradientMetricTransformer)": (run_engine(module, X, args.batch_size, device),
                                                args.n),
         "naive per-sample loop": (run_naive(module, X[:args.naive_n], device), args.naive_n),
-        "plain batched forward+backward": (run_batched(module, X, args.batch_size, device),
-                                           args.n),
+        "plain forward + loss.backward()": (
+            run_batched(module, X, args.batch_size, device, accumulate=True), args.n),
+        "plain forward + autograd.grad": (
+            run_batched(module, X, args.batch_size, device, accumulate=False), args.n),
     }, args.repeats, device)
 
     print(f"paper CNN, {args.n} x 1x28x28, chunk {args.batch_size}, device {device}, "

@@ -309,18 +309,21 @@ class GradientFeatureEngine:
 
         return vmap(grad(loss, has_aux=True), in_dims=(None, None, 0))
 
+    def _membership(self, device):
+        """(groups [+ network], parameters) mask of which parameters form each group."""
+        rows = [[p in names for p in self.trainable] for names in self.groups.values()]
+        if self.include_network:
+            rows.append([True] * len(self.trainable))
+        return torch.tensor(rows, dtype=torch.bool, device=device)
+
     def _chunk_features(self, grads, logits):
         # one summary per parameter tensor; groups and the network combine them exactly
         columns = []
         if self.statistics:
             per_parameter = torch.stack([_summary(grads[name]) for name in self.trainable])
-            index = {name: i for i, name in enumerate(self.trainable)}
-            groups = [combine(per_parameter[[index[p] for p in names]])
-                      for names in self.groups.values()]
-            if self.include_network:
-                groups.append(combine(per_parameter))
-            stats = finalize(torch.stack(groups, dim=1), self.statistics)  # (n, groups, k)
-            columns.append(stats.flatten(1))
+            groups = combine(per_parameter, self._membership(per_parameter.device))
+            stats = finalize(groups, self.statistics)                    # (groups, n, k)
+            columns.append(stats.transpose(0, 1).flatten(1))
         if self.softmax:
             columns.append(softmax_features(logits.detach().to(torch.float64), self.softmax))
         return torch.cat(columns, dim=1)

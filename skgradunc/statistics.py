@@ -39,12 +39,16 @@ def summarize(g):
     The element-wise passes run in g's dtype (float32 sums err by about eps * l1,
     far below the spread); the summary itself is float64.
     """
+    n = g.shape[1]
     mean = g.mean(dim=1)
     centred = g - mean[:, None]
     c2 = centred * centred
-    return _stack(g.shape[1], mean, c2.sum(dim=1), (c2 * centred).sum(dim=1),
-                  (c2 * c2).sum(dim=1), g.abs().sum(dim=1), (g * g).sum(dim=1),
-                  g.amin(dim=1), g.amax(dim=1))
+    m2 = c2.sum(dim=1).to(torch.float64)
+    mean64 = mean.to(torch.float64)
+    minimum, maximum = torch.aminmax(g, dim=1)
+    return _stack(n, mean64, m2, (c2 * centred).sum(dim=1), (c2 * c2).sum(dim=1),
+                  g.abs().sum(dim=1), m2 + n * mean64 * mean64,  # sum g^2 = M2 + n mean^2
+                  minimum, maximum)
 
 
 def summarize_outer(u, v):
@@ -69,25 +73,43 @@ def summarize_outer(u, v):
                   u.abs().sum(1) * v.abs().sum(1), s2, corners.amin(1), corners.amax(1))
 
 
-def combine(parts):
-    """Exact summary of the concatenation of disjoint parts (parts, ..., 9).
+def combine(parts, membership=None):
+    """Exact summaries of unions of disjoint parts.
 
-    About the overall mean m, a part with mean m_p and d = m_p - m contributes
-    sum (x - m)^k = sum_j C(k, j) M_j d^(k-j) (M_0 = n_p, M_1 = 0).
+    Parameters
+    ----------
+    parts : tensor (parts, ..., 9)
+    membership : bool tensor (groups, parts), optional
+        Row g selects the parts of group g. Without it, all parts form one group
+        and the result has no group axis.
+
+    About a group's mean m, a part with mean m_p and d = m_p - m contributes
+    sum (x - m)^k = sum_j C(k, j) M_j d^(k-j) (M_0 = n_p, M_1 = 0). All groups
+    are computed together in a fixed number of vectorised operations.
     """
-    n_p, mean_p = parts[..., N], parts[..., MEAN]
-    n = n_p.sum(0)
-    mean = (n_p * mean_p).sum(0) / n
-    d = mean_p - mean
-    m2_p, m3_p, m4_p = parts[..., M2], parts[..., M3], parts[..., M4]
+    single = membership is None
+    if single:
+        membership = torch.ones(1, parts.shape[0], dtype=torch.bool, device=parts.device)
+    extra = (1,) * (parts.dim() - 2)
+    w = membership.to(parts.dtype).reshape(*membership.shape, *extra)   # (G, P, 1...)
+    inside = membership.reshape(*membership.shape, *extra)
+    p = parts[None]                                                    # (1, P, ..., 9)
+    n_p, mean_p = p[..., N], p[..., MEAN]
+    m2_p, m3_p, m4_p = p[..., M2], p[..., M3], p[..., M4]
+    n = (w * n_p).sum(1)
+    mean = (w * n_p * mean_p).sum(1) / n
+    d = mean_p - mean[:, None]
     d2 = d * d
-    return torch.stack([
+    infinity = torch.tensor(float("inf"), dtype=parts.dtype, device=parts.device)
+    result = torch.stack([
         n, mean,
-        (m2_p + n_p * d2).sum(0),
-        (m3_p + 3 * d * m2_p + n_p * d2 * d).sum(0),
-        (m4_p + 4 * d * m3_p + 6 * d2 * m2_p + n_p * d2 * d2).sum(0),
-        parts[..., L1].sum(0), parts[..., SUMSQ].sum(0),
-        parts[..., MIN].amin(0), parts[..., MAX].amax(0)], dim=-1)
+        (w * (m2_p + n_p * d2)).sum(1),
+        (w * (m3_p + 3 * d * m2_p + n_p * d2 * d)).sum(1),
+        (w * (m4_p + 4 * d * m3_p + 6 * d2 * m2_p + n_p * d2 * d2)).sum(1),
+        (w * p[..., L1]).sum(1), (w * p[..., SUMSQ]).sum(1),
+        torch.where(inside, p[..., MIN], infinity).amin(1),
+        torch.where(inside, p[..., MAX], -infinity).amax(1)], dim=-1)
+    return result[0] if single else result
 
 
 def merge(a, b):

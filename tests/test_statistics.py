@@ -46,6 +46,12 @@ def test_combining_many_parts_at_once_equals_pairwise_merging():
     for s in summaries[1:]:
         pairwise = merge(pairwise, s)
     torch.testing.assert_close(combine(summaries), pairwise, rtol=1e-10, atol=1e-10)
+    # several groups at once, overlapping, equal one group at a time
+    membership = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 1, 1, 1], [1, 1, 1, 1, 1]], dtype=bool)
+    together = combine(summaries, membership)
+    for g, row in enumerate(membership):
+        torch.testing.assert_close(together[g], combine(summaries[row]), rtol=1e-12,
+                                   atol=1e-12)
 
 
 def test_merging_parts_is_exact_even_far_apart():
