@@ -3,6 +3,7 @@
 import numbers
 
 import numpy as np
+import scipy.sparse
 import torch
 
 __all__ = ["check_images", "check_labels", "check_samples", "as_float32_array"]
@@ -54,6 +55,9 @@ def check_images(X, input_shape=None, name="X"):
 
 def as_float32_array(X, name="X"):
     """X as a float32 numpy array; uint8 scaled by 1/255; empty input refused."""
+    if scipy.sparse.issparse(X):
+        raise TypeError(f"sparse input is not supported: {name} is a sparse matrix; pass a "
+                        "dense array (X.toarray())")
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
     try:
@@ -66,9 +70,14 @@ def as_float32_array(X, name="X"):
         X = X.astype(np.float32, copy=False)
     else:
         raise TypeError(
-            f"{name} must hold float values (or uint8 images in 0-255), got dtype {X.dtype}")
-    if X.ndim == 0 or X.shape[0] == 0 or X.size == 0:
-        raise ValueError(f"{name} is empty (shape {X.shape}); need at least one sample")
+            f"{name} must hold float values (or uint8 images in 0-255), got dtype {X.dtype}; "
+            "cast it explicitly (e.g. X.astype(np.float32))")
+    if X.ndim == 0 or X.shape[0] == 0:
+        raise ValueError(f"{name} is empty: found array with 0 sample(s) (shape={X.shape}) "
+                         "while a minimum of 1 is required.")
+    if X.size == 0:
+        raise ValueError(f"{name} is empty: found array with 0 feature(s) (shape={X.shape}) "
+                         "while a minimum of 1 is required.")
     return X
 
 
@@ -93,7 +102,7 @@ def check_samples(X, sample_shape=None, name="X", owner="the network"):
     if X.ndim < 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features) or an image batch, got shape "
-            f"{X.shape}; reshape a single sample with X.reshape(1, -1)")
+            f"{X.shape}. Reshape your data: X.reshape(1, -1) for a single sample")
     if sample_shape is not None and tuple(X.shape[1:]) != tuple(sample_shape):
         if X.ndim == 2 and len(sample_shape) == 1:
             raise ValueError(f"{name} has {X.shape[1]} features, but {owner} is expecting "

@@ -205,7 +205,9 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
                 "y was passed to fit it: fit the network first (and wrap it in "
                 "FrozenEstimator), or call fit(X, y)")
         else:
-            self.estimator_ = clone(self.estimator).fit(X, y)
+            # the network trains on what it will see in transform: validated float32
+            self.estimator_ = clone(self.estimator).fit(
+                check_samples(X, _sample_shape(self.estimator, None)), np.asarray(y))
         self.module_ = _find_module(self.estimator_)
         X = check_samples(X, _sample_shape(self.estimator_, self.module_))
         self.input_shape_ = tuple(X.shape[1:])
