@@ -14,11 +14,15 @@ def code_blocks(language):
 def test_readme_python_examples_run(capsys):
     blocks = code_blocks("python")
     assert blocks, "README has no python example"
+    namespace = {"__name__": "readme"}  # later blocks use what earlier ones built
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+        exec(compile(block, "README.md", "exec"), namespace)
     out = capsys.readouterr().out
     accuracy = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
     assert accuracy >= 0.95  # the README states 0.960 for this seed and split
+    assert "(450, 42) ['conv1__l1', 'conv1__l2', 'conv1__min']" in out
+    auroc = float(re.search(r"correct vs wrong: ([0-9.]+)", out).group(1))
+    assert auroc > 0.8
 
 
 def test_ci_runs_exactly_readmes_test_command():
