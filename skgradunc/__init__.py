@@ -1,11 +1,18 @@
 """skgradunc: gradient-based uncertainty for neural-network classifiers, the sklearn way."""
 
-from . import datasets
+from . import datasets, metrics
+from .baselines import SingleMetricClassifier
 from .callbacks import TrainingDivergedError
 from .classifier import CNNClassifier
+from .meta import MetaClassifier
 from .nets import PaperCNN
+from .targets import append_out_of_distribution, correctness_target
 from .transformer import GradientMetricTransformer
 
 __version__ = "0.1.0"
 
-__all__ = ["CNNClassifier", "GradientMetricTransformer", "PaperCNN", "TrainingDivergedError", "datasets", "__version__"]
+__all__ = [
+    "CNNClassifier", "GradientMetricTransformer", "MetaClassifier", "PaperCNN",
+    "SingleMetricClassifier", "TrainingDivergedError", "append_out_of_distribution",
+    "correctness_target", "datasets", "metrics", "__version__",
+]
