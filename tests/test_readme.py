@@ -23,6 +23,9 @@ def test_readme_python_examples_run(capsys):
     assert "(450, 42) ['conv1__l1', 'conv1__l2', 'conv1__min']" in out
     auroc = float(re.search(r"correct vs wrong: ([0-9.]+)", out).group(1))
     assert auroc > 0.8
+    meta = re.search(r"cross-validated AUROC ([0-9.]+); digits vs unseen noise AUROC ([0-9.]+)",
+                     out)
+    assert float(meta.group(1)) > 0.85 and float(meta.group(2)) > 0.95
 
 
 def test_ci_runs_exactly_readmes_test_command():
