@@ -9,6 +9,7 @@ All three are measured in one run on the same inputs and the same network:
 * grad     - the same with ``torch.autograd.grad`` (no accumulation): a stricter floor
 
 Run: python benchmarks/bench_transformer.py [--n 2048] [--batch-size 256] [--device auto]
+     python benchmarks/bench_transformer.py --phases     # where one chunk's time goes
 """
 
 import argparse
@@ -84,6 +85,57 @@ def run_batched(module, X, batch_size, device, accumulate):
     return plain
 
 
+def phases(module, X, batch_size, device, repeats):
+    """Median time of each phase of the per-layer engine on one chunk, interleaved."""
+    from torch.func import functional_call
+
+    from skgradunc.gradients import (GradientFeatureEngine, _per_sample_layer_gradient,
+                                     resolve_groups)
+    from skgradunc.statistics import SOFTMAX_FEATURES, STATISTICS
+
+    engine = GradientFeatureEngine(module, "predicted", resolve_groups(module), STATISTICS,
+                                   True, SOFTMAX_FEATURES, device)
+    weights, frozen = engine._weights_on_device()
+    x = torch.from_numpy(X[:batch_size]).to(device)
+    params = list(module.to(device).parameters())
+    times = {name: [] for name in ("plain forward+backward", "engine forward",
+                                   "engine backward to layer outputs",
+                                   "per-sample products", "statistics")}
+    for _ in range(repeats + 2):
+        marks = [time.perf_counter()]
+        torch.autograd.grad(target_loss(module(x), "predicted").sum(), params)
+        sync(device)
+        marks.append(time.perf_counter())
+        calls = {}
+        hooks = [layer.register_forward_hook(
+            lambda m, i, o, name=name: calls.__setitem__(name, (i[0].detach(), o)))
+            for name, layer in engine.layers.items()]
+        live = {k: v.detach().requires_grad_() for k, v in weights.items()}
+        logits = functional_call(module, (live, frozen), (x,))
+        sync(device)
+        marks.append(time.perf_counter())
+        for hook in hooks:
+            hook.remove()
+        grad_outputs = torch.autograd.grad(target_loss(logits, "predicted").sum(),
+                                           [calls[name][1] for name in engine.layers])
+        sync(device)
+        marks.append(time.perf_counter())
+        grads = {}
+        for (name, layer), grad_out in zip(engine.layers.items(), grad_outputs):
+            for param, g in _per_sample_layer_gradient(layer, calls[name][0], grad_out).items():
+                grads[f"{name}.{param}"] = g
+        sync(device)
+        marks.append(time.perf_counter())
+        engine._chunk_features(grads, logits.detach())
+        sync(device)
+        marks.append(time.perf_counter())
+        for name, start, end in zip(times, marks, marks[1:]):
+            times[name].append(end - start)
+    print(f"one chunk of {batch_size}, median of {repeats} interleaved rounds, device {device}")
+    for name, values in times.items():
+        print(f"{name:<36}{1e3 * np.median(values[2:]):>8.1f} ms")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=2048)
@@ -92,11 +144,15 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--phases", action="store_true",
+                        help="print where one chunk's time goes instead of the table")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     torch.manual_seed(0)
     module = PaperCNN().eval()
     X = np.random.default_rng(0).random((args.n, 1, 28, 28), dtype=np.float32)
+    if args.phases:
+        return phases(module, X, args.batch_size, device, max(args.repeats, 10))
 
     rates = interleaved_best({
         "engine (GradientMetricTransformer)": (run_engine(module, X, args.batch_size, device),

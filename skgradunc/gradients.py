@@ -134,8 +134,15 @@ def evaluation_mode(module):
 
 def _per_layer_modules(module, trainable):
     """Layer name -> module when every trainable parameter is the weight or bias of a
-    Linear or Conv2d (groups=1, zero padding): their per-sample gradients are exact
-    products of the layer's input and output gradient. None otherwise."""
+    Linear or Conv2d (groups=1, zero padding) and used by that layer alone: their
+    per-sample gradients are exact products of the layer's input and output
+    gradient. None otherwise (e.g. tied weights, which vmap handles)."""
+    owners = {}
+    for _, sub in module.named_modules(remove_duplicate=False):
+        for p in sub.parameters(recurse=False):
+            owners[id(p)] = owners.get(id(p), 0) + 1
+    if any(owners[id(p)] > 1 for name, p in module.named_parameters() if name in trainable):
+        return None
     layers = {}
     for name in trainable:
         layer_name, _, param = name.rpartition(".")

@@ -85,3 +85,32 @@ def test_resnet18_with_batchnorm_matches_reference(target):
     assert "layer1.0.bn1__l2" in names and "fc__kurtosis" in names
     layers = [m for m in resnet.modules() if list(m.parameters(recurse=False))]
     assert len(names) == (len(layers) + 1) * len(STATISTICS) + 2  # + network, + softmax
+
+
+class TiedAutoencoderClassifier(torch.nn.Module):
+    """One weight used by two layers (weight tying): every use must count."""
+
+    def __init__(self):
+        super().__init__()
+        self.encode = torch.nn.Linear(6, 4)
+        self.decode = torch.nn.Linear(4, 6)
+        self.decode.weight = torch.nn.Parameter(self.encode.weight.T.clone())
+        self.classify = torch.nn.Linear(6, 3)
+        self.tied = torch.nn.Linear(6, 4, bias=False)
+        self.tied.weight = self.encode.weight            # the same Parameter object
+
+    def forward(self, x):
+        h = torch.tanh(self.encode(x)) + torch.tanh(self.tied(x))
+        return self.classify(torch.tanh(self.decode(h)))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_tied_weights_count_every_use(target):
+    torch.manual_seed(5)
+    module = randomized(TiedAutoencoderClassifier(), seed=5)
+    X = torch.randn(7, 6).numpy()
+    grad = GradientMetricTransformer(module, target=target).fit(X)
+    from skgradunc.gradients import GradientFeatureEngine
+    engine = GradientFeatureEngine(module, target, grad.groups_, STATISTICS, True, (), "cpu")
+    assert engine.strategy == "vmap"
+    check(module, X, target)
