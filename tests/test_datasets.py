@@ -61,3 +61,33 @@ def test_make_noise_bad_arguments(kwargs, match):
 def test_load_digits28_bad_size():
     with pytest.raises(ValueError, match="image_size"):
         load_digits28(image_size=4)
+
+
+def test_to_gray28_matches_pillow_gray_conversion():
+    from PIL import Image
+    from skgradunc.datasets import to_gray28
+    rgb = np.random.RandomState(0).randint(0, 256, (2, 28, 28, 3), dtype=np.uint8)
+    ours = to_gray28(rgb)
+    pillow = np.stack([np.asarray(Image.fromarray(im).convert("L")) for im in rgb]) / 255
+    np.testing.assert_allclose(ours[:, 0], pillow, atol=1 / 255 + 1e-6)  # Pillow rounds
+    np.testing.assert_allclose(to_gray28(rgb.transpose(0, 3, 1, 2)), ours, atol=1e-6)
+    np.testing.assert_allclose(to_gray28(rgb, invert=True), 1 - ours, atol=1e-6)
+    with pytest.raises(ValueError, match="expected"):
+        to_gray28(np.zeros((2, 3)))
+
+
+def test_embedded_letters_and_natural_patches():
+    from skgradunc.datasets import load_letters28, load_natural28
+    X, y = load_letters28(6, return_X_y=True)
+    assert X.shape == (156, 1, 28, 28) and np.bincount(y).tolist() == [6] * 26
+    assert X[:, 0, 0, 0].max() < 0.05 and 0.03 < X.mean() < 0.3   # bright ink on black
+    np.testing.assert_array_equal(X, load_letters28(6, return_X_y=True)[0])  # deterministic
+    assert not np.array_equal(X, load_letters28(6, random_state=1, return_X_y=True)[0])
+    assert list(load_letters28(1).target_names[:3]) == ["A", "B", "C"]
+    N = load_natural28(50, random_state=3)
+    assert N.shape == (50, 1, 28, 28) and N.std() > 0.1
+    np.testing.assert_array_equal(N, load_natural28(50, random_state=3))
+    with pytest.raises(ValueError):
+        load_letters28(0)
+    with pytest.raises(ValueError):
+        load_natural28(0)

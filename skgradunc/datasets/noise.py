@@ -1,0 +1,49 @@
+"""Noise images: the paper's simplest out-of-distribution concept."""
+
+import numbers
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+__all__ = ["make_noise"]
+
+
+def make_noise(n_samples, *, kind="uniform", shape=(1, 28, 28), random_state=None):
+    """Noise images: the paper's simplest out-of-distribution concept.
+
+    Parameters
+    ----------
+    n_samples : int
+        Number of images.
+    kind : {"uniform", "normal"}, default="uniform"
+        ``"uniform"``: independent pixels uniform in [0, 1] (the paper's
+        uniform noise). ``"normal"``: pixels drawn from N(0.5, 0.25^2) and
+        clipped to [0, 1] (the "normal noise" concept of the paper's Table 3).
+    shape : tuple of int, default=(1, 28, 28)
+        Shape of one image, e.g. ``X.shape[1:]``.
+    random_state : int, RandomState or None, default=None
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_samples, *shape)
+
+    Examples
+    --------
+    >>> from skgradunc.datasets import make_noise
+    >>> make_noise(200, kind="uniform", random_state=0).shape
+    (200, 1, 28, 28)
+    """
+    if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    shape = tuple(int(s) for s in shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"shape must be a non-empty tuple of positive sizes, got {shape}")
+    rng = check_random_state(random_state)
+    size = (int(n_samples), *shape)
+    if kind == "uniform":
+        X = rng.uniform(0.0, 1.0, size=size)
+    elif kind == "normal":
+        X = np.clip(rng.normal(0.5, 0.25, size=size), 0.0, 1.0)
+    else:
+        raise ValueError(f"kind must be 'uniform' or 'normal', got {kind!r}")
+    return X.astype(np.float32)
