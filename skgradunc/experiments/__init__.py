@@ -1,0 +1,8 @@
+"""The paper's experimental protocol (Oberdiek et al. 2018, sections 3-5).
+
+``skgradunc reproduce`` runs it from the command line; :func:`run_protocol` from Python.
+"""
+
+from .protocol import ReproduceConfig, run_protocol
+
+__all__ = ["ReproduceConfig", "run_protocol"]

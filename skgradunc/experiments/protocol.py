@@ -1,0 +1,86 @@
+"""The whole protocol: K runs, Tables 1-3, Figure 2, a printed summary."""
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .. import __version__
+from .data import load_experiment_data
+from .figures import write_figure2
+from .io import write_json
+from .report import write_reports
+from .runs import compute_run
+from .tables import aggregate, run_tables
+
+__all__ = ["ReproduceConfig", "run_protocol"]
+
+# The paper splits EMNIST's 280,000 digits into 60,000 train / 20,000 validation / 200,000 test
+PAPER_SPLIT = (60 / 280, 20 / 280, 200 / 280)
+
+
+@dataclass
+class ReproduceConfig:
+    data: str = "digits"
+    root: str = None
+    runs: int = 10
+    out: str = "skgradunc-results"
+    device: str = "auto"
+    seed: int = 0
+    split: tuple = PAPER_SPLIT
+    epochs: int = None          # None: the data set's default
+    lr: float = None
+    batch_size: int = 256       # chunk size of the gradient-metric extraction
+    ood_size: int = 2000        # images per unknown concept (a random subset of larger sets)
+
+
+def run_protocol(config, log=print):
+    """Run (or resume) the protocol; write tables and the figure under ``config.out``.
+
+    Returns the aggregated results ``{table: {row: {column: {score: {mean, sem, runs}}}}}``.
+    """
+    if config.runs < 1:
+        raise ValueError(f"runs must be at least 1, got {config.runs}")
+    if len(config.split) != 3 or min(config.split) <= 0 or sum(config.split) > 1 + 1e-9:
+        raise ValueError(f"split must be three positive fractions summing to at most 1, got "
+                         f"{config.split}")
+    start = time.perf_counter()
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_experiment_data(config.data, config.root, ood_size=config.ood_size,
+                                seed=config.seed)
+    concepts = list(data.ood)
+    log(f"skgradunc {__version__} reproduce: {config.data}, {len(data.X)} in-distribution "
+        f"images, unknown concepts {concepts}, {config.runs} runs -> {out}")
+    per_run, first = [], None
+    for run in tqdm(range(config.runs), desc="runs", unit="run"):
+        arrays = compute_run(config, data, run, log=lambda m: tqdm.write(str(m)))
+        first = first or arrays
+        per_run.append(run_tables(arrays, concepts, list(data.known_unknowns)))
+    results = aggregate(per_run)
+    header = (f"Data: `{config.data}`; {config.runs} runs; split {tuple(round(s, 4) for s in config.split)}; "
+              f"unknown concepts: {', '.join(concepts)}; known unknowns (Table 3): "
+              f"{', '.join(data.known_unknowns)}.")
+    write_reports(out, results, header)
+    write_figure2(out / "figure2.png", first, concepts)
+    seconds = time.perf_counter() - start
+    write_json(out / "config.json", {**asdict(config), "seconds": seconds,
+                                     "version": __version__})
+    log(summary(results, seconds, out))
+    return results
+
+
+def summary(results, seconds, out):
+    lines = [f"done in {seconds:.0f} s; tables and figure in {out}/",
+             "AUROC (%)             wrong    All"]
+    for table, row in (("Table 1", "Softmax baseline"), ("Table 1", "Entropy"),
+                       ("Table 1", "Euclidean norm"), ("Table 2", "LASSO")):
+        cells = results[table][row]
+        lines.append(f"{row:<20}{100 * cells['wrong']['AUROC']['mean']:>7.2f}"
+                     f"{100 * cells['All']['AUROC']['mean']:>7.2f}")
+    nn = list(results["Table 3"])[-1]
+    cells = results["Table 3"][nn]
+    lines.append(f"{nn[:20]:<20}{100 * cells['wrong']['AUROC']['mean']:>7.2f}"
+                 f"{100 * cells['All']['AUROC']['mean']:>7.2f}   ({nn})")
+    return "\n".join(lines)
