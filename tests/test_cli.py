@@ -8,8 +8,16 @@ import pytest
 from skgradunc import cli
 
 
-def test_bare_command_runs_train_on_the_embedded_default(capsys):
-    assert cli.main(["--epochs", "2", "--quiet"]) == 0
+def test_bare_command_runs_the_reproduction_on_the_embedded_default(capsys, tmp_path):
+    assert cli.main(["--runs", "1", "--epochs", "1", "--ood-size", "30",
+                     "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "reproduce: digits, 1797 in-distribution images" in out
+    assert "done in" in out and (tmp_path / "figure2.png").is_file()
+
+
+def test_train_command(capsys):
+    assert cli.main(["train", "--epochs", "2", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "training the paper's CNN on 'digits'" in out
     assert "1347 train / 450 test" in out and "lr=0.01" in out
@@ -39,7 +47,7 @@ def test_unknown_data_set_is_refused(capsys):
 def test_module_entry_point_and_version():
     done = subprocess.run([sys.executable, "-m", "skgradunc", "--help"],
                           capture_output=True, text=True, check=True)
-    assert "train" in done.stdout
+    assert "train" in done.stdout and "reproduce" in done.stdout
     done = subprocess.run([sys.executable, "-m", "skgradunc", "--version"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.startswith("skgradunc ")

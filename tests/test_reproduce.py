@@ -1,0 +1,129 @@
+"""The paper's protocol end to end, tiny: outputs, resume after interruption, atomic files."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from skgradunc import cli
+from skgradunc.experiments import ReproduceConfig, run_protocol
+from skgradunc.experiments import runs as runs_module
+from skgradunc.experiments.data import load_experiment_data
+from skgradunc.experiments.io import atomic_path
+
+
+def tiny(out, **kwargs):
+    params = dict(data="digits", runs=2, out=str(out), epochs=2, ood_size=60)
+    params.update(kwargs)
+    return ReproduceConfig(**params)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    messages = []
+    results = run_protocol(tiny(out), log=messages.append)
+    return out, results, messages
+
+
+def test_writes_every_table_and_the_figure(finished):
+    out, results, messages = finished
+    for name in ("tables.md", "tables.csv", "tables.json", "figure2.png", "config.json"):
+        assert (out / name).is_file(), name
+    assert not list(out.rglob(".*"))                    # no temporary files left behind
+    assert set(results) == {"Table 1", "Table 2", "Table 3"}
+    assert "All-ones L2 (Lee & AlRegib)" in results["Table 1"]
+    assert "Uniform L1 (GradNorm)" in results["Table 1"]
+    assert {"GLM", "LASSO", "Ridge", "Elastic net"} <= set(results["Table 2"])
+    assert list(results["Table 3"])[-1] == ("NN: validation + uniform noise + natural images + "
+                                            "letters")
+    cell = results["Table 2"]["LASSO"]["letters"]
+    assert set(cell) == {"AUROC", "AUPR-In", "AUPR-Out", "FPR@95%TPR"}
+    assert cell["AUROC"]["runs"] == 2 and 0 <= cell["AUROC"]["mean"] <= 1
+    assert json.loads((out / "tables.json").read_text()) == results
+    rows = (out / "tables.csv").read_text().splitlines()
+    assert rows[0] == "table,score,row,column,mean,sem,runs"
+    assert len(rows) == 1 + sum(len(c) * 4 for t in results.values() for c in t.values())
+    markdown = (out / "tables.md").read_text()
+    assert "## Table 3" in markdown and "| FPR@95%TPR | wrong | letters" in markdown
+    assert Image.open(out / "figure2.png").size[0] > 500
+    assert "done in" in messages[-1] and "LASSO" in messages[-1]
+
+
+def test_each_run_is_its_own_resplit_and_network(finished):
+    out, _, _ = finished
+    first = np.load(out / "runs" / "run-01" / "features.npz")
+    second = np.load(out / "runs" / "run-02" / "features.npz")
+    assert first["test__predicted"].shape[1] == 42
+    assert not np.array_equal(first["y_test"], second["y_test"])
+    known = first["known__uniform noise"]
+    assert len(known) == 30 and len(np.unique(known)) == 30   # half of 60, no repeats
+
+
+def test_rerun_resumes_without_training_or_extracting(finished, monkeypatch):
+    out, results, _ = finished
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a finished run was computed again")
+    monkeypatch.setattr(runs_module, "_train", refuse)
+    monkeypatch.setattr(runs_module, "_features", refuse)
+    assert run_protocol(tiny(out), log=lambda m: None) == results
+
+
+def test_interrupted_run_resumes_from_the_saved_network(tmp_path, monkeypatch):
+    original = runs_module._features
+    calls = {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+    monkeypatch.setattr(runs_module, "_features", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(tiny(tmp_path, runs=1), log=lambda m: None)
+    run = tmp_path / "runs" / "run-01"
+    assert (run / "net.pkl").is_file() and not (run / "features.npz").exists()
+    assert not list(tmp_path.rglob(".*"))              # the interrupted write left nothing
+
+    monkeypatch.setattr(runs_module, "_features", original)
+    monkeypatch.setattr(runs_module, "_train", lambda *a, **k: pytest.fail("retrained"))
+    messages = []
+    run_protocol(tiny(tmp_path, runs=1), log=messages.append)
+    assert (run / "features.npz").is_file()
+
+
+def test_atomic_path_leaves_nothing_on_failure(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "table.md") as temporary:
+            temporary.write_text("half")
+            raise RuntimeError
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_configuration(tmp_path):
+    with pytest.raises(ValueError, match="runs must be at least 1"):
+        run_protocol(tiny(tmp_path, runs=0))
+    with pytest.raises(ValueError, match="split"):
+        run_protocol(tiny(tmp_path, split=(0.5, 0.5, 0.5)))
+    with pytest.raises(ValueError, match="unknown data set"):
+        run_protocol(tiny(tmp_path, data="imagenet"))
+    with pytest.raises(ValueError, match="needs --root"):
+        run_protocol(tiny(tmp_path, data="mnist"))
+
+
+def test_command_line(tmp_path, capsys):
+    cli.main(["reproduce", "--runs", "1", "--epochs", "1", "--ood-size", "40",
+              "--out", str(tmp_path)])
+    assert "done in" in capsys.readouterr().out
+    assert (tmp_path / "tables.md").is_file()
+
+
+def test_mnist_experiment_data_uses_the_real_sets(shared_data):
+    data = load_experiment_data("mnist", shared_data, ood_size=50)
+    assert len(data.X) == 70000 and data.X.shape[1:] == (1, 28, 28)
+    assert list(data.ood) == ["notMNIST", "Omniglot", "CIFAR-10", "EMNIST letters",
+                              "uniform noise", "normal noise"]
+    assert all(len(X) == 50 for X in data.ood.values())
+    assert data.known_unknowns == ("uniform noise", "CIFAR-10", "Omniglot")
