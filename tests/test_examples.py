@@ -28,7 +28,8 @@ def test_meta_classification_reaches_the_targets(capsys):
     assert rows["softmax baseline"][0] > 0.85
 
 
-@pytest.mark.parametrize("name", ["train_digits.py", "gradient_features.py"])
+@pytest.mark.parametrize("name", ["train_digits.py", "gradient_features.py",
+                                  "reproduce_protocol.py"])
 def test_other_examples_run(name, capsys):
     out = run(name, capsys)
     assert "test accuracy" in out
