@@ -42,11 +42,15 @@ def test_writes_every_table_and_the_figure(finished):
     assert set(cell) == {"AUROC", "AUPR-In", "AUPR-Out", "FPR@95%TPR"}
     assert cell["AUROC"]["runs"] == 2 and 0 <= cell["AUROC"]["mean"] <= 1
     assert json.loads((out / "tables.json").read_text()) == results
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert [t["run"] for t in training] == [1, 2] and all(0 < t["test_accuracy"] <= 1
+                                                          for t in training)
     rows = (out / "tables.csv").read_text().splitlines()
     assert rows[0] == "table,score,row,column,mean,sem,runs"
     assert len(rows) == 1 + sum(len(c) * 4 for t in results.values() for c in t.values())
     markdown = (out / "tables.md").read_text()
     assert "## Table 3" in markdown and "| FPR@95%TPR | wrong | letters" in markdown
+    assert "CNN test accuracy" in markdown
     assert Image.open(out / "figure2.png").size[0] > 500
     assert "done in" in messages[-1] and "LASSO" in messages[-1]
 
@@ -92,6 +96,12 @@ def test_interrupted_run_resumes_from_the_saved_network(tmp_path, monkeypatch):
     messages = []
     run_protocol(tiny(tmp_path, runs=1), log=messages.append)
     assert (run / "features.npz").is_file()
+
+
+def test_resuming_with_other_settings_is_refused(finished):
+    out, _, _ = finished
+    with pytest.raises(ValueError, match=r"other settings \(epochs: 2 then, 3 now\)"):
+        run_protocol(tiny(out, epochs=3), log=lambda m: None)
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):

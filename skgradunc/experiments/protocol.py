@@ -9,6 +9,8 @@ from tqdm.auto import tqdm
 from .. import __version__
 from .data import load_experiment_data
 from .figures import write_figure2
+import json
+
 from .io import write_json
 from .report import write_reports
 from .runs import compute_run
@@ -47,28 +49,60 @@ def run_protocol(config, log=print):
                          f"{config.split}")
     start = time.perf_counter()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
     data = load_experiment_data(config.data, config.root, ood_size=config.ood_size,
                                 seed=config.seed)
+    _check_resumable(out, config)
     concepts = list(data.ood)
     log(f"skgradunc {__version__} reproduce: {config.data}, {len(data.X)} in-distribution "
         f"images, unknown concepts {concepts}, {config.runs} runs -> {out}")
-    per_run, first = [], None
+    per_run, first, training = [], None, []
     for run in tqdm(range(config.runs), desc="runs", unit="run"):
         arrays = compute_run(config, data, run, log=lambda m: tqdm.write(str(m)))
         first = first or arrays
         per_run.append(run_tables(arrays, concepts, list(data.known_unknowns)))
+        training.append({"run": run + 1, "test_accuracy": float(arrays["y_test"].mean()),
+                         "lr": float(arrays["lr"]),
+                         "diverged_attempts": int(arrays["diverged_attempts"])})
     results = aggregate(per_run)
-    header = (f"Data: `{config.data}`; {config.runs} runs; split {tuple(round(s, 4) for s in config.split)}; "
-              f"unknown concepts: {', '.join(concepts)}; known unknowns (Table 3): "
+    split = tuple(round(s, 4) for s in config.split)
+    accuracy = [t["test_accuracy"] for t in training]
+    recovered = [t["run"] for t in training if t["diverged_attempts"]]
+    header = (f"Data: `{config.data}`; {config.runs} runs; split {split}; CNN test accuracy "
+              f"{100 * min(accuracy):.2f}-{100 * max(accuracy):.2f} %; unknown concepts: "
+              f"{', '.join(concepts)}; known unknowns (Table 3): "
               f"{', '.join(data.known_unknowns)}.")
+    if recovered:
+        header += (f" Training diverged and was retried with a lower learning rate in run(s) "
+                   f"{', '.join(map(str, recovered))} (see config.json).")
     write_reports(out, results, header)
     write_figure2(out / "figure2.png", first, concepts)
     seconds = time.perf_counter() - start
     write_json(out / "config.json", {**asdict(config), "seconds": seconds,
-                                     "version": __version__})
+                                     "version": __version__, "training": training})
     log(summary(results, seconds, out))
     return results
+
+
+# what shapes a run's cached files; the number of runs and the device may change on resume
+RUN_SETTINGS = ("data", "root", "seed", "split", "epochs", "lr", "batch_size", "ood_size")
+
+
+def _check_resumable(out, config):
+    """Refuse to mix cached runs made with other settings into the tables."""
+    settings = {key: getattr(config, key) for key in RUN_SETTINGS}
+    settings["split"] = [float(v) for v in settings["split"]]
+    settings["root"] = None if config.root is None else str(Path(config.root).resolve())
+    path = out / "runs" / "settings.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        changed = {k: (cached.get(k), v) for k, v in settings.items() if cached.get(k) != v}
+        if changed:
+            differences = ", ".join(f"{key}: {then!r} then, {now!r} now"
+                                    for key, (then, now) in changed.items())
+            raise ValueError(f"{out} holds runs made with other settings ({differences}); "
+                             "choose another --out or delete it to start afresh")
+    else:
+        write_json(path, settings)
 
 
 def summary(results, seconds, out):
