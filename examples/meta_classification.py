@@ -15,7 +15,7 @@ Run: python examples/meta_classification.py
 import numpy as np
 import pandas as pd
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import StratifiedKFold, cross_val_predict, train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 import skgradunc as sgu
 from skgradunc.metrics import aupr_out, auroc

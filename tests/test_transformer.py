@@ -13,7 +13,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skgradunc import CNNClassifier, GradientMetricTransformer, PaperCNN
-from skgradunc.statistics import STATISTICS
 
 
 def snapshot(module):

@@ -1,5 +1,6 @@
 """The whole protocol: K runs, Tables 1-3, Figure 2, a printed summary."""
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -9,8 +10,6 @@ from tqdm.auto import tqdm
 from .. import __version__
 from .data import load_experiment_data
 from .figures import write_figure2
-import json
-
 from .io import write_json
 from .report import write_reports
 from .runs import compute_run
