@@ -198,7 +198,11 @@ def _conv_windows(layer, x):
 
 
 def _per_sample_layer_gradient(layer, x, grad_out):
-    """{"weight": ..., "bias": ...} per-sample gradients for one call of ``layer``."""
+    """{"weight": ..., "bias": ...} per-sample gradients for one call of ``layer``.
+
+    Each entry holds every element of the per-sample gradient, in an order chosen for
+    speed (a convolution's weight gradient comes transposed); only order-free
+    statistics are taken of them."""
     n = x.shape[0]
     if isinstance(layer, nn.Linear):
         a = x.reshape(n, -1, x.shape[-1])
@@ -209,7 +213,10 @@ def _per_sample_layer_gradient(layer, x, grad_out):
             grads = {"weight": torch.bmm(b.transpose(1, 2), a)}
     else:
         b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
-        grads = {"weight": torch.bmm(b, _conv_windows(layer, x).transpose(1, 2))}
+        # windows (n, K, L) @ b^T (n, L, O): the weight gradient transposed per sample,
+        # (n, C*kh*kw, O). Statistics do not depend on element order, and this product
+        # runs ~1.9x faster than b @ windows^T on the CPU (conv2 of the paper CNN).
+        grads = {"weight": torch.bmm(_conv_windows(layer, x), b.transpose(1, 2))}
         b = b.transpose(1, 2)
     if layer.bias is not None:
         grads["bias"] = b.sum(dim=1)
