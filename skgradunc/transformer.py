@@ -109,6 +109,12 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         ``entropy`` (normalised by log q, in [0, 1]) and/or ``max_prob``.
     batch_size : int, default=256
         Samples per chunk; peak memory grows with it, never with len(X).
+    max_memory : int or None, default=2**30
+        Approximate bound, in bytes, on the per-sample gradients held at once. It
+        matters for networks with layers other than Linear/Conv2d (BatchNorm,
+        LayerNorm...), whose gradients are computed with ``vmap`` and held whole
+        per sample (ResNet-18: ~84 MB a sample); their chunk is shrunk to fit.
+        ``None``: no bound.
     device : str, default="auto"
         Where gradients are computed: ``"auto"`` = CUDA when available.
 
@@ -144,7 +150,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     """
 
     def __init__(self, estimator, *, target="predicted", groups="layer", statistics="all",
-                 include_network=True, softmax_features=True, batch_size=256, device="auto"):
+                 include_network=True, softmax_features=True, batch_size=256, max_memory=2**30,
+                 device="auto"):
         self.estimator = estimator
         self.target = target
         self.groups = groups
@@ -152,6 +159,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self.include_network = include_network
         self.softmax_features = softmax_features
         self.batch_size = batch_size
+        self.max_memory = max_memory
         self.device = device
 
     def __sklearn_clone__(self):
@@ -173,6 +181,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         statistics = _names(self.statistics, STATISTICS, "statistics")
         softmax = _names(self.softmax_features, SOFTMAX_FEATURES, "softmax_features")
         check_positive_int(self.batch_size, "batch_size")
+        if self.max_memory is not None:
+            check_positive_int(self.max_memory, "max_memory")
         device = resolve_device(self.device)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"device={self.device!r} but CUDA is not available here")
@@ -230,7 +240,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         if list(engine.feature_names()) != list(self.feature_names_out_):
             raise ValueError("parameters changed since fit; call fit again")
         try:
-            return engine.transform(X, self.batch_size)
+            return engine.transform(X, self.batch_size, self.max_memory)
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ValueError(
                 f"the network could not process inputs of shape {tuple(X.shape[1:])}: "

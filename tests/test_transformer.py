@@ -216,3 +216,26 @@ def test_cuda_agrees_with_cpu(fitted_net, digits_split):
         scale = np.abs(cpu[:, j]).max() if name.endswith("__mean") else 0
         np.testing.assert_allclose(gpu[:, j], cpu[:, j], rtol=1e-4, atol=1e-4 * scale + 1e-12,
                                    err_msg=name)
+
+
+def test_max_memory_shrinks_the_vmap_chunk_only():
+    import torchvision
+    from skgradunc.gradients import GradientFeatureEngine, resolve_groups
+    resnet = torchvision.models.resnet18(num_classes=10).eval()
+    engine = GradientFeatureEngine(resnet, "predicted", resolve_groups(resnet), ["l2"], True,
+                                   (), "cpu")
+    parameter_bytes = 4 * sum(p.numel() for p in resnet.parameters())
+    assert engine.strategy == "vmap"
+    assert engine.chunk_size(256, 2**30) == 2**30 // (3 * parameter_bytes)     # = 7
+    assert engine.chunk_size(256, None) == 256 and engine.chunk_size(256, 1) == 1
+    cnn = PaperCNN()
+    cnn_engine = GradientFeatureEngine(cnn, "predicted", resolve_groups(cnn), ["l2"], True,
+                                       (), "cpu")
+    assert cnn_engine.chunk_size(256, 1) == 256          # per-layer engine: small per sample
+    # results do not depend on the bound
+    X = np.random.rand(5, 3, 32, 32).astype(np.float32)
+    bounded = GradientMetricTransformer(resnet, max_memory=1, statistics=["l2", "max"])
+    free = GradientMetricTransformer(resnet, max_memory=None, statistics=["l2", "max"])
+    np.testing.assert_allclose(bounded.fit_transform(X), free.fit_transform(X), rtol=1e-4)
+    with pytest.raises(ValueError, match="max_memory"):
+        GradientMetricTransformer(resnet, max_memory=0).fit(X)
