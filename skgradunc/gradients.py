@@ -132,11 +132,28 @@ def evaluation_mode(module):
 
 
 
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
+
+
+def _supported_layer(layer):
+    if isinstance(layer, nn.Linear):
+        return True
+    if isinstance(layer, nn.Conv2d):
+        return layer.groups == 1 and layer.padding_mode == "zeros"
+    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        # eval mode with running statistics: samples do not interact
+        return layer.affine and layer.track_running_stats and layer.running_mean is not None
+    if isinstance(layer, nn.LayerNorm):
+        return layer.elementwise_affine
+    return False
+
+
 def _per_layer_modules(module, trainable):
     """Layer name -> module when every trainable parameter is the weight or bias of a
-    Linear or Conv2d (groups=1, zero padding) and used by that layer alone: their
-    per-sample gradients are exact products of the layer's input and output
-    gradient. None otherwise (e.g. tied weights, which vmap handles)."""
+    Linear, Conv2d (groups=1, zero padding), BatchNorm1d/2d (with running statistics)
+    or LayerNorm and used by that layer alone: their per-sample gradients are exact
+    products or sums of the layer's input and output gradient. None otherwise (e.g.
+    tied weights, which vmap handles)."""
     owners = {}
     for _, sub in module.named_modules(remove_duplicate=False):
         for p in sub.parameters(recurse=False):
@@ -147,10 +164,7 @@ def _per_layer_modules(module, trainable):
     for name in trainable:
         layer_name, _, param = name.rpartition(".")
         layer = module.get_submodule(layer_name)
-        supported = isinstance(layer, nn.Linear) or (
-            isinstance(layer, nn.Conv2d) and layer.groups == 1
-            and layer.padding_mode == "zeros")
-        if not supported or param not in ("weight", "bias"):
+        if not _supported_layer(layer) or param not in ("weight", "bias"):
             return None
         layers[layer_name] = layer
     return layers
@@ -197,6 +211,18 @@ def _conv_windows(layer, x):
     return windows.permute(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo)
 
 
+def _normalised_input(layer, x):
+    """x-hat of a BatchNorm (running statistics) or LayerNorm (per-sample statistics)."""
+    if isinstance(layer, nn.LayerNorm):
+        dims = tuple(range(-len(layer.normalized_shape), 0))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = x.var(dim=dims, unbiased=False, keepdim=True)
+        return (x - mean) / torch.sqrt(var + layer.eps)
+    shape = (1, -1) + (1,) * (x.dim() - 2)
+    return ((x - layer.running_mean.reshape(shape))
+            / torch.sqrt(layer.running_var.reshape(shape) + layer.eps))
+
+
 def _per_sample_layer_gradient(layer, x, grad_out):
     """{"weight": ..., "bias": ...} per-sample gradients for one call of ``layer``.
 
@@ -211,15 +237,25 @@ def _per_sample_layer_gradient(layer, x, grad_out):
             grads = {"weight": Outer(b[:, 0], a[:, 0])}
         else:
             grads = {"weight": torch.bmm(b.transpose(1, 2), a)}
-    else:
+        bias = b.sum(dim=1)
+    elif isinstance(layer, nn.Conv2d):
         b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
         # windows (n, K, L) @ b^T (n, L, O): the weight gradient transposed per sample,
         # (n, C*kh*kw, O). Statistics do not depend on element order, and this product
         # runs ~1.9x faster than b @ windows^T on the CPU (conv2 of the paper CNN).
         grads = {"weight": torch.bmm(_conv_windows(layer, x), b.transpose(1, 2))}
-        b = b.transpose(1, 2)
+        bias = b.sum(dim=2)
+    else:  # BatchNorm / LayerNorm: y = x_hat * weight + bias, elementwise
+        if isinstance(layer, nn.LayerNorm):
+            dims = tuple(range(1, grad_out.dim() - len(layer.normalized_shape)))
+        else:
+            dims = (0,) + tuple(range(2, grad_out.dim()))
+            dims = dims[1:]
+        product = grad_out * _normalised_input(layer, x)
+        grads = {"weight": product.sum(dim=dims) if dims else product}
+        bias = grad_out.sum(dim=dims) if dims else grad_out
     if layer.bias is not None:
-        grads["bias"] = b.sum(dim=1)
+        grads["bias"] = bias
     return grads
 
 
@@ -282,31 +318,44 @@ class GradientFeatureEngine:
             return self._per_layer_gradients
         return self._vmap_gradient_function()
 
-    def _per_layer_gradients(self, params, frozen, x):
-        """One batched forward, one backward to the layer outputs, products per layer."""
-        params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    def _record_calls(self, params, frozen, x, isolate):
+        """Forward with hooks saving each layer's input and output. With ``isolate``, the
+        layer gets a private copy of its input and the rest of the network a copy of
+        its output, so that in-place operations cannot change what was saved."""
         calls = {name: [] for name in self.layers}
 
         def recorder(name):
             def hook(layer, inputs, output):
-                calls[name].append((inputs[0].detach(), output))
+                saved = inputs[0].detach()
+                calls[name].append((saved.clone() if isolate else saved, output,
+                                    saved._version, output._version))
+                return output.clone() if isolate else None
             return hook
 
         handles = [layer.register_forward_hook(recorder(name))
                    for name, layer in self.layers.items()]
         try:
-            with torch.enable_grad():
-                logits = functional_call(self.module, (params, frozen), (x,))
-                outputs = [out for name in self.layers for _, out in calls[name]]
-                grad_outputs = torch.autograd.grad(
-                    target_loss(logits, self.target).sum(), outputs)
+            logits = functional_call(self.module, (params, frozen), (x,))
         finally:
             for handle in handles:
                 handle.remove()
+        return logits, calls
+
+    def _per_layer_gradients(self, params, frozen, x):
+        """One batched forward, one backward to the layer outputs, products per layer."""
+        params = {k: v.detach().requires_grad_() for k, v in params.items()}
+        with torch.enable_grad():
+            logits, calls = self._record_calls(params, frozen, x, isolate=False)
+            if any(inp._version != vi or out._version != vo
+                   for records in calls.values() for inp, out, vi, vo in records):
+                # an in-place operation (e.g. ReLU(inplace=True)) overwrote a saved tensor
+                logits, calls = self._record_calls(params, frozen, x, isolate=True)
+            outputs = [out for name in self.layers for _, out, _, _ in calls[name]]
+            grad_outputs = torch.autograd.grad(target_loss(logits, self.target).sum(), outputs)
         grads, position = {}, 0
         for name, layer in self.layers.items():
             prefix = f"{name}." if name else ""
-            for layer_input, _ in calls[name]:  # a layer called twice sums its calls
+            for layer_input, _, _, _ in calls[name]:  # a layer called twice sums its calls
                 per_call = _per_sample_layer_gradient(layer, layer_input, grad_outputs[position])
                 position += 1
                 for param, g in per_call.items():
@@ -342,18 +391,24 @@ class GradientFeatureEngine:
             columns.append(softmax_features(logits.detach().to(torch.float64), self.softmax))
         return torch.cat(columns, dim=1)
 
-    # vmap holds every per-sample gradient of a chunk plus temporaries of the same size:
-    # measured ~1.8x the parameters' bytes per sample on ResNet-18; 3x leaves a margin
-    VMAP_BYTES_PER_PARAMETER = 3
+    # Both engines hold a chunk's materialised per-sample gradients plus temporaries of
+    # the same size (measured ~1.8x the parameters' bytes per sample for vmap on
+    # ResNet-18); 3x leaves a margin. Dense-layer weight gradients stay factored.
+    BYTES_PER_MATERIALISED_PARAMETER = 3
 
     def chunk_size(self, batch_size, max_memory=None):
-        """Samples per chunk: ``batch_size``, shrunk for the vmap engine so that its
-        per-sample gradients stay within ``max_memory`` bytes (None: no bound)."""
-        if self.layers is not None or max_memory is None:
+        """Samples per chunk: ``batch_size``, shrunk so that the per-sample gradients
+        held at once stay within ``max_memory`` bytes (None: no bound)."""
+        if max_memory is None:
             return batch_size
-        parameters = sum(p.numel() * p.element_size() for name, p in
-                         self.module.named_parameters() if name in set(self.trainable))
-        per_sample = self.VMAP_BYTES_PER_PARAMETER * parameters
+        factored = set()
+        if self.layers is not None:
+            factored = {f"{name}.weight" if name else "weight"
+                        for name, layer in self.layers.items() if isinstance(layer, nn.Linear)}
+        trainable = set(self.trainable) - factored
+        materialised = sum(p.numel() * p.element_size()
+                           for name, p in self.module.named_parameters() if name in trainable)
+        per_sample = self.BYTES_PER_MATERIALISED_PARAMETER * max(materialised, 1)
         return max(1, min(batch_size, int(max_memory // per_sample)))
 
     def transform(self, X, batch_size, max_memory=None):

@@ -73,6 +73,19 @@ def test_mlp_on_2d_data_matches_reference(target):
 
 
 @pytest.mark.parametrize("target", TARGETS)
+def test_inplace_activations_and_norm_layers_match_reference(target):
+    """In-place ReLUs overwrite layer outputs; BatchNorm/LayerNorm affine parameters."""
+    torch.manual_seed(6)
+    net = randomized(torch.nn.Sequential(
+        torch.nn.Linear(6, 12), torch.nn.BatchNorm1d(12), torch.nn.ReLU(inplace=True),
+        torch.nn.Linear(12, 12), torch.nn.LayerNorm(12), torch.nn.ReLU(inplace=True),
+        torch.nn.Linear(12, 4)), seed=6)
+    X = torch.randn(9, 6).numpy()
+    names, _ = check(net, X, target)
+    assert "1__l2" in names and "4__kurtosis" in names
+
+
+@pytest.mark.parametrize("target", TARGETS)
 def test_resnet18_with_batchnorm_matches_reference(target):
     torch.manual_seed(4)
     resnet = randomized(torchvision.models.resnet18(num_classes=10), seed=4)

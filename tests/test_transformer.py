@@ -218,20 +218,22 @@ def test_cuda_agrees_with_cpu(fitted_net, digits_split):
                                    err_msg=name)
 
 
-def test_max_memory_shrinks_the_vmap_chunk_only():
+def test_max_memory_bounds_the_chunk_by_materialised_gradients():
     import torchvision
     from skgradunc.gradients import GradientFeatureEngine, resolve_groups
+
+    def engine(module):
+        return GradientFeatureEngine(module, "predicted", resolve_groups(module), ["l2"], True,
+                                     (), "cpu")
     resnet = torchvision.models.resnet18(num_classes=10).eval()
-    engine = GradientFeatureEngine(resnet, "predicted", resolve_groups(resnet), ["l2"], True,
-                                   (), "cpu")
-    parameter_bytes = 4 * sum(p.numel() for p in resnet.parameters())
-    assert engine.strategy == "vmap"
-    assert engine.chunk_size(256, 2**30) == 2**30 // (3 * parameter_bytes)     # = 7
-    assert engine.chunk_size(256, None) == 256 and engine.chunk_size(256, 1) == 1
-    cnn = PaperCNN()
-    cnn_engine = GradientFeatureEngine(cnn, "predicted", resolve_groups(cnn), ["l2"], True,
-                                       (), "cpu")
-    assert cnn_engine.chunk_size(256, 1) == 256          # per-layer engine: small per sample
+    resnet_engine = engine(resnet)
+    assert resnet_engine.strategy == "per-layer"
+    materialised = 4 * sum(p.numel() for n, p in resnet.named_parameters() if n != "fc.weight")
+    assert resnet_engine.chunk_size(256, 2**30) == 2**30 // (3 * materialised)     # = 7
+    assert resnet_engine.chunk_size(256, None) == 256 and resnet_engine.chunk_size(256, 1) == 1
+    cnn = PaperCNN()  # the dense layer's 7,850 weights stay factored: 4,810 materialised
+    assert engine(cnn).chunk_size(256, 2**30) == 256
+    assert engine(cnn).chunk_size(256, 3 * 4 * 4810 * 100) == 100
     # results do not depend on the bound
     X = np.random.rand(5, 3, 32, 32).astype(np.float32)
     bounded = GradientMetricTransformer(resnet, max_memory=1, statistics=["l2", "max"])
