@@ -1,27 +1,40 @@
-"""Throughput of GradientMetricTransformer against its two natural baselines.
+"""Throughput (and peak memory) of per-sample gradient statistics, every method in one run.
 
-All three are measured in one run on the same inputs and the same network:
+Methods (benchmarks/methods.py): the package's engine; the engine forced onto
+torch.func.vmap; Opacus GradSampleModule and BackPACK BatchGrad (``pip install '.[bench]'``;
+their per-sample gradients go through the same statistics code); a naive per-sample loop;
+and the plain batched forward + backward of the summed loss (no per-sample gradients) as
+the cost floor. Models: the paper CNN (2,048 x 1x28x28) and torchvision's ResNet-18 with
+random weights (256 x 3x32x32). Rates are interleaved best-of-N rounds in one process;
+``--memory`` adds each method's peak resident memory, measured in a process of its own.
 
-* engine   - GradientMetricTransformer (all 8 statistics per layer + network + softmax)
-* naive    - a per-sample loop: forward, torch.autograd.grad, statistics in torch
-* backward - one plain forward + ``loss.backward()`` of the *summed* loss per chunk, as in
-             a training step (gradients accumulate in .grad); no per-sample gradients
-* grad     - the same with ``torch.autograd.grad`` (no accumulation): a stricter floor
-
-Run: python benchmarks/bench_transformer.py [--n 2048] [--batch-size 256] [--device auto]
-     python benchmarks/bench_transformer.py --phases     # where one chunk's time goes
+Run: python benchmarks/bench_transformer.py [--model cnn|resnet18] [--memory]
+     python benchmarks/bench_transformer.py --phases     # where one CNN chunk's time goes
 """
 
 import argparse
+import json
+import resource
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from skgradunc import GradientMetricTransformer, PaperCNN
-from skgradunc._device import resolve_device
-from skgradunc.gradients import target_loss
-from skgradunc.statistics import finalize, summarize
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from methods import METHODS, Unavailable  # noqa: E402
+
+from skgradunc import PaperCNN  # noqa: E402
+from skgradunc._device import resolve_device  # noqa: E402
+from skgradunc.gradients import target_loss  # noqa: E402
+
+MODELS = {  # model, input shape, n, naive n, repeats
+    "cnn": (lambda: PaperCNN(), (1, 28, 28), 2048, 512, 7),
+    "resnet18": (lambda: __import__("torchvision").models.resnet18(num_classes=10),
+                 (3, 32, 32), 256, 32, 1),
+}
 
 
 def sync(device):
@@ -37,9 +50,32 @@ def seconds(fn, device):
     return time.perf_counter() - start
 
 
+def build(args):
+    make, shape, n, naive_n, repeats = MODELS[args.model]
+    torch.manual_seed(0)
+    module = make().eval()
+    n = args.n or n
+    X = np.random.default_rng(0).random((n, *shape), dtype=np.float32)
+    return module, X, args.naive_n or naive_n, args.repeats or repeats
+
+
+def prepare(module, X, naive_n, args, device, only=None):
+    """name -> (function, samples) for every method that can run here; name -> reason else."""
+    ready, unavailable = {}, {}
+    for name, factory in METHODS.items():
+        if only is not None and name != only:
+            continue
+        data = X[:naive_n] if name.startswith("naive") else X
+        try:
+            ready[name] = (factory(module, data, args.batch_size, device), len(data))
+        except Unavailable as exc:
+            unavailable[name] = str(exc)
+    return ready, unavailable
+
+
 def interleaved_best(methods, repeats, device):
-    """Best time of each method over `repeats` rounds that run every method in turn,
-    so that slow phases of a shared machine hit all methods alike."""
+    """Best time of each method over rounds that run every method in turn, so that slow
+    phases of a shared machine hit all methods alike."""
     for fn, _ in methods.values():
         fn()  # warm-up
     best = {name: float("inf") for name in methods}
@@ -49,40 +85,26 @@ def interleaved_best(methods, repeats, device):
     return {name: methods[name][1] / best[name] for name in methods}
 
 
-def run_engine(module, X, batch_size, device):
-    grad = GradientMetricTransformer(module, batch_size=batch_size, device=device).fit(X[:1])
-    return lambda: grad.transform(X)
+def peak_rss_gb():
+    """This process's peak resident memory. VmHWM belongs to the address space, which exec
+    replaces, whereas ru_maxrss survives exec on Linux and would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1e6
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
-def run_naive(module, X, device):
-    module = module.to(device)
-    params = list(module.parameters())
-    x_all = torch.from_numpy(X).to(device)
-
-    def loop():
-        rows = []
-        for x in x_all:
-            logits = module(x[None])
-            grads = torch.autograd.grad(target_loss(logits, "predicted").sum(), params)
-            rows.append(finalize(summarize(torch.cat([g.reshape(1, -1) for g in grads], 1))))
-        return torch.cat(rows).cpu()
-    return loop
-
-
-def run_batched(module, X, batch_size, device, accumulate):
-    module = module.to(device)
-    params = list(module.parameters())
-    x_all = torch.from_numpy(X).to(device)
-
-    def plain():
-        for start in range(0, len(x_all), batch_size):
-            loss = target_loss(module(x_all[start:start + batch_size]), "predicted").sum()
-            if accumulate:
-                loss.backward()
-            else:
-                torch.autograd.grad(loss, params)
-        module.zero_grad(set_to_none=True)
-    return plain
+def peak_memory(args, method):
+    """Peak RSS (GB) of a process that builds the model and runs only ``method`` once."""
+    command = [sys.executable, __file__, "--model", args.model, "--batch-size",
+               str(args.batch_size), "--device", args.device, "--only", method]
+    if args.n:
+        command += ["--n", str(args.n)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def phases(module, X, batch_size, device, repeats):
@@ -138,38 +160,46 @@ def phases(module, X, batch_size, device, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=2048)
-    parser.add_argument("--naive-n", type=int, default=512,
-                        help="samples for the slow per-sample loop (rate is per sample)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="cnn")
+    parser.add_argument("--n", type=int, default=None, help="inputs (default per model)")
+    parser.add_argument("--naive-n", type=int, default=None,
+                        help="inputs for the slow per-sample loop (its rate is per sample)")
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=None, help="rounds (default per model)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--memory", action="store_true",
+                        help="also measure each method's peak memory in its own process")
     parser.add_argument("--phases", action="store_true",
-                        help="print where one chunk's time goes instead of the table")
+                        help="print where one CNN chunk's time goes instead of the table")
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # one method, for --memory
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
-    torch.manual_seed(0)
-    module = PaperCNN().eval()
-    X = np.random.default_rng(0).random((args.n, 1, 28, 28), dtype=np.float32)
+    module, X, naive_n, repeats = build(args)
     if args.phases:
-        return phases(module, X, args.batch_size, device, max(args.repeats, 10))
-
-    rates = interleaved_best({
-        "engine (GradientMetricTransformer)": (run_engine(module, X, args.batch_size, device),
-                                               args.n),
-        "naive per-sample loop": (run_naive(module, X[:args.naive_n], device), args.naive_n),
-        "plain forward + loss.backward()": (
-            run_batched(module, X, args.batch_size, device, accumulate=True), args.n),
-        "plain forward + autograd.grad": (
-            run_batched(module, X, args.batch_size, device, accumulate=False), args.n),
-    }, args.repeats, device)
-
-    print(f"paper CNN, {args.n} x 1x28x28, chunk {args.batch_size}, device {device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(f"{'method':<38}{'samples/s':>12}{'engine ratio':>14}")
+        return phases(module, X, args.batch_size, device, max(repeats, 10))
+    if args.only:
+        ready, _ = prepare(module, X, naive_n, args, device, only=args.only)
+        fn, samples = ready[args.only]
+        before = peak_rss_gb()
+        rate = samples / seconds(fn, device)
+        print(json.dumps({"rate": rate, "peak_gb": peak_rss_gb(), "before_gb": before}))
+        return None
+    ready, unavailable = prepare(module, X, naive_n, args, device)
+    rates = interleaved_best(ready, repeats, device)
+    memory = {name: peak_memory(args, name) for name in ready} if args.memory else {}
+    print(f"{args.model}, {len(X)} x {'x'.join(map(str, X.shape[1:]))}, chunk {args.batch_size}, "
+          f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"best of {repeats} interleaved round(s)")
     ours = rates["engine (GradientMetricTransformer)"]
+    header = f"{'method':<38}{'samples/s':>11}{'engine ratio':>14}"
+    print(header + (f"{'peak RSS':>11}" if memory else ""))
     for name, rate in rates.items():
-        print(f"{name:<38}{rate:>12,.0f}{ours / rate:>13.2f}x")
+        line = f"{name:<38}{rate:>11,.1f}{ours / rate:>13.2f}x"
+        if memory:
+            line += f"{memory[name]['peak_gb']:>9.2f} GB"
+        print(line)
+    for name, reason in unavailable.items():
+        print(f"{name:<38}{'n/a':>11}   {reason}")
     return rates
 
 

@@ -10,9 +10,13 @@ def test_transformer_benchmark_runs(capsys):
     main = runpy.run_path(str(BENCH))["main"]
     rates = main(["--n", "32", "--naive-n", "4", "--batch-size", "16", "--repeats", "1",
                   "--device", "cpu"])
-    assert set(rates) == {"engine (GradientMetricTransformer)", "naive per-sample loop",
-                          "plain forward + loss.backward()", "plain forward + autograd.grad"}
+    # the package's own methods always run; Opacus/BackPACK only where '.[bench]' is installed
+    assert {"engine (GradientMetricTransformer)", "engine forced to torch.func.vmap",
+            "naive per-sample loop", "plain forward + loss.backward()",
+            "plain forward + autograd.grad"} <= set(rates)
     assert all(rate > 0 for rate in rates.values())
-    assert "engine ratio" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "engine ratio" in out
+    assert "Opacus GradSampleModule" in out and "BackPACK BatchGrad" in out  # rate or n/a
     main(["--n", "32", "--batch-size", "16", "--repeats", "1", "--device", "cpu", "--phases"])
     assert "per-sample products" in capsys.readouterr().out

@@ -1,0 +1,138 @@
+"""The ways of computing per-sample gradient statistics that the benchmark compares.
+
+Each factory returns a function that processes all of X (features computed, not kept).
+Alternatives that give per-sample gradients (vmap, Opacus, BackPACK) hand them to the
+engine's own statistics routine, so every method computes the same features.
+"""
+
+import copy
+
+import torch
+
+from skgradunc import GradientMetricTransformer
+from skgradunc.gradients import GradientFeatureEngine, resolve_groups, target_loss
+from skgradunc.statistics import SOFTMAX_FEATURES, STATISTICS, finalize, summarize
+
+
+class Unavailable(Exception):
+    """The method cannot run here (not installed, or unsupported layers)."""
+
+
+def _engine(module, device):
+    return GradientFeatureEngine(module, "predicted", resolve_groups(module), STATISTICS, True,
+                                 SOFTMAX_FEATURES, device)
+
+
+def _chunks(X, size, device):
+    for start in range(0, len(X), size):
+        yield torch.from_numpy(X[start:start + size]).to(device)
+
+
+def engine(module, X, batch_size, device):
+    grad = GradientMetricTransformer(module, batch_size=batch_size, device=device).fit(X[:1])
+    return lambda: grad.transform(X)
+
+
+def engine_vmap(module, X, batch_size, device):
+    features = _engine(module, device)
+    features.layers = None  # force the torch.func.vmap path
+    return lambda: features.transform(X, batch_size, 2**30)
+
+
+def naive(module, X, batch_size, device):
+    module = module.to(device)
+    params = list(module.parameters())
+
+    def loop():
+        for x in _chunks(X, 1, device):
+            grads = torch.autograd.grad(target_loss(module(x), "predicted").sum(), params)
+            finalize(summarize(torch.cat([g.reshape(1, -1) for g in grads], 1)))
+    return loop
+
+
+def plain(module, X, batch_size, device, accumulate):
+    module = module.to(device)
+    params = list(module.parameters())
+
+    def run():
+        for x in _chunks(X, batch_size, device):
+            loss = target_loss(module(x), "predicted").sum()
+            if accumulate:
+                loss.backward()
+            else:
+                torch.autograd.grad(loss, params)
+        module.zero_grad(set_to_none=True)
+    return run
+
+
+def _per_sample_library(module, X, batch_size, device, wrap, step):
+    features = _engine(module, device)
+    features.layers = None  # these libraries materialise every weight's gradient: same bound
+    chunk = features.chunk_size(batch_size, 2**30)
+    wrapped = wrap(copy.deepcopy(module).to(device))
+    names = [name for name, _ in module.named_parameters()]
+
+    def run():
+        for x in _chunks(X, chunk, device):
+            logits, grads = step(wrapped, x)
+            features._chunk_features(dict(zip(names, grads)), logits)
+    return run
+
+
+def opacus(module, X, batch_size, device):
+    try:
+        from opacus import GradSampleModule
+    except ImportError as exc:
+        raise Unavailable("not installed (pip install '.[bench]')") from exc
+    if any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules()):
+        raise Unavailable("no BatchNorm support")
+
+    def step(wrapped, x):
+        wrapped.zero_grad(set_to_none=True)
+        logits = wrapped(x)
+        torch.nn.functional.cross_entropy(logits, logits.argmax(1).detach(),
+                                          reduction="sum").backward()
+        return logits.detach(), [p.grad_sample for p in wrapped._module.parameters()]
+    def wrap(copy_of_module):
+        # Opacus records activations only in training mode; with dropout off, this network
+        # (no BatchNorm, checked above) computes exactly what it computes in eval mode
+        copy_of_module.train()
+        for m in copy_of_module.modules():
+            if isinstance(m, torch.nn.Dropout):
+                m.eval()
+        return GradSampleModule(copy_of_module, loss_reduction="sum")
+    return _per_sample_library(module, X, batch_size, device, wrap, step)
+
+
+def backpack(module, X, batch_size, device):
+    try:
+        from backpack import backpack as backpack_context, extend
+        from backpack.extensions import BatchGrad
+    except ImportError as exc:
+        raise Unavailable("not installed (pip install '.[bench]')") from exc
+    loss = extend(torch.nn.CrossEntropyLoss(reduction="sum"))
+
+    def step(wrapped, x):
+        wrapped.zero_grad(set_to_none=True)
+        logits = wrapped(x)
+        with backpack_context(BatchGrad()):
+            loss(logits, logits.argmax(1).detach()).backward()
+        return logits.detach(), [p.grad_batch for p in wrapped.parameters()]
+    try:
+        run = _per_sample_library(module, X, batch_size, device, extend, step)
+        run_once = _per_sample_library(module, X[:2], 2, device, extend, step)
+        run_once()
+    except (NotImplementedError, RuntimeError) as exc:  # e.g. in-place ReLU after its hooks
+        raise Unavailable(f"fails on this model: {str(exc).splitlines()[0][:60]}") from exc
+    return run
+
+
+METHODS = {
+    "engine (GradientMetricTransformer)": engine,
+    "engine forced to torch.func.vmap": engine_vmap,
+    "Opacus GradSampleModule": opacus,
+    "BackPACK BatchGrad": backpack,
+    "naive per-sample loop": naive,
+    "plain forward + loss.backward()": lambda *a: plain(*a, accumulate=True),
+    "plain forward + autograd.grad": lambda *a: plain(*a, accumulate=False),
+}
