@@ -137,3 +137,25 @@ def test_mnist_experiment_data_uses_the_real_sets(shared_data):
                               "uniform noise", "normal noise"]
     assert all(len(X) == 50 for X in data.ood.values())
     assert data.known_unknowns == ("uniform noise", "CIFAR-10", "Omniglot")
+
+
+def test_emnist_experiment_data_from_torchvision_files(tmp_path):
+    raw = tmp_path / "EMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.RandomState(0)
+
+    def write(name, array):
+        header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+            int(d).to_bytes(4, "big") for d in array.shape)
+        (raw / name).write_bytes(header + array.astype(np.uint8).tobytes())
+    for split, part, n in (("digits", "train", 30), ("digits", "test", 10),
+                           ("letters", "test", 12)):
+        write(f"emnist-{split}-{part}-images-idx3-ubyte", rng.randint(0, 256, (n, 28, 28)))
+        labels = np.arange(n) % 10 if split == "digits" else 1 + np.arange(n) % 26
+        write(f"emnist-{split}-{part}-labels-idx1-ubyte", labels)
+    data = load_experiment_data("emnist", tmp_path, ood_size=8)
+    assert len(data.X) == 40 and data.X.shape[1:] == (1, 28, 28)
+    assert list(data.ood) == ["EMNIST letters", "uniform noise", "normal noise"]
+    assert len(data.ood["EMNIST letters"]) == 8 and data.known_unknowns == ("uniform noise",)
+    with pytest.raises(ValueError, match="needs --root"):
+        load_experiment_data("emnist", None)
