@@ -61,7 +61,7 @@ def trainable_parameters(module):
     return trainable or [name for name, _ in named]
 
 
-def _layer_groups(module, trainable):
+def _layer_groups(trainable):
     groups = OrderedDict()
     for name in trainable:
         layer = name.rpartition(".")[0] or "module"
@@ -85,7 +85,7 @@ def resolve_groups(module, groups="layer"):
     trainable = trainable_parameters(module)
     if isinstance(groups, str):
         if groups == "layer":
-            return _layer_groups(module, trainable)
+            return _layer_groups(trainable)
         if groups == "parameter":
             return OrderedDict((name, [name]) for name in trainable)
         raise ValueError(
@@ -97,7 +97,7 @@ def resolve_groups(module, groups="layer"):
         spec = [(name, [name]) for name in groups]
     if not spec:
         raise ValueError("groups is empty: name at least one layer or parameter")
-    layers = sorted(set(_layer_groups(module, trainable)))
+    layers = sorted(set(_layer_groups(trainable)))
     resolved = OrderedDict()
     for group, members in spec:
         if group in ("network", "softmax") or "__" in str(group):
@@ -128,11 +128,6 @@ def evaluation_mode(module):
     finally:
         for m, mode in modes:
             m.training = mode
-
-
-
-
-_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm)
 
 
 def _supported_layer(layer):
@@ -249,8 +244,7 @@ def _per_sample_layer_gradient(layer, x, grad_out):
         if isinstance(layer, nn.LayerNorm):
             dims = tuple(range(1, grad_out.dim() - len(layer.normalized_shape)))
         else:
-            dims = (0,) + tuple(range(2, grad_out.dim()))
-            dims = dims[1:]
+            dims = tuple(range(2, grad_out.dim()))
         product = grad_out * _normalised_input(layer, x)
         grads = {"weight": product.sum(dim=dims) if dims else product}
         bias = grad_out.sum(dim=dims) if dims else grad_out
@@ -291,6 +285,7 @@ class GradientFeatureEngine:
         self.device = torch.device(device)
         self.trainable = trainable_parameters(module)
         self.layers = _per_layer_modules(module, self.trainable)
+        self._isolate = False  # set once an in-place operation is seen; kept for later chunks
 
     def feature_names(self):
         names = [f"{g}__{s}" for g in self.groups for s in self.statistics]
@@ -345,10 +340,13 @@ class GradientFeatureEngine:
         """One batched forward, one backward to the layer outputs, products per layer."""
         params = {k: v.detach().requires_grad_() for k, v in params.items()}
         with torch.enable_grad():
-            logits, calls = self._record_calls(params, frozen, x, isolate=False)
-            if any(inp._version != vi or out._version != vo
-                   for records in calls.values() for inp, out, vi, vo in records):
-                # an in-place operation (e.g. ReLU(inplace=True)) overwrote a saved tensor
+            logits, calls = self._record_calls(params, frozen, x, isolate=self._isolate)
+            if not self._isolate and any(
+                    inp._version != vi or out._version != vo
+                    for records in calls.values() for inp, out, vi, vo in records):
+                # an in-place operation (e.g. ReLU(inplace=True)) overwrote a saved tensor:
+                # redo this chunk on private copies, and start later chunks that way
+                self._isolate = True
                 logits, calls = self._record_calls(params, frozen, x, isolate=True)
             outputs = [out for name in self.layers for _, out, _, _ in calls[name]]
             grad_outputs = torch.autograd.grad(target_loss(logits, self.target).sum(), outputs)
