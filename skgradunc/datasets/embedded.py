@@ -6,7 +6,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.datasets import load_digits
-from sklearn.utils import Bunch
+from sklearn.utils import Bunch, check_random_state
+
+from ._images import to_gray28
 
 __all__ = ["load_digits28", "load_letters28", "load_natural28"]
 
@@ -97,12 +99,9 @@ def load_letters28(n_per_class=40, *, random_state=0, return_X_y=False):
     ((104, 1, 28, 28), True)
     """
     from PIL import Image, ImageDraw
-
-    from ._images import to_gray28
     if not isinstance(n_per_class, numbers.Integral) or n_per_class < 1:
         raise ValueError(f"n_per_class must be a positive integer, got {n_per_class!r}")
-    rng = np.random.RandomState(random_state) if not isinstance(
-        random_state, np.random.RandomState) else random_state
+    rng = check_random_state(random_state)
     canvas = 64
     images, labels = [], []
     for label, upper in enumerate(LETTERS):
@@ -149,12 +148,9 @@ def load_natural28(n_samples=1000, *, random_state=0):
     (5, 1, 28, 28)
     """
     from sklearn.datasets import load_sample_images
-
-    from ._images import to_gray28
     if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-    rng = np.random.RandomState(random_state) if not isinstance(
-        random_state, np.random.RandomState) else random_state
+    rng = check_random_state(random_state)
     photos = load_sample_images().images
     patches = []
     for _ in range(n_samples):

@@ -127,11 +127,8 @@ def load_omniglot(root, *, background=True, download=False):
                          f"Expected omniglot-py/{folder}/ (pass download=True to fetch it) or "
                          f"{folder}*.zip files.")
     parts = [_read_images(z, class_depth=2) for z in zips]
-    images = [img for part in parts for img in part[0]]
-    names = [name for part in parts for name in part[1]]
-    classes = {name: i for i, name in enumerate(sorted(set(names)))}
-    X = np.concatenate([to_gray28(img[None], invert=True) for img in images])
-    return X, np.asarray([classes[n] for n in names], dtype=np.int64)
+    return _to_dataset([img for part in parts for img in part[0]],
+                       [name for part in parts for name in part[1]], invert=True)
 
 
 def load_notmnist(root, *, train=False):
@@ -164,7 +161,11 @@ def load_image_folder(path, *, invert=False):
     converted to gray scale and resized to 28x28; ``invert=True`` for dark ink on
     light paper.
     """
-    images, names = _read_images(path, class_depth=1)
+    return _to_dataset(*_read_images(path, class_depth=1), invert=invert)
+
+
+def _to_dataset(images, names, invert):
+    """Images of any sizes -> (X, y), classes numbered in the sorted order of their names."""
     classes = {name: i for i, name in enumerate(sorted(set(names)))}
     X = np.concatenate([to_gray28(img[None], invert=invert) for img in images])
     return X, np.asarray([classes[n] for n in names], dtype=np.int64)
