@@ -111,8 +111,7 @@ def phases(module, X, batch_size, device, repeats):
     """Median time of each phase of the per-layer engine on one chunk, interleaved."""
     from torch.func import functional_call
 
-    from skgradunc.gradients import (GradientFeatureEngine, _per_sample_layer_gradient,
-                                     resolve_groups)
+    from skgradunc.gradients import GradientFeatureEngine, _layer_summaries, resolve_groups
     from skgradunc.statistics import SOFTMAX_FEATURES, STATISTICS
 
     engine = GradientFeatureEngine(module, "predicted", resolve_groups(module), STATISTICS,
@@ -122,7 +121,8 @@ def phases(module, X, batch_size, device, repeats):
     params = list(module.to(device).parameters())
     times = {name: [] for name in ("plain forward+backward", "engine forward",
                                    "engine backward to layer outputs",
-                                   "per-sample products", "statistics")}
+                                   "per-sample products + their statistics",
+                                   "groups, network, softmax features")}
     for _ in range(repeats + 2):
         marks = [time.perf_counter()]
         torch.autograd.grad(target_loss(module(x), "predicted").sum(), params)
@@ -142,20 +142,21 @@ def phases(module, X, batch_size, device, repeats):
                                            [calls[name][1] for name in engine.layers])
         sync(device)
         marks.append(time.perf_counter())
-        grads = {}
+        summaries = {}
         for (name, layer), grad_out in zip(engine.layers.items(), grad_outputs):
-            for param, g in _per_sample_layer_gradient(layer, calls[name][0], grad_out).items():
-                grads[f"{name}.{param}"] = g
+            for param, summary in _layer_summaries(layer, [(calls[name][0], grad_out)],
+                                                   2**30).items():
+                summaries[f"{name}.{param}"] = summary
         sync(device)
         marks.append(time.perf_counter())
-        engine._chunk_features(grads, logits.detach())
+        engine._chunk_features(summaries, logits.detach())
         sync(device)
         marks.append(time.perf_counter())
         for name, start, end in zip(times, marks, marks[1:]):
             times[name].append(end - start)
     print(f"one chunk of {batch_size}, median of {repeats} interleaved rounds, device {device}")
     for name, values in times.items():
-        print(f"{name:<36}{1e3 * np.median(values[2:]):>8.1f} ms")
+        print(f"{name:<42}{1e3 * np.median(values[2:]):>8.1f} ms")
 
 
 def main(argv=None):

@@ -75,7 +75,8 @@ def _per_sample_library(module, X, batch_size, device, wrap, step):
     def run():
         for x in _chunks(X, chunk, device):
             logits, grads = step(wrapped, x)
-            features._chunk_features(dict(zip(names, grads)), logits)
+            features._chunk_features(
+                features.summarize_gradients(dict(zip(names, grads))), logits)
     return run
 
 

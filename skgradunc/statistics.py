@@ -37,18 +37,22 @@ def summarize(g):
     """Summary (batch, 9) of each row of ``g`` (batch, n); two-pass, stable.
 
     The element-wise passes run in g's dtype (float32 sums err by about eps * l1,
-    far below the spread); the summary itself is float64.
+    far below the spread); the summary itself is float64. Written for few passes
+    over memory: fused dot products for the third and fourth moments, one
+    temporary reused for |g|, separate amin/amax (aminmax measured ~10x slower on
+    CPU).
     """
     n = g.shape[1]
-    mean = g.mean(dim=1)
+    mean = g.sum(dim=1) / n
     centred = g - mean[:, None]
     c2 = centred * centred
     m2 = c2.sum(dim=1).to(torch.float64)
+    m3 = torch.linalg.vecdot(c2, centred)
+    m4 = torch.linalg.vecdot(c2, c2)
+    l1 = torch.abs(g, out=centred).sum(dim=1)
     mean64 = mean.to(torch.float64)
-    minimum, maximum = torch.aminmax(g, dim=1)
-    return _stack(n, mean64, m2, (c2 * centred).sum(dim=1), (c2 * c2).sum(dim=1),
-                  g.abs().sum(dim=1), m2 + n * mean64 * mean64,  # sum g^2 = M2 + n mean^2
-                  minimum, maximum)
+    return _stack(n, mean64, m2, m3, m4, l1, m2 + n * mean64 * mean64,  # sum g^2 = M2 + n mean^2
+                  g.amin(dim=1), g.amax(dim=1))
 
 
 def summarize_outer(u, v):

@@ -110,11 +110,14 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     batch_size : int, default=256
         Samples per chunk; peak memory grows with it, never with len(X).
     max_memory : int or None, default=2**30
-        Approximate bound, in bytes, on the per-sample gradients held at once. It
-        matters for networks with layers other than Linear/Conv2d (BatchNorm,
-        LayerNorm...), whose gradients are computed with ``vmap`` and held whole
-        per sample (ResNet-18: ~84 MB a sample); their chunk is shrunk to fit.
-        ``None``: no bound.
+        Approximate bound, in bytes, on the per-sample gradients held at once.
+        Networks made of Linear, Conv2d, BatchNorm and LayerNorm layers build
+        each layer's per-sample gradients in blocks of samples that fit it
+        (a single sample's layer gradient is the floor), summarise and discard
+        them, so memory does not grow with the number of parameters. Other
+        networks go through ``vmap``, which holds every weight's gradient per
+        sample (ResNet-18 with a GroupNorm: ~84 MB a sample); their chunk is
+        shrunk to fit. ``None``: no bound.
     device : str, default="auto"
         Where gradients are computed: ``"auto"`` = CUDA when available.
 

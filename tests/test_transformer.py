@@ -13,6 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skgradunc import CNNClassifier, GradientMetricTransformer, PaperCNN
+from skgradunc.gradients import resolve_groups
 
 
 def snapshot(module):
@@ -218,26 +219,46 @@ def test_cuda_agrees_with_cpu(fitted_net, digits_split):
                                    err_msg=name)
 
 
-def test_max_memory_bounds_the_chunk_by_materialised_gradients():
+def test_max_memory_bounds_each_layers_gradient_block(monkeypatch):
     import torchvision
-    from skgradunc.gradients import GradientFeatureEngine, resolve_groups
+    from skgradunc import gradients
 
-    def engine(module):
-        return GradientFeatureEngine(module, "predicted", resolve_groups(module), ["l2"], True,
-                                     (), "cpu")
+    held = []  # (samples in the block, bytes of materialised per-sample gradients)
+    original = gradients._per_sample_layer_gradient
+
+    def spy(layer, x, grad_out):
+        grads = original(layer, x, grad_out)
+        held.append((x.shape[0], sum(g.numel() * g.element_size() for g in grads.values()
+                                     if not isinstance(g, gradients.Outer))))
+        return grads
+    monkeypatch.setattr(gradients, "_per_sample_layer_gradient", spy)
     resnet = torchvision.models.resnet18(num_classes=10).eval()
-    resnet_engine = engine(resnet)
-    assert resnet_engine.strategy == "per-layer"
-    materialised = 4 * sum(p.numel() for n, p in resnet.named_parameters() if n != "fc.weight")
-    assert resnet_engine.chunk_size(256, 2**30) == 2**30 // (3 * materialised)     # = 7
-    assert resnet_engine.chunk_size(256, None) == 256 and resnet_engine.chunk_size(256, 1) == 1
-    cnn = PaperCNN()  # the dense layer's 7,850 weights stay factored: 4,810 materialised
-    assert engine(cnn).chunk_size(256, 2**30) == 256
-    assert engine(cnn).chunk_size(256, 3 * 4 * 4810 * 100) == 100
-    # results do not depend on the bound
-    X = np.random.rand(5, 3, 32, 32).astype(np.float32)
-    bounded = GradientMetricTransformer(resnet, max_memory=1, statistics=["l2", "max"])
+    X = np.random.rand(6, 3, 32, 32).astype(np.float32)
+    budget = 2**21  # 2 MB: layer3's 3x3 convolutions (2.4 MB a sample) go one at a time
+    bounded = GradientMetricTransformer(resnet, max_memory=budget, statistics=["l2", "max"])
+    features = bounded.fit_transform(X)
+    assert all(samples == 1 or size <= budget for samples, size in held)
+    assert {samples for samples, _ in held} > {1, 6}  # blocks of every size in between
+    assert max(size for _, size in held) > budget  # one sample alone may exceed it
+    # results do not depend on the bound; the chunk is not shrunk by it
     free = GradientMetricTransformer(resnet, max_memory=None, statistics=["l2", "max"])
-    np.testing.assert_allclose(bounded.fit_transform(X), free.fit_transform(X), rtol=1e-4)
+    np.testing.assert_allclose(features, free.fit_transform(X), rtol=1e-4)
     with pytest.raises(ValueError, match="max_memory"):
         GradientMetricTransformer(resnet, max_memory=0).fit(X)
+
+
+def test_sample_block_and_vmap_chunk_follow_max_memory():
+    from skgradunc.gradients import BLOCK_BYTES, GradientFeatureEngine, sample_block
+
+    assert sample_block(256, 1000, 10_000) == 10 and sample_block(256, 1000, 1) == 1
+    assert sample_block(256, 1000, None) == min(256, BLOCK_BYTES // 1000)
+    assert sample_block(4, 10, None) == 4
+    # GroupNorm has no per-layer rule: vmap holds every weight's gradient per sample
+    module = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GroupNorm(4, 16),
+                                 torch.nn.Linear(16, 3))
+    engine = GradientFeatureEngine(module, "predicted", resolve_groups(module), ["l2"], True,
+                                   (), "cpu")
+    assert engine.strategy == "vmap"
+    per_sample = 3 * 4 * sum(p.numel() for p in module.parameters())
+    assert engine.chunk_size(256, 100 * per_sample) == 100
+    assert engine.chunk_size(256, None) == 256 and engine.chunk_size(256, 1) == 1
