@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .statistics import combine, finalize, softmax_features, summarize, summarize_outer
+from .statistics import (combine, finalize, softmax_features, summarize, summarize_outer,
+                         with_zeros)
 
 __all__ = ["TARGETS", "target_loss", "resolve_groups", "evaluation_mode",
            "GradientFeatureEngine"]
@@ -133,8 +134,12 @@ def evaluation_mode(module):
 def _supported_layer(layer):
     if isinstance(layer, nn.Linear):
         return True
-    if isinstance(layer, nn.Conv2d):
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
         return layer.groups == 1 and layer.padding_mode == "zeros"
+    if isinstance(layer, nn.Embedding):
+        # max_norm renormalises the weight in the forward; scale_grad_by_freq couples the
+        # samples of a batch: both go through vmap
+        return layer.max_norm is None and not layer.scale_grad_by_freq
     if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
         # eval mode with running statistics: samples do not interact
         return layer.affine and layer.track_running_stats and layer.running_mean is not None
@@ -145,10 +150,11 @@ def _supported_layer(layer):
 
 def _per_layer_modules(module, trainable):
     """Layer name -> module when every trainable parameter is the weight or bias of a
-    Linear, Conv2d (groups=1, zero padding), BatchNorm1d/2d (with running statistics)
-    or LayerNorm and used by that layer alone: their per-sample gradients are exact
-    products or sums of the layer's input and output gradient. None otherwise (e.g.
-    tied weights, which vmap handles)."""
+    Linear, Conv1d/Conv2d (groups=1, zero padding), BatchNorm1d/2d (with running
+    statistics), LayerNorm or Embedding (no max_norm, no scale_grad_by_freq) and used
+    by that layer alone: their per-sample gradients are exact products, sums or
+    scatters of the layer's input and output gradient. None otherwise (e.g. tied
+    weights, which vmap handles)."""
     owners = {}
     for _, sub in module.named_modules(remove_duplicate=False):
         for p in sub.parameters(recurse=False):
@@ -176,30 +182,80 @@ class Outer:
         return torch.bmm(self.u[:, :, None], self.v[:, None, :])
 
 
+class Rows:
+    """A per-sample embedding gradient kept sparse: ``rows[i, s]`` is the gradient of
+    row ``index[i, s]`` of the (num_embeddings, dim) weight, every other row is zero
+    (``zeros`` elements a sample)."""
+
+    def __init__(self, rows, index, num_embeddings):
+        self.rows, self.index, self.num_embeddings = rows, index, num_embeddings
+        self.zeros = (num_embeddings - rows.shape[1]) * rows.shape[2]
+
+    def dense(self):
+        n, _, dim = self.rows.shape
+        full = self.rows.new_zeros(n, self.num_embeddings, dim)
+        return full.scatter_add_(1, self.index[:, :, None].expand(-1, -1, dim), self.rows)
+
+
 def _dense(g):
-    return g.dense() if isinstance(g, Outer) else g
+    return g.dense() if isinstance(g, (Outer, Rows)) else g
 
 
-def _conv_padding(layer, x):
+def _embedding_rows(layer, index, grad_out):
+    """Per-sample gradient of an embedding's weight as :class:`Rows`: the output
+    gradients of a sample's positions added up per distinct index (the padding index's
+    row stays zero), in at most min(positions, num_embeddings) slots."""
+    n, dim = index.shape[0], grad_out.shape[-1]
+    index = index.reshape(n, -1)
+    grad_out = grad_out.reshape(n, -1, dim)
+    if layer.padding_idx is not None:
+        grad_out = grad_out.masked_fill((index == layer.padding_idx)[:, :, None], 0)
+    index, order = index.sort(dim=1)
+    grad_out = grad_out.gather(1, order[:, :, None].expand(-1, -1, dim))
+    slot = torch.zeros_like(index)
+    slot[:, 1:] = (index[:, 1:] != index[:, :-1]).cumsum(dim=1)   # distinct index -> slot
+    slots = min(index.shape[1], layer.num_embeddings)
+    rows = grad_out.new_zeros(n, slots, dim).scatter_add_(
+        1, slot[:, :, None].expand(-1, -1, dim), grad_out)
+    # unused slots point at row 0 with a zero gradient: harmless when made dense
+    values = torch.zeros(n, slots, dtype=index.dtype, device=index.device).scatter_(
+        1, slot, index)
+    return Rows(rows, values, layer.num_embeddings)
+
+
+def _conv_geometry(layer):
+    """Kernel size, stride, dilation and padding as for a Conv2d (a Conv1d is a Conv2d
+    of height 1)."""
+    if isinstance(layer, nn.Conv1d):
+        padding = layer.padding if isinstance(layer.padding, str) else (0, layer.padding[0])
+        return ((1, layer.kernel_size[0]), (1, layer.stride[0]), (1, layer.dilation[0]),
+                padding)
+    return layer.kernel_size, layer.stride, layer.dilation, layer.padding
+
+
+def _conv_padding(x, kernel_size, dilation, padding):
     """Input padded as the convolution pads it, so windows can be taken unpadded."""
-    if layer.padding == "valid":
+    if padding == "valid":
         return x
-    if layer.padding == "same":
+    if padding == "same":
         pads = []
-        for k, d in zip(reversed(layer.kernel_size), reversed(layer.dilation)):
+        for k, d in zip(reversed(kernel_size), reversed(dilation)):
             total = d * (k - 1)
             pads += [total // 2, total - total // 2]
         return F.pad(x, pads)
-    ph, pw = layer.padding
+    ph, pw = padding
     return F.pad(x, [pw, pw, ph, ph])
 
 
 def _conv_windows(layer, x):
     """(n, C*kh*kw, L) input patches, the layout of the weight's gradient."""
-    x = _conv_padding(layer, x)
-    if layer.dilation != (1, 1):
-        return F.unfold(x, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)
-    (kh, kw), (sh, sw) = layer.kernel_size, layer.stride
+    kernel_size, stride, dilation, padding = _conv_geometry(layer)
+    if isinstance(layer, nn.Conv1d):
+        x = x.unsqueeze(2)
+    x = _conv_padding(x, kernel_size, dilation, padding)
+    if dilation != (1, 1):
+        return F.unfold(x, kernel_size, dilation=dilation, stride=stride)
+    (kh, kw), (sh, sw) = kernel_size, stride
     windows = x.unfold(2, kh, sh).unfold(3, kw, sw)      # strided view (n, C, Ho, Wo, kh, kw)
     n, c, ho, wo = windows.shape[:4]
     # one copy, in the order bmm wants (measured faster than F.unfold's im2col on CPU)
@@ -233,7 +289,9 @@ def _per_sample_layer_gradient(layer, x, grad_out):
         else:
             grads = {"weight": torch.bmm(b.transpose(1, 2), a)}
         bias = b.sum(dim=1)
-    elif isinstance(layer, nn.Conv2d):
+    elif isinstance(layer, nn.Embedding):
+        return {"weight": _embedding_rows(layer, x, grad_out)}
+    elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
         b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
         windows = _conv_windows(layer, x)                                 # (n, K, L)
         if b.shape[2] == 1:  # one output position (deep layers of small images): outer product
@@ -260,6 +318,8 @@ def _per_sample_layer_gradient(layer, x, grad_out):
 def _summary(g):
     if isinstance(g, Outer):
         return summarize_outer(g.u, g.v)
+    if isinstance(g, Rows):
+        return with_zeros(summarize(g.rows.flatten(1)), g.zeros)
     return summarize(g.reshape(g.shape[0], -1))
 
 
@@ -268,7 +328,10 @@ def _bytes_per_sample(layer, x, grad_out):
     materialised gradient, its inputs (a convolution's windows) and the statistics'
     temporaries; factored (outer-product) gradients only their factors."""
     size = x.element_size()
-    if isinstance(layer, nn.Conv2d):
+    if isinstance(layer, nn.Embedding):
+        size = grad_out.element_size()
+        return size * 3 * min(x[0].numel(), layer.num_embeddings) * layer.embedding_dim
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
         positions, k, out = grad_out[0, 0].numel(), layer.weight[0].numel(), grad_out.shape[1]
         if positions == 1:
             return size * (k + out)

@@ -18,8 +18,8 @@ come from per-parameter summaries without concatenating the gradient.
 
 import torch
 
-__all__ = ["STATISTICS", "SOFTMAX_FEATURES", "summarize", "summarize_outer", "combine",
-           "merge", "finalize", "softmax_features"]
+__all__ = ["STATISTICS", "SOFTMAX_FEATURES", "summarize", "summarize_outer", "with_zeros",
+           "combine", "merge", "finalize", "softmax_features"]
 
 STATISTICS = ("l1", "l2", "min", "max", "mean", "std", "skew", "kurtosis")
 SOFTMAX_FEATURES = ("entropy", "max_prob")
@@ -75,6 +75,16 @@ def summarize_outer(u, v):
                   s3 - 3 * mean * s2 + 2 * n * mean ** 3,
                   s4 - 4 * mean * s3 + 6 * mean * mean * s2 - 3 * n * mean ** 4,
                   u.abs().sum(1) * v.abs().sum(1), s2, corners.amin(1), corners.amax(1))
+
+
+def with_zeros(summary, count):
+    """Summary (batch, 9) of each row together with ``count`` more zeros (an embedding's
+    untouched rows), exact."""
+    if count == 0:
+        return summary
+    zeros = torch.zeros_like(summary)
+    zeros[..., N] = count
+    return merge(summary, zeros)
 
 
 def combine(parts, membership=None):

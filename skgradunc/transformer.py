@@ -76,8 +76,11 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     network's trainable weights is compressed, per group of weights and for the
     whole network, into the statistics of Oberdiek et al. (2018); the softmax
     entropy and maximum probability are appended. Gradients are computed
-    batched (``torch.func.vmap`` over ``grad``) in chunks of ``batch_size`` on
-    ``device``; the network is never changed.
+    batched, in chunks of ``batch_size`` on ``device``: layer by layer from one
+    forward and one backward pass for Linear, Conv1d/2d, BatchNorm, LayerNorm
+    and Embedding layers, with ``torch.func.vmap`` over ``grad`` for anything
+    else. The network is never changed. X reaches the module as float32 (a
+    module that starts with an Embedding casts it back: ``x.long()``).
 
     Parameters
     ----------
@@ -111,12 +114,12 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         Samples per chunk; peak memory grows with it, never with len(X).
     max_memory : int or None, default=2**30
         Approximate bound, in bytes, on the per-sample gradients held at once.
-        Networks made of Linear, Conv2d, BatchNorm and LayerNorm layers build
-        each layer's per-sample gradients in blocks of samples that fit it
-        (a single sample's layer gradient is the floor), summarise and discard
-        them, so memory does not grow with the number of parameters. Other
-        networks go through ``vmap``, which holds every weight's gradient per
-        sample (ResNet-18 with a GroupNorm: ~84 MB a sample); their chunk is
+        Networks of the layers above build each layer's per-sample gradients
+        in blocks of samples that fit it (a single sample's layer gradient is
+        the floor), summarise and discard them, so memory follows the largest
+        layer, not the whole network. Other networks go through ``vmap``,
+        which holds every weight's gradient per sample (a ResNet-18 with
+        GroupNorm instead of BatchNorm: ~84 MB a sample); their chunk is
         shrunk to fit. ``None``: no bound.
     device : str, default="auto"
         Where gradients are computed: ``"auto"`` = CUDA when available.

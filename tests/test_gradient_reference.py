@@ -104,6 +104,74 @@ def test_resnet18_with_batchnorm_matches_reference(target):
     assert len(names) == (len(layers) + 1) * len(STATISTICS) + 2  # + network, + softmax
 
 
+def _strategy(module, target="predicted"):
+    from skgradunc.gradients import GradientFeatureEngine, resolve_groups
+    return GradientFeatureEngine(module, target, resolve_groups(module), ["l2"], True, (),
+                                 "cpu").strategy
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_conv1d_network_matches_reference(target):
+    """Zero, 'same' and 'valid' padding, stride and dilation; a one-position output."""
+    torch.manual_seed(7)
+    net = randomized(torch.nn.Sequential(
+        torch.nn.Conv1d(3, 6, 5, padding=2), torch.nn.Tanh(),
+        torch.nn.Conv1d(6, 6, 3, padding="same", dilation=2), torch.nn.Tanh(),
+        torch.nn.Conv1d(6, 5, 3, stride=2), torch.nn.Tanh(),      # length 13 -> 6
+        torch.nn.Conv1d(5, 4, 6), torch.nn.Flatten(),             # one position
+        torch.nn.Linear(4, 3)), seed=7)
+    assert _strategy(net) == "per-layer"
+    X = torch.randn(7, 3, 13).numpy()
+    names, _ = check(net, X, target)
+    assert "0__l2" in names and "6__kurtosis" in names
+
+
+class TokenClassifier(torch.nn.Module):
+    """Token ids (as floats: X is float32) -> embedding -> mean -> classes. With
+    ``twice``, the embedding is used on both halves of the sequence, and the two uses'
+    gradients must add up."""
+
+    def __init__(self, vocabulary=7, dim=5, padding_idx=0, classes=3, twice=False):
+        super().__init__()
+        self.twice = twice
+        self.embed = torch.nn.Embedding(vocabulary, dim, padding_idx=padding_idx)
+        self.out = torch.nn.Linear((1 + twice) * dim, classes)
+
+    def forward(self, x):
+        tokens = x.long()
+        if not self.twice:
+            return self.out(torch.tanh(self.embed(tokens)).mean(dim=1))
+        half = tokens.shape[1] // 2
+        left = self.embed(tokens[:, :half]).mean(dim=1)
+        right = torch.tanh(self.embed(tokens[:, half:])).mean(dim=1)
+        return self.out(torch.cat([left, right], dim=1))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("vocabulary, length, twice",
+                         [(7, 12, False), (40, 6, False), (7, 12, True)])
+def test_embedding_network_matches_reference(target, vocabulary, length, twice):
+    """Repeated ids (rows that add up), the padding id (its row stays zero), sequences
+    longer and shorter than the vocabulary, an embedding used twice."""
+    torch.manual_seed(8)
+    net = randomized(TokenClassifier(vocabulary, twice=twice), seed=8)
+    assert _strategy(net) == "per-layer"
+    X = torch.randint(0, vocabulary, (6, length)).float().numpy()
+    X[0, :3] = 0   # padding
+    X[1, :] = 2    # one id everywhere
+    names, features = check(net, X, target)
+    assert "embed__min" in names
+
+
+def test_embedding_options_that_couple_rows_go_through_vmap():
+    net = TokenClassifier()
+    net.embed.max_norm = 1.0
+    assert _strategy(net) == "vmap"
+    net = TokenClassifier()
+    net.embed.scale_grad_by_freq = True
+    assert _strategy(net) == "vmap"
+
+
 class TiedAutoencoderClassifier(torch.nn.Module):
     """One weight used by two layers (weight tying): every use must count."""
 
