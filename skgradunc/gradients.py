@@ -7,6 +7,7 @@ so ``.grad``, ``requires_grad`` and the weights stay as they are, and train/eval
 flags are restored module by module afterwards.
 """
 
+import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 
@@ -403,6 +404,7 @@ class GradientFeatureEngine:
         self.trainable = trainable_parameters(module)
         self.layers = _per_layer_modules(module, self.trainable)
         self._isolate = False  # set once an in-place operation is seen; kept for later chunks
+        self._membership_mask = None
 
     def feature_names(self):
         names = [f"{g}__{s}" for g in self.groups for s in self.statistics]
@@ -499,11 +501,14 @@ class GradientFeatureEngine:
         return vmap(grad(loss, has_aux=True), in_dims=(None, None, 0))
 
     def _membership(self, device):
-        """(groups [+ network], parameters) mask of which parameters form each group."""
-        rows = [[p in names for p in self.trainable] for names in self.groups.values()]
-        if self.include_network:
-            rows.append([True] * len(self.trainable))
-        return torch.tensor(rows, dtype=torch.bool, device=device)
+        """(groups [+ network], parameters) mask of which parameters form each group,
+        made once per device (no host-to-device copy per chunk)."""
+        if self._membership_mask is None or self._membership_mask.device != device:
+            rows = [[p in names for p in self.trainable] for names in self.groups.values()]
+            if self.include_network:
+                rows.append([True] * len(self.trainable))
+            self._membership_mask = torch.tensor(rows, dtype=torch.bool, device=device)
+        return self._membership_mask
 
     def _chunk_features(self, summaries, logits):
         # one summary per parameter tensor; groups and the network combine them exactly
@@ -536,13 +541,33 @@ class GradientFeatureEngine:
         return max(1, min(batch_size, int(max_memory // per_sample)))
 
     def transform(self, X, batch_size, max_memory=None):
-        """Features for X (numpy float32, first axis = samples) as float64 numpy."""
+        """Features for X (numpy float32, first axis = samples) as float64 numpy.
+
+        X goes to the device once when it fits in ``max_memory`` (on the CPU it is only
+        wrapped), else chunk by chunk; features stay on the device until one copy back
+        at the end. Running out of GPU memory halves the chunk and retries it (with a
+        warning), down to one sample."""
         params, frozen = self._weights_on_device()
         summaries = self._summary_function(max_memory)
-        batch_size = self.chunk_size(batch_size, max_memory)
-        outputs = []
+        chunk = self.chunk_size(batch_size, max_memory)
+        data = torch.from_numpy(X)
+        if max_memory is None or X.nbytes <= max_memory:
+            data = data.to(self.device)
+        outputs, start = [], 0
         with evaluation_mode(self.module):
-            for start in range(0, len(X), batch_size):
-                chunk = torch.from_numpy(X[start:start + batch_size]).to(self.device)
-                outputs.append(self._chunk_features(*summaries(params, frozen, chunk)))
+            while start < len(X):
+                x = data[start:start + chunk].to(self.device)
+                try:
+                    outputs.append(self._chunk_features(*summaries(params, frozen, x)))
+                except torch.cuda.OutOfMemoryError:
+                    if len(x) == 1:
+                        raise
+                    chunk = len(x) // 2
+                    del x
+                    if self.device.type == "cuda":
+                        torch.cuda.empty_cache()
+                    warnings.warn(f"out of GPU memory; retrying with chunks of {chunk} samples "
+                                  "(a smaller batch_size avoids the retry)", RuntimeWarning)
+                    continue
+                start += chunk
         return torch.cat(outputs).cpu().numpy()  # one copy back to the host

@@ -16,6 +16,8 @@ operations whatever the number of parts, so layer and whole-network statistics
 come from per-parameter summaries without concatenating the gradient.
 """
 
+import math
+
 import torch
 
 __all__ = ["STATISTICS", "SOFTMAX_FEATURES", "summarize", "summarize_outer", "with_zeros",
@@ -114,7 +116,7 @@ def combine(parts, membership=None):
     mean = (w * n_p * mean_p).sum(1) / n
     d = mean_p - mean[:, None]
     d2 = d * d
-    infinity = torch.tensor(float("inf"), dtype=parts.dtype, device=parts.device)
+    infinity = parts.new_full((), float("inf"))  # a fill on the device, not a host copy
     result = torch.stack([
         n, mean,
         (w * (m2_p + n_p * d2)).sum(1),
@@ -158,8 +160,7 @@ def softmax_features(logits, features=SOFTMAX_FEATURES):
     q = logits.shape[1]
     values = {
         # p * log p -> 0 as p -> 0; log_softmax keeps it finite
-        "entropy": lambda: -(p * log_p).sum(dim=1) / torch.log(torch.tensor(
-            float(q), dtype=logits.dtype, device=logits.device)),
+        "entropy": lambda: -(p * log_p).sum(dim=1) / math.log(q),
         "max_prob": lambda: p.amax(dim=1),
     }
     return torch.stack([values[name]() for name in features], dim=1)

@@ -247,6 +247,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             raise ValueError("parameters changed since fit; call fit again")
         try:
             return engine.transform(X, self.batch_size, self.max_memory)
+        except torch.cuda.OutOfMemoryError:
+            raise  # even one sample at a time does not fit: not a shape problem
         except (RuntimeError, ValueError, IndexError) as exc:
             raise ValueError(
                 f"the network could not process inputs of shape {tuple(X.shape[1:])}: "

@@ -247,6 +247,37 @@ def test_max_memory_bounds_each_layers_gradient_block(monkeypatch):
         GradientMetricTransformer(resnet, max_memory=0).fit(X)
 
 
+def test_out_of_gpu_memory_halves_the_chunk_and_retries(monkeypatch):
+    from skgradunc import gradients
+
+    original = gradients.GradientFeatureEngine._summary_function
+    sizes = []
+
+    def limited(self, max_memory):
+        summaries = original(self, max_memory)
+
+        def run(params, frozen, x):
+            sizes.append(len(x))
+            if len(x) > 3:  # as if more than 3 samples did not fit on the GPU
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+            return summaries(params, frozen, x)
+        return run
+    net = PaperCNN(image_size=12, n_classes=3)
+    X = np.random.rand(10, 1, 12, 12).astype(np.float32)
+    expected = GradientMetricTransformer(net, batch_size=4).fit_transform(X)
+    monkeypatch.setattr(gradients.GradientFeatureEngine, "_summary_function", limited)
+    with pytest.warns(RuntimeWarning, match="chunks of 2 samples"):
+        features = GradientMetricTransformer(net, batch_size=16).fit_transform(X)
+    assert sizes == [10, 5, 2, 2, 2, 2, 2]  # halved until it fits, then kept
+    np.testing.assert_allclose(features, expected, rtol=1e-5)
+    sizes.clear()
+    monkeypatch.setattr(gradients.GradientFeatureEngine, "_summary_function",
+                        lambda self, max_memory: lambda *a: (_ for _ in ()).throw(
+                            torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")))
+    with pytest.raises(torch.cuda.OutOfMemoryError), pytest.warns(RuntimeWarning):
+        GradientMetricTransformer(net, batch_size=2).fit_transform(X)
+
+
 def test_sample_block_and_vmap_chunk_follow_max_memory():
     from skgradunc.gradients import BLOCK_BYTES, GradientFeatureEngine, sample_block
 
