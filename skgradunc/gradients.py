@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, grad, vmap
 
-from .statistics import (combine, finalize, softmax_features, summarize, summarize_outer,
-                         with_zeros)
+from .statistics import (combine, finalize, softmax_features, summarize, summarize_low_rank,
+                         summarize_outer, with_zeros)
 
 __all__ = ["TARGETS", "target_loss", "resolve_groups", "evaluation_mode",
            "GradientFeatureEngine"]
@@ -198,8 +198,39 @@ class Rows:
         return full.scatter_add_(1, self.index[:, :, None].expand(-1, -1, dim), self.rows)
 
 
+class LowRank:
+    """A per-sample gradient that is a sum of a few outer products, kept factored:
+    row i is sum_s u[i, s] (x) v[i, s] (u (n, r, a), v (n, r, b)), a layer with r
+    positions per sample (a convolution's output positions, a sequence's tokens)."""
+
+    def __init__(self, u, v):
+        self.u, self.v = u, v
+
+    def dense(self):
+        """(n, b, a): the gradient transposed (measured faster as windows @ grad^T)."""
+        return torch.bmm(self.v.transpose(1, 2), self.u)
+
+
+# A layer with r positions per sample keeps its gradient factored (LowRank) when the
+# r x r contractions that give its power sums, ~r^4 (a + b) multiply-adds, cost less than
+# LOW_RANK_GAIN element-wise passes over the a*b gradient: on ResNet-18 with 32x32 inputs
+# this is layer3 (2x2 positions); more positions are cheaper materialised.
+LOW_RANK_GAIN = 4
+
+
+def _position_gradient(u, v):
+    """Per-sample gradient sum_s u[:, s] (x) v[:, s] of a layer applied at r positions,
+    in the cheapest exact form: Outer (r = 1), LowRank (few positions) or dense."""
+    r, a, b = u.shape[1], u.shape[2], v.shape[2]
+    if r == 1:
+        return Outer(u[:, 0], v[:, 0])
+    if r ** 4 * (a + b) <= LOW_RANK_GAIN * a * b:
+        return LowRank(u, v)
+    return LowRank(u, v).dense()
+
+
 def _dense(g):
-    return g.dense() if isinstance(g, (Outer, Rows)) else g
+    return g.dense() if isinstance(g, (Outer, LowRank, Rows)) else g
 
 
 def _embedding_rows(layer, index, grad_out):
@@ -283,25 +314,19 @@ def _per_sample_layer_gradient(layer, x, grad_out):
     statistics are taken of them."""
     n = x.shape[0]
     if isinstance(layer, nn.Linear):
-        a = x.reshape(n, -1, x.shape[-1])
-        b = grad_out.reshape(n, -1, grad_out.shape[-1])
-        if a.shape[1] == 1:  # one position per sample: the gradient is an outer product
-            grads = {"weight": Outer(b[:, 0], a[:, 0])}
-        else:
-            grads = {"weight": torch.bmm(b.transpose(1, 2), a)}
+        a = x.reshape(n, -1, x.shape[-1])                                  # (n, T, I)
+        b = grad_out.reshape(n, -1, grad_out.shape[-1])                   # (n, T, O)
+        grads = {"weight": _position_gradient(b, a)}
         bias = b.sum(dim=1)
     elif isinstance(layer, nn.Embedding):
         return {"weight": _embedding_rows(layer, x, grad_out)}
     elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
         b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
         windows = _conv_windows(layer, x)                                 # (n, K, L)
-        if b.shape[2] == 1:  # one output position (deep layers of small images): outer product
-            grads = {"weight": Outer(b[:, :, 0], windows[:, :, 0])}
-        else:
-            # windows @ b^T: the weight gradient transposed per sample, (n, K, O).
-            # Statistics do not depend on element order, and this product runs ~1.9x
-            # faster than b @ windows^T on the CPU (conv2 of the paper CNN).
-            grads = {"weight": torch.bmm(windows, b.transpose(1, 2))}
+        # materialised as windows @ b^T, the weight gradient transposed (n, K, O):
+        # statistics do not depend on element order, and this product runs ~1.9x
+        # faster than b @ windows^T on the CPU (conv2 of the paper CNN)
+        grads = {"weight": _position_gradient(b.transpose(1, 2), windows.transpose(1, 2))}
         bias = b.sum(dim=2)
     else:  # BatchNorm / LayerNorm: y = x_hat * weight + bias, elementwise
         if isinstance(layer, nn.LayerNorm):
@@ -319,6 +344,8 @@ def _per_sample_layer_gradient(layer, x, grad_out):
 def _summary(g):
     if isinstance(g, Outer):
         return summarize_outer(g.u, g.v)
+    if isinstance(g, LowRank):
+        return summarize_low_rank(g.u, g.v, g.dense().flatten(1))
     if isinstance(g, Rows):
         return with_zeros(summarize(g.rows.flatten(1)), g.zeros)
     return summarize(g.reshape(g.shape[0], -1))
@@ -327,26 +354,30 @@ def _summary(g):
 def _bytes_per_sample(layer, x, grad_out):
     """Bytes one sample's per-layer gradient occupies while it is summarised: the
     materialised gradient, its inputs (a convolution's windows) and the statistics'
-    temporaries; factored (outer-product) gradients only their factors."""
-    size = x.element_size()
+    temporaries; factored gradients their factors (LowRank's float64 pair products)."""
+    size = grad_out.element_size()
     if isinstance(layer, nn.Embedding):
-        size = grad_out.element_size()
         return size * 3 * min(x[0].numel(), layer.num_embeddings) * layer.embedding_dim
-    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        positions, k, out = grad_out[0, 0].numel(), layer.weight[0].numel(), grad_out.shape[1]
-        if positions == 1:
-            return size * (k + out)
-        return size * (k * positions + 3 * k * out)
-    if isinstance(layer, nn.Linear):
-        if x[0].numel() == x.shape[-1]:
-            return size * (x.shape[-1] + grad_out.shape[-1])
-        return size * (3 * layer.weight.numel() + x[0].numel() + grad_out[0].numel())
+    if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+        conv = not isinstance(layer, nn.Linear)
+        a = grad_out.shape[1] if conv else grad_out.shape[-1]                    # outputs
+        b = layer.weight[0].numel() if conv else x.shape[-1]                     # inputs
+        r = grad_out[0].numel() // a                                             # positions
+        inputs = size * r * (a + b)                                              # windows
+        if r == 1:
+            return inputs
+        if r ** 4 * (a + b) <= LOW_RANK_GAIN * a * b:
+            return inputs + size * (2 * a * b + 2 * r * r * (a + b))
+        return inputs + size * 3 * a * b
     return size * 3 * x[0].numel()
 
 
-# Blocks larger than this gain nothing: on the CPU, fresh multi-megabyte temporaries cost
-# page faults on every allocation (paper CNN: 5,000/s unblocked, 6,800/s at 8 MB).
-BLOCK_BYTES = 2**23
+# Blocks of per-sample gradients are kept near this size (measured on 2 CPU cores): much
+# larger ones pay page faults for fresh temporaries on every allocation (paper CNN: 5,000
+# samples/s unblocked, ~6,900/s at 8-32 MB; ResNet-18: 84/s at 128 MB, 218/s at 32 MB),
+# much smaller ones per-operation overhead (ResNet-18 at 8 MB: one sample of layer3 a block,
+# 188/s).
+BLOCK_BYTES = 2**25
 
 
 def sample_block(n, per_sample, max_memory):

@@ -20,7 +20,8 @@ import math
 
 import torch
 
-__all__ = ["STATISTICS", "SOFTMAX_FEATURES", "summarize", "summarize_outer", "with_zeros",
+__all__ = ["STATISTICS", "SOFTMAX_FEATURES", "summarize", "summarize_outer",
+           "summarize_low_rank", "with_zeros",
            "combine", "merge", "finalize", "softmax_features"]
 
 STATISTICS = ("l1", "l2", "min", "max", "mean", "std", "skew", "kurtosis")
@@ -57,26 +58,54 @@ def summarize(g):
                   g.amin(dim=1), g.amax(dim=1))
 
 
-def summarize_outer(u, v):
-    """Summary of each row's outer product u_i v_j (u (batch, a), v (batch, b)),
-    never forming it: power sums factorise, sum (u_i v_j)^k = sum u^k * sum v^k,
-    and the extremes are products of the factors' extremes. Central moments come
-    from the power sums in float64 (exact algebra; rounding ~ eps64 (mean/std)^4).
-    """
-    u, v = u.to(torch.float64), v.to(torch.float64)
-    n = u.shape[1] * v.shape[1]
-    u2, v2 = u * u, v * v
-    s1 = u.sum(1) * v.sum(1)
-    s2 = u2.sum(1) * v2.sum(1)
-    s3 = (u2 * u).sum(1) * (v2 * v).sum(1)
-    s4 = (u2 * u2).sum(1) * (v2 * v2).sum(1)
+def _from_power_sums(n, s1, s2, s3, s4, l1, minimum, maximum):
+    """Summary from float64 power sums s_k = sum g^k (exact algebra; rounding of the
+    central moments ~ eps64 (mean/std)^4)."""
     mean = s1 / n
-    corners = (torch.stack([u.amin(1), u.amax(1)], 1)[:, :, None]
-               * torch.stack([v.amin(1), v.amax(1)], 1)[:, None, :]).flatten(1)
     return _stack(n, mean, (s2 - n * mean * mean).clamp(min=0),
                   s3 - 3 * mean * s2 + 2 * n * mean ** 3,
                   s4 - 4 * mean * s3 + 6 * mean * mean * s2 - 3 * n * mean ** 4,
-                  u.abs().sum(1) * v.abs().sum(1), s2, corners.amin(1), corners.amax(1))
+                  l1, s2, minimum, maximum)
+
+
+def summarize_outer(u, v):
+    """Summary of each row's outer product u_i v_j (u (batch, a), v (batch, b)),
+    never forming it: power sums factorise, sum (u_i v_j)^k = sum u^k * sum v^k,
+    and the extremes are products of the factors' extremes.
+    """
+    u, v = u.to(torch.float64), v.to(torch.float64)
+    u2, v2 = u * u, v * v
+    corners = (torch.stack([u.amin(1), u.amax(1)], 1)[:, :, None]
+               * torch.stack([v.amin(1), v.amax(1)], 1)[:, None, :]).flatten(1)
+    return _from_power_sums(
+        u.shape[1] * v.shape[1], u.sum(1) * v.sum(1), u2.sum(1) * v2.sum(1),
+        (u2 * u).sum(1) * (v2 * v).sum(1), (u2 * u2).sum(1) * (v2 * v2).sum(1),
+        u.abs().sum(1) * v.abs().sum(1), corners.amin(1), corners.amax(1))
+
+
+def _pairs(x):
+    """(batch, r*r, a): the products x[s] * x[t] of every pair of rows."""
+    return (x[:, :, None, :] * x[:, None, :, :]).flatten(1, 2)
+
+
+def summarize_low_rank(u, v, product):
+    """Summary of each row's sum of r outer products, G = sum_s u[s] (x) v[s]
+    (u (batch, r, a), v (batch, r, b); a convolution with r output positions).
+
+    The power sums come from r x r contractions of the factors in float64, e.g.
+    sum G^2 = <U U^T, V V^T> and sum G^4 = <P_u P_u^T, P_v P_v^T> with P the
+    pairwise row products, instead of element-wise passes over G; only sum |G|,
+    min and max read ``product`` (batch, a*b), G itself (in any element order).
+    """
+    u64, v64 = u.to(torch.float64), v.to(torch.float64)
+    pu, pv = _pairs(u64), _pairs(v64)
+    gram_u, gram_v = torch.bmm(u64, u64.transpose(1, 2)), torch.bmm(v64, v64.transpose(1, 2))
+    s3 = (torch.bmm(pu, u64.transpose(1, 2)) * torch.bmm(pv, v64.transpose(1, 2))).sum((1, 2))
+    s4 = (torch.bmm(pu, pu.transpose(1, 2)) * torch.bmm(pv, pv.transpose(1, 2))).sum((1, 2))
+    return _from_power_sums(
+        u.shape[2] * v.shape[2], (u64.sum(2) * v64.sum(2)).sum(1),
+        (gram_u * gram_v).sum((1, 2)), s3, s4,
+        product.abs().sum(1), product.amin(1), product.amax(1))
 
 
 def with_zeros(summary, count):

@@ -126,6 +126,34 @@ def test_conv1d_network_matches_reference(target):
     assert "0__l2" in names and "6__kurtosis" in names
 
 
+class SequenceClassifier(torch.nn.Module):
+    """A Linear applied to every position of a short sequence, then pooled."""
+
+    def __init__(self):
+        super().__init__()
+        self.per_position = torch.nn.Linear(6, 9)
+        self.out = torch.nn.Linear(9, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.per_position(x)).mean(dim=1))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("gain", [0, float("inf")])
+def test_layers_with_several_positions_match_reference_materialised_or_low_rank(
+        target, gain, monkeypatch):
+    """Every multi-position layer (convolutions, a Linear over a sequence) forced through
+    the materialised product (gain 0) or the factored LowRank summary (gain inf)."""
+    from skgradunc import gradients
+    monkeypatch.setattr(gradients, "LOW_RANK_GAIN", gain)
+    torch.manual_seed(9)
+    # 6x6 images: 36, 9 and 1 positions (LowRank's r^2 x r^2 contractions stay small)
+    cnn = randomized(PaperCNN(in_channels=2, image_size=6, n_classes=4), seed=9)
+    check(cnn, torch.rand(5, 2, 6, 6).numpy(), target)
+    sequence = randomized(SequenceClassifier(), seed=9)
+    check(sequence, torch.randn(5, 3, 6).numpy(), target)
+
+
 class TokenClassifier(torch.nn.Module):
     """Token ids (as floats: X is float32) -> embedding -> mean -> classes. With
     ``twice``, the embedding is used on both halves of the sequence, and the two uses'

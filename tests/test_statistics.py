@@ -4,7 +4,7 @@ import scipy.stats
 import torch
 
 from skgradunc.statistics import (STATISTICS, combine, finalize, merge, softmax_features,
-                                  summarize, summarize_outer)
+                                  summarize, summarize_low_rank, summarize_outer)
 
 from reference import reference_statistics
 
@@ -36,6 +36,20 @@ def test_outer_product_summary_equals_the_materialised_product():
         ref = reference_statistics(np.outer(a, b).ravel())
         for name, value in as_dict(row).items():
             np.testing.assert_allclose(value, ref[name], rtol=1e-9, atol=1e-15, err_msg=name)
+
+
+@pytest.mark.parametrize("rank", [2, 4, 5])
+def test_low_rank_summary_equals_the_materialised_sum_of_outer_products(rank):
+    rng = np.random.default_rng(rank)
+    u = rng.normal(size=(3, rank, 12))
+    v = rng.normal(0.3, 1, size=(3, rank, 70)) + 2.0   # offset: moments need care
+    dense = np.einsum("nsa,nsb->nab", u, v).reshape(3, -1)
+    ours = finalize(summarize_low_rank(torch.from_numpy(u), torch.from_numpy(v),
+                                       torch.from_numpy(dense))).numpy()
+    for row, values in zip(ours, dense):
+        ref = reference_statistics(values)
+        for name, value in as_dict(row).items():
+            np.testing.assert_allclose(value, ref[name], rtol=1e-8, atol=1e-12, err_msg=name)
 
 
 def test_combining_many_parts_at_once_equals_pairwise_merging():

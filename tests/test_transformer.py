@@ -224,12 +224,18 @@ def test_max_memory_bounds_each_layers_gradient_block(monkeypatch):
     from skgradunc import gradients
 
     held = []  # (samples in the block, bytes of materialised per-sample gradients)
+
+    def materialised(g):
+        if isinstance(g, gradients.Outer):
+            return 0
+        if isinstance(g, gradients.LowRank):  # its product is formed for |g|, min and max
+            return g.u.shape[0] * g.u.shape[2] * g.v.shape[2] * g.u.element_size()
+        return g.numel() * g.element_size()
     original = gradients._per_sample_layer_gradient
 
     def spy(layer, x, grad_out):
         grads = original(layer, x, grad_out)
-        held.append((x.shape[0], sum(g.numel() * g.element_size() for g in grads.values()
-                                     if not isinstance(g, gradients.Outer))))
+        held.append((x.shape[0], sum(materialised(g) for g in grads.values())))
         return grads
     monkeypatch.setattr(gradients, "_per_sample_layer_gradient", spy)
     resnet = torchvision.models.resnet18(num_classes=10).eval()
