@@ -341,6 +341,15 @@ def _per_sample_layer_gradient(layer, x, grad_out):
     return grads
 
 
+def _overwritten(calls):
+    """(layer, call, "input"/"output") of the saved tensors changed since they were saved."""
+    return frozenset((name, call, kind) for name, records in calls.items()
+                     for call, (inp, out, version_in, version_out) in enumerate(records)
+                     for kind, changed in (("input", inp._version != version_in),
+                                           ("output", out._version != version_out))
+                     if changed)
+
+
 def _summary(g):
     if isinstance(g, Outer):
         return summarize_outer(g.u, g.v)
@@ -421,10 +430,13 @@ class GradientFeatureEngine:
         Add the statistics of the whole gradient (every trainable weight).
     softmax : sequence of softmax feature names (may be empty)
     device : torch.device
+    overwritten : iterable of (layer, call, "input"/"output"), optional
+        Saved tensors known to be overwritten by in-place operations
+        (:meth:`detect_overwritten`); found anew otherwise.
     """
 
     def __init__(self, module, target, groups, statistics, include_network, softmax,
-                 device):
+                 device, overwritten=()):
         self.module = module
         self.target = target
         self.groups = groups
@@ -434,7 +446,7 @@ class GradientFeatureEngine:
         self.device = torch.device(device)
         self.trainable = trainable_parameters(module)
         self.layers = _per_layer_modules(module, self.trainable)
-        self._isolate = False  # set once an in-place operation is seen; kept for later chunks
+        self.overwritten = frozenset(overwritten)
         self._membership_mask = None
 
     def feature_names(self):
@@ -474,18 +486,22 @@ class GradientFeatureEngine:
         """Summaries of materialised per-sample gradients {parameter name: (n, ...)}."""
         return {name: _summary(grads[name]) for name in self.trainable}
 
-    def _record_calls(self, params, frozen, x, isolate):
-        """Forward with hooks saving each layer's input and output. With ``isolate``, the
-        layer gets a private copy of its input and the rest of the network a copy of
-        its output, so that in-place operations cannot change what was saved."""
+    def _record_calls(self, params, frozen, x):
+        """Forward with hooks saving each layer's input and output. Those that in-place
+        operations overwrite (``self.overwritten``: (layer, call, "input"/"output")) are
+        isolated: the layer gets a private copy of its input, the rest of the network a
+        copy of its output."""
         calls = {name: [] for name in self.layers}
+        overwritten = self.overwritten
 
         def recorder(name):
             def hook(layer, inputs, output):
+                call = len(calls[name])
                 saved = inputs[0].detach()
-                calls[name].append((saved.clone() if isolate else saved, output,
-                                    saved._version, output._version))
-                return output.clone() if isolate else None
+                if (name, call, "input") in overwritten:
+                    saved = saved.clone()
+                calls[name].append((saved, output, saved._version, output._version))
+                return output.clone() if (name, call, "output") in overwritten else None
             return hook
 
         handles = [layer.register_forward_hook(recorder(name))
@@ -497,19 +513,33 @@ class GradientFeatureEngine:
                 handle.remove()
         return logits, calls
 
+    def _forward(self, params, frozen, x):
+        """Logits and recorded calls, redone once with isolation if an in-place operation
+        overwrote a saved tensor not yet known to be (later chunks isolate it at once)."""
+        logits, calls = self._record_calls(params, frozen, x)
+        found = _overwritten(calls)
+        if found:
+            self.overwritten = self.overwritten | found
+            logits, calls = self._record_calls(params, frozen, x)
+        return logits, calls
+
+    def detect_overwritten(self, X):
+        """Find, on a forward of X (a sample or two), the saved tensors that in-place
+        operations overwrite (e.g. ``ReLU(inplace=True)`` after a BatchNorm), so that
+        transforms isolate them from the first chunk on; returns them."""
+        if self.layers is not None:
+            params, frozen = self._weights_on_device()
+            params = {k: v.detach().requires_grad_() for k, v in params.items()}
+            with evaluation_mode(self.module), torch.enable_grad():
+                self._forward(params, frozen, torch.from_numpy(X).to(self.device))
+        return self.overwritten
+
     def _per_layer_summaries(self, params, frozen, x, max_memory):
         """One batched forward, one backward to the layer outputs, then each layer's
         per-sample gradients built and summarised block by block, never all at once."""
         params = {k: v.detach().requires_grad_() for k, v in params.items()}
         with torch.enable_grad():
-            logits, calls = self._record_calls(params, frozen, x, isolate=self._isolate)
-            if not self._isolate and any(
-                    inp._version != vi or out._version != vo
-                    for records in calls.values() for inp, out, vi, vo in records):
-                # an in-place operation (e.g. ReLU(inplace=True)) overwrote a saved tensor:
-                # redo this chunk on private copies, and start later chunks that way
-                self._isolate = True
-                logits, calls = self._record_calls(params, frozen, x, isolate=True)
+            logits, calls = self._forward(params, frozen, x)
             outputs = [out for name in self.layers for _, out, _, _ in calls[name]]
             grad_outputs = iter(torch.autograd.grad(
                 target_loss(logits, self.target).sum(), outputs))

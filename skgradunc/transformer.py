@@ -1,5 +1,7 @@
 """GradientMetricTransformer: inputs -> layerwise gradient statistics."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin, clone
@@ -67,6 +69,18 @@ def _names(value, allowed, what):
     if len(set(names)) != len(names):
         raise ValueError(f"{what} lists a name twice: {list(names)}")
     return names
+
+
+@contextmanager
+def _network_errors(X):
+    """Errors of the network on X reported as the inputs' problem."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        raise  # even one sample at a time does not fit: not a shape problem
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise ValueError(f"the network could not process inputs of shape "
+                         f"{tuple(X.shape[1:])}: {exc}") from exc
 
 
 class GradientMetricTransformer(TransformerMixin, BaseEstimator):
@@ -139,6 +153,11 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     feature_names_out_ : ndarray of str
         ``"<group>__<statistic>"``, ``"network__<statistic>"``,
         ``"softmax__entropy"``, ``"softmax__max_prob"``.
+    overwritten_ : frozenset
+        Tensors the gradient engine saves that in-place operations of the
+        network overwrite (``(layer, call, "input" | "output")``, e.g. a
+        BatchNorm output under ``ReLU(inplace=True)``), found on one sample in
+        ``fit``; transform keeps private copies of exactly these.
 
     Examples
     --------
@@ -229,13 +248,18 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self.input_shape_ = tuple(X.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
         self.groups_ = resolve_groups(self.module_, self.groups)
-        self.feature_names_out_ = np.asarray(
-            self._engine(statistics, softmax, "cpu").feature_names(), dtype=object)
+        engine = self._engine(statistics, softmax, "cpu", overwritten=())
+        self.feature_names_out_ = np.asarray(engine.feature_names(), dtype=object)
+        # in-place operations that overwrite tensors the engine saves, found on one sample
+        # once, so that transform never runs a chunk's forward twice to find them
+        with _network_errors(X):
+            self.overwritten_ = engine.detect_overwritten(X[:1])
         return self
 
-    def _engine(self, statistics, softmax, device):
-        return GradientFeatureEngine(self.module_, self.target, self.groups_, statistics,
-                                     self.include_network, softmax, device)
+    def _engine(self, statistics, softmax, device, overwritten=None):
+        return GradientFeatureEngine(
+            self.module_, self.target, self.groups_, statistics, self.include_network, softmax,
+            device, self.overwritten_ if overwritten is None else overwritten)
 
     def transform(self, X):
         """Gradient statistics and softmax features, float64 (n_samples, n_features_out)."""
@@ -245,14 +269,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         engine = self._engine(statistics, softmax, device)
         if list(engine.feature_names()) != list(self.feature_names_out_):
             raise ValueError("parameters changed since fit; call fit again")
-        try:
+        with _network_errors(X):
             return engine.transform(X, self.batch_size, self.max_memory)
-        except torch.cuda.OutOfMemoryError:
-            raise  # even one sample at a time does not fit: not a shape problem
-        except (RuntimeError, ValueError, IndexError) as exc:
-            raise ValueError(
-                f"the network could not process inputs of shape {tuple(X.shape[1:])}: "
-                f"{exc}") from exc
 
     def get_feature_names_out(self, input_features=None):
         """Feature names ``"<group>__<statistic>"`` in column order."""

@@ -81,12 +81,17 @@ def test_inplace_activations_and_norm_layers_match_reference(target):
         torch.nn.Linear(12, 12), torch.nn.LayerNorm(12), torch.nn.ReLU(inplace=True),
         torch.nn.Linear(12, 4)), seed=6)
     X = torch.randn(9, 6).numpy()
-    names, _ = check(net, X, target)   # chunks of 4, 4, 1
+    names, features = check(net, X, target)   # chunks of 4, 4, 1
     assert "1__l2" in names and "4__kurtosis" in names
+    overwritten = {("1", 0, "output"), ("4", 0, "output")}  # the norms' outputs, by the ReLUs
+    assert GradientMetricTransformer(net).fit(X).overwritten_ == overwritten
+    # an engine not told finds them on its first chunk (and redoes it), then keeps them
     from skgradunc.gradients import GradientFeatureEngine, resolve_groups
-    engine = GradientFeatureEngine(net, target, resolve_groups(net), ["l2"], True, (), "cpu")
-    engine.transform(X[:2], 1)
-    assert engine._isolate            # seen on the first chunk, remembered for the next
+    engine = GradientFeatureEngine(net, target, resolve_groups(net), STATISTICS, True,
+                                   ("entropy", "max_prob"), "cpu")
+    found = engine.transform(X, 4)
+    assert engine.overwritten == overwritten
+    np.testing.assert_allclose(found, features, rtol=1e-6)
 
 
 @pytest.mark.parametrize("target", TARGETS)
