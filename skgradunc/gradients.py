@@ -389,22 +389,32 @@ def _bytes_per_sample(layer, x, grad_out):
 BLOCK_BYTES = 2**25
 
 
-def sample_block(n, per_sample, max_memory):
-    """How many samples' gradients of one layer to hold at once: within ``max_memory``
-    bytes (None: no bound) and BLOCK_BYTES; at least one."""
-    budget = BLOCK_BYTES if max_memory is None else min(max_memory, BLOCK_BYTES)
+def block_budget(max_memory, device):
+    """Bytes of one layer's per-sample gradients to hold at once: ``max_memory`` (None: no
+    bound), and on the CPU at most BLOCK_BYTES; a GPU gets blocks as large as allowed
+    (fewer, larger kernels)."""
+    if torch.device(device).type != "cpu":
+        return max_memory
+    return BLOCK_BYTES if max_memory is None else min(max_memory, BLOCK_BYTES)
+
+
+def sample_block(n, per_sample, budget):
+    """How many samples' gradients of one layer fit in ``budget`` bytes (None: all n);
+    at least one."""
+    if budget is None:
+        return n
     return max(1, min(n, int(budget // max(per_sample, 1))))
 
 
-def _layer_summaries(layer, records, max_memory):
+def _layer_summaries(layer, records, budget):
     """Per-parameter summaries (n, 9) of one layer's per-sample gradients, computed in
-    sample blocks so that at most ``max_memory`` bytes of them exist at once.
+    sample blocks so that about ``budget`` bytes of them exist at once (see
+    :func:`block_budget`).
 
     records: (input, output gradient) of each call of the layer; the calls' gradients
     add up (a layer used twice)."""
     n = records[0][0].shape[0]
-    block = sample_block(n, max(_bytes_per_sample(layer, x, g) for x, g in records),
-                         max_memory)
+    block = sample_block(n, max(_bytes_per_sample(layer, x, g) for x, g in records), budget)
     parts = {}
     for start in range(0, n, block):
         grads = {}
@@ -543,12 +553,12 @@ class GradientFeatureEngine:
             outputs = [out for name in self.layers for _, out, _, _ in calls[name]]
             grad_outputs = iter(torch.autograd.grad(
                 target_loss(logits, self.target).sum(), outputs))
-        summaries = {}
+        summaries, budget = {}, block_budget(max_memory, self.device)
         for name, layer in self.layers.items():
             records = [(inp, next(grad_outputs)) for inp, _, _, _ in calls[name]]
             calls[name] = None  # let this layer's saved tensors go once summarised
             prefix = f"{name}." if name else ""
-            for param, summary in _layer_summaries(layer, records, max_memory).items():
+            for param, summary in _layer_summaries(layer, records, budget).items():
                 summaries[prefix + param] = summary
         return summaries, logits.detach()
 

@@ -125,7 +125,9 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     softmax_features : bool or list of str, default=True
         ``entropy`` (normalised by log q, in [0, 1]) and/or ``max_prob``.
     batch_size : int, default=256
-        Samples per chunk; peak memory grows with it, never with len(X).
+        Samples per chunk; peak memory grows with it, never with len(X). On a
+        GPU, thousands use the device better; a chunk that runs out of GPU
+        memory is halved and retried (with a ``RuntimeWarning``).
     max_memory : int or None, default=2**30
         Approximate bound, in bytes, on the per-sample gradients held at once.
         Networks of the layers above build each layer's per-sample gradients

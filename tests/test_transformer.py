@@ -285,11 +285,15 @@ def test_out_of_gpu_memory_halves_the_chunk_and_retries(monkeypatch):
 
 
 def test_sample_block_and_vmap_chunk_follow_max_memory():
-    from skgradunc.gradients import BLOCK_BYTES, GradientFeatureEngine, sample_block
+    from skgradunc.gradients import (BLOCK_BYTES, GradientFeatureEngine, block_budget,
+                                     sample_block)
 
     assert sample_block(256, 1000, 10_000) == 10 and sample_block(256, 1000, 1) == 1
-    assert sample_block(256, 1000, None) == min(256, BLOCK_BYTES // 1000)
-    assert sample_block(4, 10, None) == 4
+    assert sample_block(256, 1000, None) == 256 and sample_block(4, 10**9, 10) == 1
+    # the CPU keeps blocks cache-sized, a GPU takes what max_memory allows
+    assert block_budget(None, "cpu") == BLOCK_BYTES == block_budget(2**40, "cpu")
+    assert block_budget(1000, "cpu") == 1000
+    assert block_budget(None, "cuda") is None and block_budget(2**40, "cuda") == 2**40
     # GroupNorm has no per-layer rule: vmap holds every weight's gradient per sample
     module = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GroupNorm(4, 16),
                                  torch.nn.Linear(16, 3))
