@@ -131,6 +131,33 @@ def test_conv1d_network_matches_reference(target):
     assert "0__l2" in names and "6__kurtosis" in names
 
 
+@pytest.mark.parametrize("target", TARGETS)
+def test_convolutions_by_kernel_offsets_match_reference(target, monkeypatch):
+    """Every stride-1 convolution through the shifted-view products: 'same', 'valid',
+    asymmetric kernels and padding, Conv1d."""
+    from skgradunc import gradients
+    monkeypatch.setattr(gradients, "SHIFTED_MIN_CHANNELS", 1)
+    monkeypatch.setattr(gradients, "LOW_RANK_GAIN", 0)
+    used = []
+    original = gradients._shifted_conv_gradient
+    monkeypatch.setattr(gradients, "_shifted_conv_gradient",
+                        lambda layer, x, b: used.append(layer) or original(layer, x, b))
+    torch.manual_seed(10)
+    nn = torch.nn
+    cnn = randomized(PaperCNN(in_channels=2, image_size=16, n_classes=4), seed=10)
+    check(cnn, torch.rand(4, 2, 16, 16).numpy(), target)       # conv1, conv2 (16, 8 wide)
+    valid = randomized(nn.Sequential(
+        nn.Conv2d(2, 3, (3, 2)), nn.Tanh(), nn.Conv2d(3, 3, 3, padding=(2, 1)), nn.Tanh(),
+        nn.Flatten(), nn.Linear(3 * 12 * 11, 3)), seed=10)
+    check(valid, torch.rand(4, 2, 12, 12).numpy(), target)
+    conv1d = randomized(nn.Sequential(
+        nn.Conv1d(3, 4, 3, padding=1), nn.Tanh(), nn.Conv1d(4, 4, 5), nn.Flatten(),
+        nn.Linear(4 * 16, 3)), seed=10)
+    check(conv1d, torch.randn(4, 3, 20).numpy(), target)
+    assert {id(m) for m in used} == {id(cnn.conv1), id(cnn.conv2), id(valid[0]), id(valid[2]),
+                                     id(conv1d[0]), id(conv1d[2])}
+
+
 class SequenceClassifier(torch.nn.Module):
     """A Linear applied to every position of a short sequence, then pooled."""
 
