@@ -111,8 +111,8 @@ def phases(module, X, batch_size, device, repeats):
     """Median time of each phase of the per-layer engine on one chunk, interleaved."""
     from torch.func import functional_call
 
-    from skgradunc.gradients import (GradientFeatureEngine, _layer_summaries, block_budget,
-                                     resolve_groups)
+    from skgradunc.gradients import GradientFeatureEngine, resolve_groups
+    from skgradunc.layer_gradients import block_budget, layer_summaries
     from skgradunc.statistics import SOFTMAX_FEATURES, STATISTICS
 
     engine = GradientFeatureEngine(module, "predicted", resolve_groups(module), STATISTICS,
@@ -145,7 +145,7 @@ def phases(module, X, batch_size, device, repeats):
         marks.append(time.perf_counter())
         summaries = {}
         for (name, layer), grad_out in zip(engine.layers.items(), grad_outputs):
-            for param, summary in _layer_summaries(layer, [(calls[name][0], grad_out)],
+            for param, summary in layer_summaries(layer, [(calls[name][0], grad_out)],
                                                    block_budget(2**30, device)).items():
                 summaries[f"{name}.{param}"] = summary
         sync(device)

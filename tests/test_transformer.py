@@ -221,7 +221,7 @@ def test_cuda_agrees_with_cpu(fitted_net, digits_split):
 
 def test_max_memory_bounds_each_layers_gradient_block(monkeypatch):
     import torchvision
-    from skgradunc import gradients
+    from skgradunc import layer_gradients as gradients
 
     held = []  # (samples in the block, bytes of materialised per-sample gradients)
 
@@ -231,13 +231,13 @@ def test_max_memory_bounds_each_layers_gradient_block(monkeypatch):
         if isinstance(g, gradients.LowRank):  # its product is formed for |g|, min and max
             return g.u.shape[0] * g.u.shape[2] * g.v.shape[2] * g.u.element_size()
         return g.numel() * g.element_size()
-    original = gradients._per_sample_layer_gradient
+    original = gradients.per_sample_layer_gradient
 
     def spy(layer, x, grad_out):
         grads = original(layer, x, grad_out)
         held.append((x.shape[0], sum(materialised(g) for g in grads.values())))
         return grads
-    monkeypatch.setattr(gradients, "_per_sample_layer_gradient", spy)
+    monkeypatch.setattr(gradients, "per_sample_layer_gradient", spy)
     resnet = torchvision.models.resnet18(num_classes=10).eval()
     X = np.random.rand(6, 3, 32, 32).astype(np.float32)
     budget = 2**21  # 2 MB: layer3's 3x3 convolutions (2.4 MB a sample) go one at a time
@@ -285,8 +285,8 @@ def test_out_of_gpu_memory_halves_the_chunk_and_retries(monkeypatch):
 
 
 def test_sample_block_and_vmap_chunk_follow_max_memory():
-    from skgradunc.gradients import (BLOCK_BYTES, GradientFeatureEngine, block_budget,
-                                     sample_block)
+    from skgradunc.gradients import GradientFeatureEngine
+    from skgradunc.layer_gradients import BLOCK_BYTES, block_budget, sample_block
 
     assert sample_block(256, 1000, 10_000) == 10 and sample_block(256, 1000, 1) == 1
     assert sample_block(256, 1000, None) == 256 and sample_block(4, 10**9, 10) == 1
