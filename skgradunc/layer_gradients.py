@@ -269,8 +269,9 @@ def summarize_gradient(g):
 
 def bytes_per_sample(layer, x, grad_out):
     """Bytes one sample's per-layer gradient occupies while it is summarised: the
-    materialised gradient, its inputs (a convolution's windows) and the statistics'
-    temporaries; factored gradients their factors (LowRank's float64 pair products)."""
+    materialised gradient, its inputs (a convolution's windows, or its padded input and
+    output gradient on the shifted-view path) and the statistics' temporaries; factored
+    gradients their factors (LowRank's float64 pair products)."""
     size = grad_out.element_size()
     if isinstance(layer, nn.Embedding):
         return size * 3 * min(x[0].numel(), layer.num_embeddings) * layer.embedding_dim
@@ -284,6 +285,8 @@ def bytes_per_sample(layer, x, grad_out):
             return inputs
         if _factored(r, a, b):
             return inputs + size * (2 * a * b + 2 * r * r * (a + b))
+        if conv and _shiftable(layer, grad_out):  # no windows: the padded input, the grad
+            inputs = size * 2 * (x[0].numel() + grad_out[0].numel())
         return inputs + size * 3 * a * b
     return size * 3 * x[0].numel()
 
