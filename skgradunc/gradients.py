@@ -155,6 +155,11 @@ def _per_layer_modules(module, trainable):
     return layers
 
 
+def _requiring_grad(params):
+    """Fresh leaves of the weights that autograd tracks (the user's tensors untouched)."""
+    return {k: v.detach().requires_grad_() for k, v in params.items()}
+
+
 def _overwritten(calls):
     """(layer, call, "input"/"output") of the saved tensors changed since they were saved."""
     return frozenset((name, call, kind) for name, records in calls.items()
@@ -276,17 +281,16 @@ class GradientFeatureEngine:
         transforms isolate them from the first chunk on; returns them."""
         if self.layers is not None:
             params, frozen = self._weights_on_device()
-            params = {k: v.detach().requires_grad_() for k, v in params.items()}
             with evaluation_mode(self.module), torch.enable_grad():
-                self._forward(params, frozen, torch.from_numpy(X).to(self.device))
+                self._forward(_requiring_grad(params), frozen,
+                              torch.from_numpy(X).to(self.device))
         return self.overwritten
 
     def _per_layer_summaries(self, params, frozen, x, max_memory):
         """One batched forward, one backward to the layer outputs, then each layer's
         per-sample gradients built and summarised block by block, never all at once."""
-        params = {k: v.detach().requires_grad_() for k, v in params.items()}
         with torch.enable_grad():
-            logits, calls = self._forward(params, frozen, x)
+            logits, calls = self._forward(_requiring_grad(params), frozen, x)
             outputs = [out for name in self.layers for _, out, _, _ in calls[name]]
             grad_outputs = iter(torch.autograd.grad(
                 target_loss(logits, self.target).sum(), outputs))
@@ -342,9 +346,9 @@ class GradientFeatureEngine:
         (:func:`sample_block`), so its chunks keep ``batch_size``."""
         if max_memory is None or self.layers is not None:
             return batch_size
+        trainable = set(self.trainable)
         materialised = sum(p.numel() * p.element_size()
-                           for name, p in self.module.named_parameters()
-                           if name in set(self.trainable))
+                           for name, p in self.module.named_parameters() if name in trainable)
         per_sample = self.BYTES_PER_MATERIALISED_PARAMETER * max(materialised, 1)
         return max(1, min(batch_size, int(max_memory // per_sample)))
 

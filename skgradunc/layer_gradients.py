@@ -158,12 +158,18 @@ def _conv_padding(x, kernel_size, dilation, padding):
     return F.pad(x, [pw, pw, ph, ph])
 
 
-def _conv_windows(layer, x):
-    """(n, C*kh*kw, L) input patches, the layout of the weight's gradient."""
+def _padded_input(layer, x):
+    """The input as 4-D (a Conv1d's gets height 1), padded as the convolution pads it,
+    with the kernel size, stride and dilation as for a Conv2d."""
     kernel_size, stride, dilation, padding = _conv_geometry(layer)
     if isinstance(layer, nn.Conv1d):
         x = x.unsqueeze(2)
-    x = _conv_padding(x, kernel_size, dilation, padding)
+    return _conv_padding(x, kernel_size, dilation, padding), kernel_size, stride, dilation
+
+
+def _conv_windows(layer, x):
+    """(n, C*kh*kw, L) input patches, the layout of the weight's gradient."""
+    x, kernel_size, stride, dilation = _padded_input(layer, x)
     if dilation != (1, 1):
         return F.unfold(x, kernel_size, dilation=dilation, stride=stride)
     (kh, kw), (sh, sw) = kernel_size, stride
@@ -186,10 +192,7 @@ def _shifted_conv_gradient(layer, x, b):
     x_padded shifted by (i, j) @ grad^T. Flattening the padded input row by row makes
     every shift a contiguous slice; the grad is padded with zero columns to the padded
     width so that positions wrapping into the next row contribute nothing."""
-    kernel_size, _, dilation, padding = _conv_geometry(layer)
-    if isinstance(layer, nn.Conv1d):
-        x = x.unsqueeze(2)
-    x = _conv_padding(x, kernel_size, dilation, padding)
+    x, kernel_size, _, _ = _padded_input(layer, x)
     n, c, hp, wp = x.shape
     (kh, kw), out = kernel_size, b.shape[1]
     ho, wo = hp - kh + 1, wp - kw + 1

@@ -231,7 +231,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         -------
         self : GradientMetricTransformer
         """
-        statistics, softmax, _ = self._check_params()
+        statistics, softmax, device = self._check_params()
         if self.estimator is None:
             raise ValueError("estimator is None: pass a fitted classifier or torch module")
         if _is_fitted(self.estimator):
@@ -250,7 +250,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self.input_shape_ = tuple(X.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
         self.groups_ = resolve_groups(self.module_, self.groups)
-        engine = self._engine(statistics, softmax, "cpu", overwritten=())
+        engine = self._engine(statistics, softmax, device, overwritten=())
         self.feature_names_out_ = np.asarray(engine.feature_names(), dtype=object)
         # in-place operations that overwrite tensors the engine saves, found on one sample
         # once, so that transform never runs a chunk's forward twice to find them
