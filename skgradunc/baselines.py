@@ -8,20 +8,20 @@ from sklearn.metrics import roc_auc_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .meta import check_binary_target, logistic_regression
+from .meta import BinaryMetaMixin, check_binary_target, logistic_regression
 
 __all__ = ["SingleMetricClassifier"]
 
 
-class SingleMetricClassifier(ClassifierMixin, BaseEstimator):
+class SingleMetricClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     """Meta classification by thresholding one feature (e.g. the softmax entropy).
 
     ``fit`` learns from the training data which direction means "correct": the
     direction in which the feature's AUROC for the target is at least 0.5 (low
-    entropy, high max-probability, small gradient norm...). ``decision_function``
-    is the signed feature itself, so every threshold of it is a threshold of the
-    feature; ``predict_proba`` is a one-feature logistic calibration of it with a
-    non-negative slope, so both rank samples the same way and the package's
+    entropy, high max-probability, small gradient norm...). ``signed_feature`` is
+    the feature times that direction; ``decision_function`` and ``predict_proba``
+    are a one-feature logistic calibration of it with a non-negative slope, so
+    every threshold of them is a threshold of the feature, and the package's
     scorers (AUROC, AUPR-In/-Out, FPR@95 %TPR) measure the paper's threshold
     classifier.
 
@@ -52,11 +52,6 @@ class SingleMetricClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, feature="softmax__entropy"):
         self.feature = feature
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
 
     def _column(self):
         if isinstance(self.feature, str):
@@ -117,8 +112,3 @@ class SingleMetricClassifier(ClassifierMixin, BaseEstimator):
         """(n_samples, 2): P(wrong / OoD), P(correct), monotone in the signed feature."""
         z = self._calibrated(X)
         return self.calibration_.predict_proba(z)
-
-    def predict(self, X):
-        """The more likely class (1 = correct)."""
-        correct = self.predict_proba(X)[:, 1] >= 0.5  # checks fitting before classes_
-        return self.classes_[correct.astype(int)]

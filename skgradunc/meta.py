@@ -45,7 +45,22 @@ def logistic_regression(C, l1_ratio, max_iter, random_state):
                               tol=1e-4, **kwargs)
 
 
-class MetaClassifier(ClassifierMixin, BaseEstimator):
+class BinaryMetaMixin:
+    """What the binary meta classifiers share: two classes (1 = correct, 0 = wrong /
+    OoD) and ``predict`` from ``predict_proba``."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    def predict(self, X):
+        """The more likely class (1 = correct)."""
+        correct = self.predict_proba(X)[:, 1] >= 0.5  # checks fitting before classes_
+        return self.classes_[correct.astype(int)]
+
+
+class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     """Predict P(prediction correct) from uncertainty features.
 
     The paper's meta classifiers, as presets, with the features standardised
@@ -121,11 +136,6 @@ class MetaClassifier(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
-
     def _model(self, n_samples):
         method = self.method
         if not isinstance(method, str):
@@ -156,8 +166,8 @@ class MetaClassifier(ClassifierMixin, BaseEstimator):
             return MLPClassifier(
                 hidden_layer_sizes=(15,), activation="relu", solver="sgd", alpha=alpha,
                 momentum=0.9, learning_rate_init=0.01, learning_rate="adaptive",
-                batch_size=min(256, n_samples), max_iter=self.max_iter or 1000, tol=1e-3, n_iter_no_change=10,
-                random_state=self.random_state)
+                batch_size=min(256, n_samples), max_iter=self.max_iter or 1000, tol=1e-3,
+                n_iter_no_change=10, random_state=self.random_state)
         C = preset["C"] if self.C is None else self.C
         l1_ratio = preset["l1_ratio"] if self.l1_ratio is None else self.l1_ratio
         _check_positive(C, "C")
@@ -192,11 +202,6 @@ class MetaClassifier(ClassifierMixin, BaseEstimator):
         """Confidence in "correct" as log-odds: higher = more likely correct."""
         p = np.clip(self.predict_proba(X)[:, 1], 1e-15, 1 - 1e-15)
         return np.log(p) - np.log1p(-p)
-
-    def predict(self, X):
-        """The more likely class (1 = correct)."""
-        correct = self.predict_proba(X)[:, 1] >= 0.5  # checks fitting before classes_
-        return self.classes_[correct.astype(int)]
 
 
 def check_binary_target(y):
