@@ -118,8 +118,9 @@ def load_omniglot(root, *, background=True, download=False):
         from torchvision.datasets import Omniglot
         data = _torchvision(Omniglot, root, "Omniglot", "Pass download=True.",
                             background=background, download=download)
-        images = np.stack([np.asarray(data[i][0], dtype=np.uint8) for i in range(len(data))])
-        labels = np.asarray([data[i][1] for i in range(len(data))], dtype=np.int64)
+        items = [data[i] for i in range(len(data))]  # each read opens an image file: once
+        images = np.stack([np.asarray(image, dtype=np.uint8) for image, _ in items])
+        labels = np.asarray([label for _, label in items], dtype=np.int64)
         return to_gray28(images, invert=True), labels
     zips = sorted(root.glob(f"{folder}*.zip"))
     if not zips:
@@ -156,10 +157,9 @@ def load_notmnist(root, *, train=False):
 def load_image_folder(path, *, invert=False):
     """Your own images: a folder or zip whose files sit in one folder per class.
 
-    Classes are the names of the folders holding the images, numbered in sorted
-    order (the names are returned by :func:`image_folder_classes`). Images are
-    converted to gray scale and resized to 28x28; ``invert=True`` for dark ink on
-    light paper.
+    Classes are the names of the folders holding the images, numbered in the
+    sorted order of those names. Images are converted to gray scale and resized to
+    28x28; ``invert=True`` for dark ink on light paper.
     """
     return _to_dataset(*_read_images(path, class_depth=1), invert=invert)
 
