@@ -48,23 +48,25 @@ def _add_train_arguments(parser):
 
 
 def _add_reproduce_arguments(parser):
+    from .experiments import ReproduceConfig
     from .experiments.data import DATA_SETS
-    parser.add_argument("--data", choices=sorted(DATA_SETS), default="digits",
+    defaults = ReproduceConfig()  # one source of the defaults, shared with the Python API
+    parser.add_argument("--data", choices=sorted(DATA_SETS), default=defaults.data,
                         help="in-distribution data (default: digits, embedded, no download)")
-    parser.add_argument("--root", default=None,
+    parser.add_argument("--root", default=defaults.root,
                         help="folder with the real data sets (e.g. ../shared/data)")
-    parser.add_argument("--runs", type=int, default=10,
+    parser.add_argument("--runs", type=int, default=defaults.runs,
                         help="random re-splits, one CNN each (the paper: 10)")
-    parser.add_argument("--out", default="skgradunc-results",
+    parser.add_argument("--out", default=defaults.out,
                         help="where tables, figure and the resumable cache go")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None,
+    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda ...")
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="training epochs (default: 60 for digits, 8 for mnist/emnist)")
-    parser.add_argument("--lr", type=float, default=None,
+    parser.add_argument("--lr", type=float, default=defaults.lr,
                         help="learning rate (default: 0.01 for digits, the paper's 0.1 else)")
-    parser.add_argument("--ood-size", type=int, default=2000,
-                        help="images per unknown concept (default 2000)")
+    parser.add_argument("--ood-size", type=int, default=defaults.ood_size,
+                        help=f"images per unknown concept (default {defaults.ood_size})")
     parser.add_argument("--split", type=float, nargs=3, default=None,
                         metavar=("TRAIN", "VALIDATION", "TEST"),
                         help="fractions of the in-distribution data (default: the paper's "
