@@ -118,6 +118,7 @@ def phases(module, X, batch_size, device, repeats):
     engine = GradientFeatureEngine(module, "predicted", resolve_groups(module), STATISTICS,
                                    True, SOFTMAX_FEATURES, device)
     weights, frozen = engine._weights_on_device()
+    budget = block_budget(2**30, device)  # as the transformer's default max_memory
     x = torch.from_numpy(X[:batch_size]).to(device)
     params = list(module.to(device).parameters())
     times = {name: [] for name in ("plain forward+backward", "engine forward",
@@ -145,8 +146,8 @@ def phases(module, X, batch_size, device, repeats):
         marks.append(time.perf_counter())
         summaries = {}
         for (name, layer), grad_out in zip(engine.layers.items(), grad_outputs):
-            for param, summary in layer_summaries(layer, [(calls[name][0], grad_out)],
-                                                   block_budget(2**30, device)).items():
+            records = [(calls[name][0], grad_out)]
+            for param, summary in layer_summaries(layer, records, budget).items():
                 summaries[f"{name}.{param}"] = summary
         sync(device)
         marks.append(time.perf_counter())

@@ -94,6 +94,7 @@ def opacus(module, X, batch_size, device):
         torch.nn.functional.cross_entropy(logits, logits.argmax(1).detach(),
                                           reduction="sum").backward()
         return logits.detach(), [p.grad_sample for p in wrapped._module.parameters()]
+
     def wrap(copy_of_module):
         # Opacus records activations only in training mode; with dropout off, this network
         # (no BatchNorm, checked above) computes exactly what it computes in eval mode

@@ -50,7 +50,8 @@ def split_indices(n, proportions, rng):
 
 def _train(config, data, run, X_train, y_train, log):
     net = CNNClassifier(lr=config.lr or data.lr, max_epochs=config.epochs or data.epochs,
-                        batch_size=data.batch_size, device=config.device, random_state=config.seed + run, verbose=0,
+                        batch_size=data.batch_size, device=config.device,
+                        random_state=config.seed + run, verbose=0,
                         callbacks=[("progress", EpochBar(f"run {run + 1}: training"))])
     fitted, attempts = fit_with_recovery(net, X_train, y_train, retries=2, log=log)
     return fitted, attempts
