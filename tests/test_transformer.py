@@ -272,8 +272,10 @@ def test_out_of_gpu_memory_halves_the_chunk_and_retries(monkeypatch):
     X = np.random.rand(10, 1, 12, 12).astype(np.float32)
     expected = GradientMetricTransformer(net, batch_size=4).fit_transform(X)
     monkeypatch.setattr(gradients.GradientFeatureEngine, "_summary_function", limited)
-    with pytest.warns(RuntimeWarning, match="chunks of 2 samples"):
+    with pytest.warns(RuntimeWarning) as record:
         features = GradientMetricTransformer(net, batch_size=16).fit_transform(X)
+    assert [("chunks of 5 samples" in str(w.message), "chunks of 2 samples" in str(w.message))
+            for w in record] == [(True, False), (False, True)]  # one warning per halving
     assert sizes == [10, 5, 2, 2, 2, 2, 2]  # halved until it fits, then kept
     np.testing.assert_allclose(features, expected, rtol=1e-5)
     sizes.clear()
