@@ -6,6 +6,7 @@ engine's own statistics routine, so every method computes the same features.
 """
 
 import copy
+import warnings
 
 import torch
 
@@ -74,7 +75,9 @@ def _per_sample_library(module, X, batch_size, device, wrap, step):
 
     def run():
         for x in _chunks(X, chunk, device):
-            logits, grads = step(wrapped, x)
+            with warnings.catch_warnings():  # the libraries' hook notices, once per chunk
+                warnings.simplefilter("ignore", UserWarning)
+                logits, grads = step(wrapped, x)
             features._chunk_features(
                 features.summarize_gradients(dict(zip(names, grads))), logits)
     return run
