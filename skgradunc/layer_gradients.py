@@ -81,10 +81,13 @@ class LowRank:
 LOW_RANK_GAIN = 4
 
 
-def _factored(r, a, b):
-    """Whether a gradient summed over r positions of a x b outer products stays factored
-    (Outer or LowRank) rather than materialised."""
-    return r == 1 or r ** 4 * (a + b) <= LOW_RANK_GAIN * a * b
+def _product_shape(layer, x, grad_out):
+    """(r, a, b): a Linear's or convolution's per-sample weight gradient is the sum over
+    r positions of (a outputs) x (b inputs) outer products."""
+    conv = not isinstance(layer, nn.Linear)
+    a = grad_out.shape[1] if conv else grad_out.shape[-1]
+    b = layer.weight[0].numel() if conv else x.shape[-1]
+    return grad_out[0].numel() // a, a, b
 
 
 def _shiftable(layer, grad_out):
@@ -97,13 +100,29 @@ def _shiftable(layer, grad_out):
             and 4 * (kernel_size[1] - 1) <= grad_out.shape[-1])
 
 
-def _position_gradient(u, v):
-    """Per-sample gradient sum_s u[:, s] (x) v[:, s] of a layer applied at r positions,
-    in the cheapest exact form: Outer (r = 1), LowRank (few positions) or dense."""
-    r, a, b = u.shape[1], u.shape[2], v.shape[2]
+def weight_gradient_form(layer, x, grad_out):
+    """How a Linear's or convolution's per-sample weight gradient is computed, in the
+    cheapest exact form: ``"outer"`` (one position: an outer product, never formed),
+    ``"low_rank"`` (few positions: a sum of r outer products, power sums from r x r
+    contractions), ``"shifted"`` (a stride-1 convolution, materialised by kernel offsets
+    from shifted views of its input) or ``"dense"`` (materialised from the positions or
+    the input windows). The computation and its memory estimate both follow it."""
+    r, a, b = _product_shape(layer, x, grad_out)
     if r == 1:
+        return "outer"
+    if r ** 4 * (a + b) <= LOW_RANK_GAIN * a * b:
+        return "low_rank"
+    if not isinstance(layer, nn.Linear) and _shiftable(layer, grad_out):
+        return "shifted"
+    return "dense"
+
+
+def _position_gradient(form, u, v):
+    """Per-sample gradient sum_s u[:, s] (x) v[:, s] of a layer applied at r positions,
+    in the given form (Outer, LowRank or dense)."""
+    if form == "outer":
         return Outer(u[:, 0], v[:, 0])
-    if _factored(r, a, b):
+    if form == "low_rank":
         return LowRank(u, v)
     return LowRank(u, v).dense()
 
@@ -230,22 +249,22 @@ def per_sample_layer_gradient(layer, x, grad_out):
     if isinstance(layer, nn.Linear):
         a = x.reshape(n, -1, x.shape[-1])                                  # (n, T, I)
         b = grad_out.reshape(n, -1, grad_out.shape[-1])                   # (n, T, O)
-        grads = {"weight": _position_gradient(b, a)}
+        grads = {"weight": _position_gradient(weight_gradient_form(layer, x, grad_out), b, a)}
         bias = b.sum(dim=1)
     elif isinstance(layer, nn.Embedding):
         return {"weight": _embedding_rows(layer, x, grad_out)}
     elif isinstance(layer, (nn.Conv1d, nn.Conv2d)):
         b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
-        if _factored(b.shape[2], b.shape[1], layer.weight[0].numel()) or \
-                not _shiftable(layer, grad_out):
+        form = weight_gradient_form(layer, x, grad_out)
+        if form == "shifted":
+            grads = {"weight": _shifted_conv_gradient(layer, x, b)}
+        else:
             windows = _conv_windows(layer, x)                             # (n, K, L)
             # materialised as windows @ b^T, the weight gradient transposed (n, K, O):
             # statistics do not depend on element order, and this product runs ~1.9x
             # faster than b @ windows^T on the CPU (conv2 of the paper CNN)
-            grads = {"weight": _position_gradient(b.transpose(1, 2),
+            grads = {"weight": _position_gradient(form, b.transpose(1, 2),
                                                   windows.transpose(1, 2))}
-        else:
-            grads = {"weight": _shifted_conv_gradient(layer, x, b)}
         bias = b.sum(dim=2)
     else:  # BatchNorm / LayerNorm: y = x_hat * weight + bias, elementwise
         if isinstance(layer, nn.LayerNorm):
@@ -279,16 +298,14 @@ def bytes_per_sample(layer, x, grad_out):
     if isinstance(layer, nn.Embedding):
         return size * 3 * min(x[0].numel(), layer.num_embeddings) * layer.embedding_dim
     if isinstance(layer, (nn.Conv1d, nn.Conv2d, nn.Linear)):
-        conv = not isinstance(layer, nn.Linear)
-        a = grad_out.shape[1] if conv else grad_out.shape[-1]                    # outputs
-        b = layer.weight[0].numel() if conv else x.shape[-1]                     # inputs
-        r = grad_out[0].numel() // a                                             # positions
+        r, a, b = _product_shape(layer, x, grad_out)
+        form = weight_gradient_form(layer, x, grad_out)
         inputs = size * r * (a + b)                                              # windows
-        if r == 1:
+        if form == "outer":
             return inputs
-        if _factored(r, a, b):
+        if form == "low_rank":
             return inputs + size * (2 * a * b + 2 * r * r * (a + b))
-        if conv and _shiftable(layer, grad_out):  # no windows: the padded input, the grad
+        if form == "shifted":  # no windows: the padded input, the grad
             inputs = size * 2 * (x[0].numel() + grad_out[0].numel())
         return inputs + size * 3 * a * b
     return size * 3 * x[0].numel()
