@@ -282,8 +282,10 @@ class GradientFeatureEngine:
         if self.layers is not None:
             params, frozen = self._weights_on_device()
             with evaluation_mode(self.module), torch.enable_grad():
-                self._forward(_requiring_grad(params), frozen,
-                              torch.from_numpy(X).to(self.device))
+                # one recorded forward tells; _forward's isolated rerun would be thrown away
+                _, calls = self._record_calls(_requiring_grad(params), frozen,
+                                              torch.from_numpy(X).to(self.device))
+            self.overwritten = self.overwritten | _overwritten(calls)
         return self.overwritten
 
     def _per_layer_summaries(self, params, frozen, x, max_memory):
