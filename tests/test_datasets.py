@@ -58,6 +58,20 @@ def test_make_noise_bad_arguments(kwargs, match):
         make_noise(**kwargs)
 
 
+@pytest.mark.parametrize("shape", [28, "1x28x28", (1, 28.5, 28), (1, "28", 28), (), None])
+def test_make_noise_shape_must_be_a_tuple_of_ints(shape):
+    with pytest.raises(ValueError, match=r"shape must be a tuple of positive ints such as "
+                                         r"\(1, 28, 28\)") as info:
+        make_noise(5, shape=shape)
+    assert str(info.value).endswith(f"got {shape!r}")
+
+
+def test_make_noise_accepts_numpy_sizes_and_lists():
+    X = np.zeros((3, 1, 8, 8))
+    assert make_noise(2, shape=X.shape[1:], random_state=0).shape == (2, 1, 8, 8)
+    assert make_noise(np.int64(2), shape=[1, np.int32(8), 8], random_state=0).shape == (2, 1, 8, 8)
+
+
 def test_load_digits28_bad_size():
     with pytest.raises(ValueError, match="image_size"):
         load_digits28(image_size=4)

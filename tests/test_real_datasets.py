@@ -107,6 +107,8 @@ def test_cifar10_python_batches_through_torchvision(tmp_path, monkeypatch):
         pickle.dump({"data": data, "labels": [3, 1, 4, 1]}, f)
     with open(folder / "batches.meta", "wb") as f:
         pickle.dump({"label_names": [str(i) for i in range(10)]}, f)
+    for i in range(1, 6):   # torchvision requires them, though it reads only test_batch here
+        (folder / f"data_batch_{i}").touch()
     X, y = datasets.load_cifar10_gray(tmp_path)
     assert_images(X, 4)
     assert y.tolist() == [3, 1, 4, 1]
@@ -143,6 +145,7 @@ def test_omniglot_torchvision_layout(tmp_path, monkeypatch):
     monkeypatch.setattr(Omniglot, "_check_integrity", lambda self: True)
     write_pngs(tmp_path / "omniglot-py" / "images_background" / "Greek",
                ["character01", "character02"], 2, ink_on_white=True)
+    (tmp_path / "omniglot-py" / "images_background.zip").touch()  # torchvision requires it
     X, y = datasets.load_omniglot(tmp_path)
     assert_images(X, 4)
     assert sorted(y.tolist()) == [0, 0, 1, 1]
@@ -185,3 +188,117 @@ def test_empty_image_folder(tmp_path):
     (tmp_path / "empty" / "a").mkdir(parents=True)
     with pytest.raises(ValueError, match="no images"):
         datasets.load_image_folder(tmp_path / "empty")
+
+
+# -- damaged files: named, never reported as missing (issue 10) ------------------------------
+def link_mnist(shared_data, root, damaged=None, keep=None):
+    """root/MNIST/raw/ with links to the real files; ``damaged`` holds its first ``keep`` bytes."""
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for source in (shared_data / "MNIST" / "raw").iterdir():
+        if source.name == damaged:
+            (raw / source.name).write_bytes(source.read_bytes()[:keep])
+        else:
+            (raw / source.name).symlink_to(source)
+    return raw / str(damaged)
+
+
+@pytest.mark.parametrize("damaged, keep", [
+    ("t10k-images-idx3-ubyte", 5000), ("t10k-images-idx3-ubyte", 6),
+    ("t10k-images-idx3-ubyte", 0), ("t10k-labels-idx1-ubyte", 3),
+    ("t10k-labels-idx1-ubyte", 5000)])
+def test_truncated_mnist_file_is_named_not_missing(shared_data, tmp_path, damaged, keep):
+    path = link_mnist(shared_data, tmp_path, damaged, keep)
+    with pytest.raises(ValueError, match="truncated or corrupt") as info:
+        datasets.load_mnist(tmp_path, train=False)
+    assert str(path) in str(info.value) and "download" in str(info.value)
+    assert "not found" not in str(info.value)
+
+
+def test_mnist_missing_file_is_named(shared_data, tmp_path):
+    link_mnist(shared_data, tmp_path)
+    (tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(FileNotFoundError, match="MNIST not found.*t10k-labels-idx1-ubyte"):
+        datasets.load_mnist(tmp_path, train=False)
+
+
+def test_emnist_truncated_file_is_named(tmp_path):
+    raw = tmp_path / "EMNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw / "emnist-digits-test-images-idx3-ubyte", np.zeros((4, 28, 28), np.uint8))
+    write_idx(raw / "emnist-digits-test-labels-idx1-ubyte", np.arange(4, dtype=np.uint8))
+    labels = raw / "emnist-digits-test-labels-idx1-ubyte"
+    labels.write_bytes(labels.read_bytes()[:-1])
+    with pytest.raises(ValueError, match=f"{labels}.*truncated or corrupt"):
+        datasets.load_emnist(tmp_path, split="digits", train=False)
+
+
+def test_images_and_labels_of_different_lengths_are_refused(tmp_path):
+    raw = tmp_path / "EMNIST" / "raw"
+    raw.mkdir(parents=True)
+    write_idx(raw / "emnist-digits-test-images-idx3-ubyte", np.zeros((4, 28, 28), np.uint8))
+    write_idx(raw / "emnist-digits-test-labels-idx1-ubyte", np.arange(3, dtype=np.uint8))
+    with pytest.raises(ValueError, match="4 images but 3 labels"):
+        datasets.load_emnist(tmp_path, split="digits", train=False)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", np.zeros((4, 28, 28), np.uint8))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", np.arange(5, dtype=np.uint8))
+    with pytest.raises(ValueError, match="4 images but 5 labels"):
+        datasets.load_notmnist(tmp_path)
+
+
+def test_gz_cut_in_the_middle_is_named(shared_data, tmp_path):
+    source = shared_data / "notmnist" / "t10k-images-idx3-ubyte.gz"
+    cut = tmp_path / source.name
+    cut.write_bytes(source.read_bytes()[:len(source.read_bytes()) // 2])
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").symlink_to(source.with_name(
+        "t10k-labels-idx1-ubyte.gz"))
+    with pytest.raises(ValueError, match=f"{cut} is truncated or corrupt.*download"):
+        datasets.read_idx(cut)
+    with pytest.raises(ValueError, match=f"{cut} is truncated or corrupt"):
+        datasets.load_notmnist(tmp_path)
+    (tmp_path / "garbage.gz").write_bytes(b"this is no gzip stream")
+    with pytest.raises(ValueError, match="garbage.gz is truncated or corrupt"):
+        datasets.read_idx(tmp_path / "garbage.gz")
+
+
+def test_read_idx_header_cut_short(tmp_path):
+    (tmp_path / "header").write_bytes(b"\x00\x00\x08\x03\x00\x00\x27")
+    with pytest.raises(ValueError, match="header.*truncated or corrupt"):
+        datasets.read_idx(tmp_path / "header")
+
+
+def test_cifar10_batches_damaged_or_missing(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in ["test_batch", "batches.meta"]:
+        (folder / name).write_bytes(b"not a pickle")
+    with pytest.raises(FileNotFoundError, match="CIFAR-10 not found.*data_batch_1"):
+        datasets.load_cifar10_gray(tmp_path)
+    for i in range(1, 6):
+        (folder / f"data_batch_{i}").write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match="test_batch is truncated or corrupt"):
+        datasets.load_cifar10_gray(tmp_path)
+
+
+def test_file_that_is_not_a_zip_is_named(shared_data, tmp_path):
+    (tmp_path / "mine.zip").write_bytes(b"PK but not really")
+    with pytest.raises(ValueError, match=r"mine.zip is not a zip archive.*corrupt") as info:
+        datasets.load_image_folder(tmp_path / "mine.zip")
+    assert "not found" not in str(info.value)
+    source = shared_data / "omniglot" / "all_runs.zip"
+    half = tmp_path / "omniglot" / "images_background_cut.zip"
+    half.parent.mkdir()
+    half.write_bytes(source.read_bytes()[:len(source.read_bytes()) // 2])
+    with pytest.raises(ValueError, match="images_background_cut.zip is not a zip archive"):
+        datasets.load_omniglot(tmp_path / "omniglot")
+
+
+def test_corrupt_image_is_named_in_folder_and_zip(tmp_path):
+    write_pngs(tmp_path / "mine", ["cats", "dogs"], 2)
+    png = tmp_path / "mine" / "dogs" / "1.png"
+    png.write_bytes(png.read_bytes()[:60])
+    with pytest.raises(ValueError, match=f"{png}.*corrupt"):
+        datasets.load_image_folder(tmp_path / "mine")
+    shutil.make_archive(str(tmp_path / "mine"), "zip", tmp_path, "mine")
+    with pytest.raises(ValueError, match=r"mine/dogs/1.png in .*mine.zip.*corrupt"):
+        datasets.load_image_folder(tmp_path / "mine.zip")

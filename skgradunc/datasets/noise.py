@@ -35,15 +35,24 @@ def make_noise(n_samples, *, kind="uniform", shape=(1, 28, 28), random_state=Non
     """
     if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
-    shape = tuple(int(s) for s in shape)
-    if not shape or min(shape) < 1:
-        raise ValueError(f"shape must be a non-empty tuple of positive sizes, got {shape}")
+    if kind not in ("uniform", "normal"):
+        raise ValueError(f"kind must be 'uniform' or 'normal', got {kind!r}")
+    shape = _check_shape(shape)
     rng = check_random_state(random_state)
     size = (int(n_samples), *shape)
     if kind == "uniform":
         X = rng.uniform(0.0, 1.0, size=size)
-    elif kind == "normal":
-        X = np.clip(rng.normal(0.5, 0.25, size=size), 0.0, 1.0)
     else:
-        raise ValueError(f"kind must be 'uniform' or 'normal', got {kind!r}")
+        X = np.clip(rng.normal(0.5, 0.25, size=size), 0.0, 1.0)
     return X.astype(np.float32)
+
+
+def _check_shape(shape):
+    """The shape of one image as a tuple of ints; a bare 28 or a float size is refused
+    (28 alone does not say how many channels, and 28.5 pixels do not exist)."""
+    sizes = tuple(shape) if isinstance(shape, (tuple, list)) else None
+    if (not sizes or not all(isinstance(s, numbers.Integral) for s in sizes)
+            or min(sizes) < 1):
+        raise ValueError(f"shape must be a tuple of positive ints such as (1, 28, 28) "
+                         f"(one image, e.g. X.shape[1:]), got {shape!r}")
+    return tuple(int(s) for s in sizes)

@@ -3,12 +3,15 @@
 Every loader returns ``(X, y)``: float32 (n, 1, 28, 28) in [0, 1] and int64 labels.
 Where torchvision has a loader it does the reading (``download=False`` by default);
 a missing file raises :class:`FileNotFoundError` saying where it looked and how to get
-the data.
+the data, and a file that exists but cannot be read raises :class:`ValueError` naming
+it as truncated or corrupt.
 """
 
 import gzip
+import pickle
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +24,97 @@ __all__ = ["load_mnist", "load_emnist", "load_emnist_sample", "load_cifar10_gray
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 
+# What torchvision's readers raise on a damaged file: its "not found or corrupted",
+# IDX shape and header errors (RuntimeError, ValueError, AssertionError), unpickling and
+# I/O errors. PermissionError is left alone: its own message is the real cause.
+_READ_ERRORS = (RuntimeError, ValueError, AssertionError, EOFError, OSError,
+                pickle.UnpicklingError)
+
+
 def _not_found(what, looked, how):
     return FileNotFoundError(f"{what} not found: looked in {looked}. {how}")
 
 
-def _torchvision(dataset_class, root, what, how, **kwargs):
+def _damaged(path, detail):
+    """The error for a file that exists but cannot be read."""
+    return ValueError(f"{path} is truncated or corrupt ({detail}). Delete it and download it "
+                      f"again (download=True) or copy it anew.")
+
+
+def _torchvision(dataset_class, root, what, how, files, find_damaged, **kwargs):
+    """``dataset_class(root, **kwargs)``, whose failures name their real cause.
+
+    ``files`` are the paths torchvision requires: if one is missing the data set is
+    not found; if all are there, a failure means a damaged file, which
+    ``find_damaged(files)`` names (as the errors it would raise).
+    """
+    if _missing(files) and not kwargs.get("download"):
+        raise _not_found(what, Path(root).resolve(), f"{_missing_note(files)}{how}")
     try:
         return dataset_class(str(root), **kwargs)
-    except RuntimeError as exc:  # torchvision: "Dataset not found ..."
-        raise _not_found(what, Path(root).resolve(), how) from exc
+    except PermissionError:
+        raise
+    except _READ_ERRORS as exc:
+        if _missing(files):  # download=True did not bring them
+            raise _not_found(what, Path(root).resolve(),
+                             f"{_missing_note(files)}Downloading failed: {exc}") from exc
+        errors = find_damaged(files) or [_damaged(f"one of {', '.join(map(str, files))}",
+                                                  f"torchvision: {type(exc).__name__}: {exc}")]
+        raise ValueError(f"{what} could not be read: "
+                         + " ".join(str(e) for e in errors)) from exc
+
+
+def _missing(files):
+    return [str(f) for f in files if not f.exists()]
+
+
+def _missing_note(files):
+    """'Missing: a, b. ' when only some of ``files`` exist (all missing needs no list)."""
+    missing = _missing(files)
+    return f"Missing: {', '.join(missing)}. " if len(missing) < len(files) else ""
+
+
+def _damaged_idx(files):
+    """The errors :func:`read_idx` raises on the damaged ones among ``files``."""
+    errors = []
+    for path in files:
+        try:
+            read_idx(path)
+        except ValueError as exc:
+            errors.append(exc)
+    return errors
+
+
+def _damaged_by_md5(checksums):
+    """A ``find_damaged`` naming the files whose MD5 is not the published one."""
+    def find_damaged(files):
+        from torchvision.datasets.utils import check_integrity
+        return [_damaged(f, "its MD5 differs from the published one") for f in files
+                if f.name in checksums and not check_integrity(str(f), checksums[f.name])]
+    return find_damaged
+
+
+def _idx_files(raw, prefixes):
+    return [raw / f"{prefix}-{part}" for prefix in prefixes
+            for part in ("images-idx3-ubyte", "labels-idx1-ubyte")]
+
+
+def _check_same_length(what, images, labels):
+    if len(images) != len(labels):
+        raise ValueError(f"{what} holds {len(images)} images but {len(labels)} labels: its "
+                         f"images and labels files do not belong together (one is damaged "
+                         f"or from another split)")
 
 
 def load_mnist(root, *, train=True, download=False):
     """MNIST through :class:`torchvision.datasets.MNIST` (``root/MNIST/raw/``)."""
     from torchvision.datasets import MNIST
+    # torchvision requires all four files, whichever split is read
+    files = _idx_files(Path(root) / "MNIST" / "raw", ("train", "t10k"))
     data = _torchvision(MNIST, root, "MNIST",
                         "Pass download=True, or put the four IDX files in root/MNIST/raw/.",
-                        train=train, download=download)
+                        files, _damaged_idx, train=train, download=download)
+    _check_same_length("MNIST", data.data, data.targets)
     return to_gray28(data.data.numpy()), data.targets.numpy().astype(np.int64)
 
 
@@ -48,10 +125,13 @@ def load_emnist(root, *, split="digits", train=True, download=False):
     transposed). For ``split="letters"`` the labels 1-26 become 0-25 (a/A-z/Z).
     """
     from torchvision.datasets import EMNIST
+    files = _idx_files(Path(root) / "EMNIST" / "raw",
+                       [f"emnist-{split}-{'train' if train else 'test'}"])
     data = _torchvision(EMNIST, root, f"EMNIST ({split})",
                         "Pass download=True, or put the emnist-<split>-<train|test>-<images|"
                         "labels>-idx?-ubyte files in root/EMNIST/raw/.",
-                        split=split, train=train, download=download)
+                        files, _damaged_idx, split=split, train=train, download=download)
+    _check_same_length(f"EMNIST ({split})", data.data, data.targets)
     images = data.data.numpy().transpose(0, 2, 1)
     labels = data.targets.numpy().astype(np.int64)
     return to_gray28(images), labels - 1 if split == "letters" else labels
@@ -93,8 +173,12 @@ def load_cifar10_gray(root, *, train=False, download=False):
     split = "train" if train else "test"
     if (root / "cifar-10-batches-py").is_dir() or download:
         from torchvision.datasets import CIFAR10
-        data = _torchvision(CIFAR10, root, "CIFAR-10", "Pass download=True.", train=train,
-                            download=download)
+        # torchvision checks every batch's MD5, whichever split is read
+        checksums = dict(CIFAR10.train_list + CIFAR10.test_list)
+        checksums[CIFAR10.meta["filename"]] = CIFAR10.meta["md5"]
+        files = [root / CIFAR10.base_folder / name for name in checksums]
+        data = _torchvision(CIFAR10, root, "CIFAR-10", "Pass download=True.", files,
+                            _damaged_by_md5(checksums), train=train, download=download)
         return to_gray28(data.data), np.asarray(data.targets, dtype=np.int64)
     for candidate in (root / split, root / f"cifar10_{split}_jpg.zip"):
         if candidate.exists():
@@ -116,7 +200,10 @@ def load_omniglot(root, *, background=True, download=False):
     folder = "images_background" if background else "images_evaluation"
     if (root / "omniglot-py" / folder).is_dir() or download:
         from torchvision.datasets import Omniglot
-        data = _torchvision(Omniglot, root, "Omniglot", "Pass download=True.",
+        # torchvision reads the folder but checks the MD5 of the zip it came from
+        files = [root / Omniglot.folder / f"{folder}.zip", root / Omniglot.folder / folder]
+        data = _torchvision(Omniglot, root, "Omniglot", "Pass download=True.", files,
+                            _damaged_by_md5({f"{folder}.zip": Omniglot.zips_md5[folder]}),
                             background=background, download=download)
         items = [data[i] for i in range(len(data))]  # each read opens an image file: once
         images = np.stack([np.asarray(image, dtype=np.uint8) for image, _ in items])
@@ -145,7 +232,9 @@ def load_notmnist(root, *, train=False):
         images = root / f"{prefix}-images-idx3-ubyte{suffix}"
         labels = root / f"{prefix}-labels-idx1-ubyte{suffix}"
         if images.is_file() and labels.is_file():
-            return to_gray28(read_idx(images)), read_idx(labels).astype(np.int64)
+            X, y = read_idx(images), read_idx(labels).astype(np.int64)
+            _check_same_length(f"notMNIST ({images.parent})", X, y)
+            return to_gray28(X), y
     folder = root / ("notMNIST_large" if train else "notMNIST_small")
     if folder.is_dir():
         return load_image_folder(folder)
@@ -173,25 +262,26 @@ def _to_dataset(images, names, invert):
 
 def _read_images(path, class_depth):
     """Images (uint8 gray arrays) and class names ('/'-joined parent folders)."""
-    from PIL import Image
     path = Path(path)
     images, names = [], []
 
-    def add(handle, member):
-        parts = Path(member).parts
-        with Image.open(handle) as image:
-            images.append(np.asarray(image.convert("L")))
-        names.append("/".join(parts[-1 - class_depth:-1]))
+    def add(handle, member, where):
+        images.append(_decode_image(handle, where))
+        names.append("/".join(Path(member).parts[-1 - class_depth:-1]))
 
-    if path.is_file() and zipfile.is_zipfile(path):
+    if path.is_dir():
+        for file in sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
+            add(file, file.relative_to(path), file)
+    elif path.is_file():
+        if not zipfile.is_zipfile(path):
+            raise ValueError(f"{path} is not a zip archive (it is corrupt, truncated or in "
+                             f"another format). Expected a folder or a zip of <class>/<image> "
+                             f"files.")
         with zipfile.ZipFile(path) as archive:
             for member in sorted(archive.namelist()):
                 if member.lower().endswith(IMAGE_SUFFIXES):
                     with archive.open(member) as handle:
-                        add(handle, member)
-    elif path.is_dir():
-        for file in sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES):
-            add(file, file.relative_to(path))
+                        add(handle, member, f"{member} in {path}")
     else:
         raise _not_found("image folder", path.resolve(),
                          "Expected a folder or a zip of <class>/<image> files.")
@@ -200,23 +290,62 @@ def _read_images(path, class_depth):
     return images, names
 
 
+def _decode_image(handle, where):
+    """One image file as a uint8 gray array; a damaged one is named as ``where``."""
+    from PIL import Image
+    try:
+        with Image.open(handle) as image:
+            return np.asarray(image.convert("L"))
+    except PermissionError:
+        raise
+    # Pillow: OSError (unidentified, truncated), SyntaxError (broken chunks);
+    # zip members: BadZipFile (CRC), zlib.error, EOFError
+    except (OSError, SyntaxError, ValueError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        raise ValueError(f"cannot read the image {where}: it is corrupt or truncated "
+                         f"({exc}). Delete or replace it.") from exc
+
+
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
               0x0E: ">f8"}
 
 
 def read_idx(path):
-    """An IDX file (MNIST's format), plain or gzip-compressed, as a numpy array."""
+    """An IDX file (MNIST's format), plain or gzip-compressed, as a numpy array.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` does not exist.
+    ValueError
+        When it exists but is truncated or corrupt, or is not an IDX file.
+    """
     path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as handle:
-        data = handle.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
-        raise ValueError(f"{path} is not an IDX file (bad magic number)")
+    data = _read_maybe_gzip(path)
+    if len(data) < 4:
+        raise _damaged(path, f"{len(data)} bytes, shorter than an IDX header")
+    if data[0] != 0 or data[1] != 0 or data[2] not in _IDX_TYPES:
+        hint = "; gzip-compressed files must end in .gz" if data[:2] == b"\x1f\x8b" else ""
+        raise ValueError(f"{path} is not an IDX file (bad magic number 0x{data[:4].hex()}): "
+                         f"it is corrupt or in another format{hint}")
     ndim = data[3]
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise _damaged(path, f"{len(data)} bytes, shorter than its {header}-byte header")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_IDX_TYPES[data[2]])
     expected = int(np.prod(shape)) * dtype.itemsize
-    if len(data) - 4 - 4 * ndim != expected:
-        raise ValueError(f"{path} holds {len(data) - 4 - 4 * ndim} bytes of data, its header "
-                         f"announces {expected} (shape {shape})")
-    return np.frombuffer(data, dtype, offset=4 + 4 * ndim).reshape(shape)
+    if len(data) - header != expected:
+        raise _damaged(path, f"it holds {len(data) - header} bytes of data, its header "
+                             f"announces {expected} (shape {shape})")
+    return np.frombuffer(data, dtype, offset=header).reshape(shape)
+
+
+def _read_maybe_gzip(path):
+    if path.suffix != ".gz":
+        with open(path, "rb") as handle:
+            return handle.read()
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # cut short, or no gzip stream
+        raise _damaged(path, f"gzip: {exc}") from exc
