@@ -302,3 +302,17 @@ def test_corrupt_image_is_named_in_folder_and_zip(tmp_path):
     shutil.make_archive(str(tmp_path / "mine"), "zip", tmp_path, "mine")
     with pytest.raises(ValueError, match=r"mine/dogs/1.png in .*mine.zip.*corrupt"):
         datasets.load_image_folder(tmp_path / "mine.zip")
+
+
+def test_emnist_sample_damaged_or_incomplete(shared_data, tmp_path):
+    source = shared_data / "emnist_sample" / "emnist_byclass_sample_test.npz"
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(source.read_bytes()[:1000])
+    with pytest.raises(ValueError, match=f"{cut} is truncated or corrupt"):
+        datasets.load_emnist_sample(cut)
+    (tmp_path / "garbage.npz").write_bytes(b"garbage, no pickle")
+    with pytest.raises(ValueError, match="garbage.npz is truncated or corrupt"):
+        datasets.load_emnist_sample(tmp_path / "garbage.npz")
+    np.savez(tmp_path / "partial.npz", images=np.zeros((2, 28, 28), np.uint8))
+    with pytest.raises(ValueError, match="partial.npz lacks 'labels', 'letters_labels'"):
+        datasets.load_emnist_sample(tmp_path / "partial.npz")

@@ -147,9 +147,8 @@ def load_emnist_sample(path, *, subset="letters"):
     if not path.is_file():
         raise _not_found("EMNIST sample", path.resolve(),
                          "Expected an .npz with 'images', 'labels' and 'letters_labels'.")
-    with np.load(path, allow_pickle=False) as data:
-        images, labels = data["images"], data["labels"].astype(np.int64)
-        letters = data["letters_labels"].astype(np.int64)
+    images, labels, letters = _read_npz(path, ("images", "labels", "letters_labels"))
+    labels, letters = labels.astype(np.int64), letters.astype(np.int64)
     if subset == "letters":
         keep = letters > 0
         return to_gray28(images[keep]), letters[keep] - 1
@@ -159,6 +158,21 @@ def load_emnist_sample(path, *, subset="letters"):
     if subset == "byclass":
         return to_gray28(images), labels
     raise ValueError(f"subset must be 'letters', 'digits' or 'byclass', got {subset!r}")
+
+
+def _read_npz(path, keys):
+    """The arrays ``keys`` of an .npz file (no pickle); a damaged file is named."""
+    if not zipfile.is_zipfile(path):  # else numpy takes it for a pickle and says so
+        raise _damaged(path, "not an .npz archive")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            absent = [key for key in keys if key not in data.files]
+            if absent:
+                raise ValueError(f"{path} lacks {', '.join(map(repr, absent))} (it holds "
+                                 f"{', '.join(map(repr, data.files))})")
+            return [data[key] for key in keys]
+    except (zipfile.BadZipFile, EOFError, zlib.error) as exc:  # cut short, or no zip
+        raise _damaged(path, str(exc)) from exc
 
 
 def load_cifar10_gray(root, *, train=False, download=False):
