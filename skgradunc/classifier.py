@@ -1,11 +1,14 @@
 """CNNClassifier: a skorch classifier with the paper's training recipe."""
 
 import inspect
+import math
+import numbers
 
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import LRScheduler
+from skorch.dataset import ValidSplit
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import Dataset
 
@@ -29,6 +32,43 @@ def plateau_score(net):
     training loss (so that higher is better in both cases)."""
     row = net.history[-1]
     return row["valid_acc"] if "valid_acc" in row else -row["train_loss"]
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_finite_real(value):
+    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _check_param(name, value, valid, expected):
+    if not valid(value):
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+
+
+def _describe_split(split):
+    """skorch's ValidSplit has no repr; say what it is."""
+    if isinstance(split, ValidSplit):
+        return f"ValidSplit({split.cv!r}, stratified={split.stratified})"
+    return repr(split)
+
+
+def _split_needs(split):
+    """What a ValidSplit needs of the data, in words ('' for other splits)."""
+    if not isinstance(split, ValidSplit):
+        return ""
+    if _is_int(split.cv) and split.stratified:  # scikit-learn's StratifiedKFold
+        return (f"It holds out 1/{split.cv} of the data, stratified by class, and needs at "
+                f"least {split.cv} samples of one class ({split.cv} of every class to "
+                f"validate on each). ")
+    if _is_int(split.cv):
+        return f"It holds out 1/{split.cv} of the data and needs at least {split.cv} samples. "
+    if split.stratified:  # StratifiedShuffleSplit
+        return (f"It holds out {split.cv:.0%} of the data, stratified by class, and needs 2 "
+                f"samples of every class and at least one sample per class in each part. ")
+    return ""
 
 
 class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
@@ -91,6 +131,14 @@ class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
     other integer dtypes and images of the wrong shape raise a ``ValueError``
     or ``TypeError`` that names the problem. Labels must be integers
     ``0..K-1`` (integral floats are accepted).
+
+    Hyper-parameters are stored by ``__init__`` and checked by ``fit`` (as in
+    scikit-learn): a NaN, infinite or non-positive ``lr``, a ``max_epochs`` or
+    ``batch_size`` that is not a positive integer (``batch_size=-1``: the whole
+    data set) and the like raise a ``ValueError`` naming the parameter. Data
+    too small for the validation split (skorch's default
+    ``ValidSplit(5, stratified=True)`` needs 5 samples of a class) raise a
+    ``ValueError`` that says so; ``train_split=None`` trains on every sample.
 
     A non-finite training loss raises
     :class:`~skgradunc.callbacks.TrainingDivergedError` instead of returning
@@ -161,6 +209,23 @@ class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
         return getattr(self, "input_shape_", None) or self._module_kwargs_shape()
 
     # -- training ------------------------------------------------------------
+    def _check_hyperparameters(self):
+        """scikit-learn's rule: __init__ stores, fit validates. A NaN or zero lr would
+        otherwise train, diverge and be "recovered" with another NaN."""
+        _check_param("lr", self.lr, lambda v: _is_finite_real(v) and v > 0,
+                     "a positive finite number")
+        _check_param("max_epochs", self.max_epochs, lambda v: _is_int(v) and v > 0,
+                     "a positive integer")
+        _check_param("batch_size", self.batch_size,  # -1: skorch's whole data set
+                     lambda v: _is_int(v) and (v > 0 or v == -1),
+                     "a positive integer or -1 (the whole data set)")
+        _check_param("lr_patience", self.lr_patience, lambda v: _is_int(v) and v >= 0,
+                     "a non-negative integer")
+        _check_param("min_lr", self.min_lr, lambda v: _is_finite_real(v) and v >= 0,
+                     "a non-negative finite number")
+        _check_param("random_state", self.random_state, lambda v: v is None or _is_int(v),
+                     "None or an integer (it seeds torch)")
+
     def _check_training_data(self, X, y, continuing):
         """Validate X and y; on a fresh start record the data's shape and classes."""
         continuing = continuing and getattr(self, "initialized_", False)
@@ -183,16 +248,47 @@ class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
         -------
         self : CNNClassifier
         """
+        self._check_hyperparameters()
         if not isinstance(X, Dataset):
             X, y = self._check_training_data(X, y, continuing=self.warm_start)
         return self._seeded(super().fit, X, y, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train for ``max_epochs`` more epochs, keeping the current weights."""
+        self._check_hyperparameters()
         if not isinstance(X, Dataset):
             # skorch's fit also lands here, after initialising: checks are then cheap
             X, y = self._check_training_data(X, y, continuing=True)
         return self._seeded(super().partial_fit, X, y, classes=classes, **fit_params)
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        """skorch's train/validation split, whose failure on too few samples says so.
+
+        scikit-learn's own message ("n_splits=5 cannot be greater than the number of
+        members in each class") names neither the split nor the way around it.
+        """
+        dataset = self.get_dataset(X, y)
+        if not self.train_split:
+            return dataset, None
+        args = (dataset,) if y is None else (dataset, y)  # as skorch: no y, no y argument
+        try:
+            return self.train_split(*args, **fit_params)
+        except ValueError as exc:
+            raise ValueError(self._split_failure(y, exc)) from exc
+
+    def _split_failure(self, y, exc):
+        split = _describe_split(self.train_split)
+        if y is None:
+            data = "the data set"
+        else:
+            counts = np.bincount(np.asarray(y))
+            counts = counts[counts > 0]
+            data = (f"{len(y)} samples of {len(counts)} classes, at most {counts.max()} of a "
+                    f"class")
+        return (f"fit got {data}: too few for the internal validation split {split}. "
+                f"{_split_needs(self.train_split)}Pass train_split=None to train without a "
+                f"validation split (the learning-rate schedule then watches the training "
+                f"loss), or give more samples. (scikit-learn: {exc})")
 
     def _seeded(self, method, *args, **kwargs):
         if self.random_state is None:

@@ -1,5 +1,6 @@
 """Training that never hands back a diverged network."""
 
+import math
 import numbers
 
 from sklearn.base import clone
@@ -35,6 +36,9 @@ def fit_with_recovery(net, X, y, *, retries=2, lr_factor=0.1, log=None):
 
     Raises
     ------
+    ValueError
+        Before any training, when ``lr`` is not a positive finite number
+        (lowering a NaN rate gives another NaN).
     TrainingDivergedError
         When every attempt diverged.
     """
@@ -44,6 +48,11 @@ def fit_with_recovery(net, X, y, *, retries=2, lr_factor=0.1, log=None):
         raise ValueError(f"lr_factor must be in (0, 1], got {lr_factor!r}")
     params = net.get_params(deep=False)
     lr, seed = params["lr"], params.get("random_state")
+    # a NaN, infinite or non-positive rate stays one after multiplying by lr_factor
+    if (not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not math.isfinite(lr)
+            or lr <= 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}; retrying with "
+                         f"lr * lr_factor cannot repair it")
     attempts = []
     for attempt in range(retries + 1):
         candidate = clone(net).set_params(lr=lr, random_state=seed)

@@ -256,3 +256,76 @@ def test_fit_with_recovery_gives_up_loudly(digits_split):
     X, y = digits_split[0][:300], digits_split[1][:300]
     with pytest.raises(TrainingDivergedError, match="all 2 training attempts diverged"):
         fit_with_recovery(small_net(lr=1000.0, max_epochs=3), X, y, retries=1, lr_factor=1.0)
+
+
+# -- hyper-parameters are validated in fit, not __init__ (issue 10) ---------------------------
+@pytest.mark.parametrize("param, value, expected", [
+    ("lr", float("nan"), "a positive finite number"), ("lr", float("inf"), "positive finite"),
+    ("lr", 0.0, "positive finite"), ("lr", -0.1, "positive finite"),
+    ("lr", "0.1", "positive finite"), ("lr", True, "positive finite"),
+    ("max_epochs", 0, "a positive integer"), ("max_epochs", 2.5, "positive integer"),
+    ("batch_size", 0, "a positive integer or -1"), ("batch_size", -2, "positive integer or -1"),
+    ("batch_size", 8.0, "positive integer or -1"),
+    ("lr_patience", -1, "a non-negative integer"), ("lr_patience", 1.5, "non-negative integer"),
+    ("min_lr", -1e-3, "a non-negative finite number"), ("min_lr", float("nan"), "finite"),
+    ("random_state", 1.5, "None or an integer"),
+    ("random_state", np.random.RandomState(0), "None or an integer"),
+])
+def test_bad_hyperparameters_are_refused_in_fit(param, value, expected):
+    net = small_net(**{param: value})           # __init__ only stores (scikit-learn's rule)
+    assert net.get_params()[param] is value
+    X = np.random.rand(20, 1, 8, 8).astype(np.float32)
+    with pytest.raises(ValueError, match=f"{param} must be .*{expected}") as info:
+        net.fit(X, np.arange(20) % 2)
+    assert repr(value) in str(info.value)
+    assert not hasattr(net, "module_")              # refused before training
+
+
+def test_batch_size_minus_one_is_skorchs_whole_data_set():
+    X = np.random.rand(10, 1, 8, 8).astype(np.float32)
+    net = small_net(batch_size=-1, max_epochs=1, train_split=None).fit(X, np.arange(10) % 2)
+    assert net.history[-1, "batches", -1, "train_batch_size"] == 10
+
+
+def test_fit_with_recovery_refuses_a_bad_lr_before_training():
+    from sklearn.base import BaseEstimator
+
+    class Estimator(BaseEstimator):
+        def __init__(self, lr=0.1, random_state=None):
+            self.lr, self.random_state = lr, random_state
+
+        def fit(self, X, y):
+            raise AssertionError("fit_with_recovery trained with a bad lr")
+
+    for lr in (float("nan"), float("inf"), 0.0, -1.0, "fast"):
+        with pytest.raises(ValueError, match=f"lr must be a positive finite number, got "
+                                             f"{lr!r}"):
+            fit_with_recovery(Estimator(lr=lr), None, None)
+
+
+# -- too few samples for the internal validation split (issue 10) -----------------------------
+@pytest.mark.parametrize("n, n_classes, detail", [
+    (2, 2, "2 samples of 2 classes, at most 1 of a class"),
+    (6, 3, "6 samples of 3 classes, at most 2 of a class"),
+    (20, 10, "20 samples of 10 classes, at most 2 of a class"),
+])
+def test_too_few_samples_for_the_validation_split_say_so(n, n_classes, detail):
+    X = np.random.rand(n, 1, 8, 8).astype(np.float32)
+    y = np.arange(n) % n_classes
+    with pytest.raises(ValueError, match="validation split") as info:
+        small_net(max_epochs=1).fit(X, y)
+    message = str(info.value)
+    assert detail in message
+    assert "ValidSplit(5, stratified=True)" in message and "at least 5 samples" in message
+    assert "train_split=None" in message
+    # and the advice works
+    assert small_net(max_epochs=1, train_split=None).fit(X, y).predict(X).shape == (n,)
+
+
+def test_a_float_validation_split_too_large_for_the_data_says_so():
+    from skorch.dataset import ValidSplit
+    X = np.random.rand(6, 1, 8, 8).astype(np.float32)
+    with pytest.raises(ValueError, match=r"6 samples of 3 classes.*"
+                                         r"ValidSplit\(0.2, stratified=True\).*train_split=None"):
+        small_net(max_epochs=1, train_split=ValidSplit(0.2, stratified=True)).fit(
+            X, np.arange(6) % 3)
