@@ -19,9 +19,9 @@ class Unavailable(Exception):
     """The method cannot run here (not installed, or unsupported layers)."""
 
 
-def _engine(module, device):
+def _engine(module, device, strategy=None):
     return GradientFeatureEngine(module, "predicted", resolve_groups(module), STATISTICS, True,
-                                 SOFTMAX_FEATURES, device)
+                                 SOFTMAX_FEATURES, device, strategy=strategy)
 
 
 def _chunks(X, size, device):
@@ -35,8 +35,7 @@ def engine(module, X, batch_size, device):
 
 
 def engine_vmap(module, X, batch_size, device):
-    features = _engine(module, device)
-    features.layers = None  # force the torch.func.vmap path
+    features = _engine(module, device, strategy="vmap")  # forced
     return lambda: features.transform(X, batch_size, 2**30)
 
 
@@ -67,8 +66,8 @@ def plain(module, X, batch_size, device, accumulate):
 
 
 def _per_sample_library(module, X, batch_size, device, wrap, step):
-    features = _engine(module, device)
-    features.layers = None  # these libraries materialise every weight's gradient: same bound
+    # these libraries materialise every weight's gradient: the same bound as vmap
+    features = _engine(module, device, strategy="vmap")
     chunk = features.chunk_size(batch_size, 2**30)
     wrapped = wrap(copy.deepcopy(module).to(device))
     names = [name for name, _ in module.named_parameters()]

@@ -5,8 +5,11 @@ the trainable weights w is computed without touching the user's module: its
 parameters are passed to :func:`torch.func.functional_call` as detached copies,
 so ``.grad``, ``requires_grad`` and the weights stay as they are, and train/eval
 flags are restored module by module afterwards. Networks of supported layers
-(:mod:`skgradunc.layer_gradients`) get one forward, one backward to the layer
-outputs and per-layer products; anything else ``torch.func.vmap`` over ``grad``.
+(:mod:`skgradunc.layer_gradients`, exact type or the same forward, no hooks, each
+weight used only in its layer's call) get one forward, one backward to the layer
+outputs and per-layer products; anything else ``torch.func.vmap`` over ``grad``, and
+what vmap cannot batch (nn.GRU) one sample at a time. The module's output is read as
+class scores by :mod:`skgradunc._outputs`.
 """
 
 import warnings
@@ -15,14 +18,20 @@ from contextlib import contextmanager
 
 import torch
 from torch.func import functional_call, grad, vmap
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_flatten
 
+from ._outputs import check_scores, class_logits
 from .layer_gradients import block_budget, layer_summaries, summarize_gradient, supported_layer
 from .statistics import combine, finalize, softmax_features
 
-__all__ = ["TARGETS", "target_loss", "resolve_groups", "evaluation_mode",
+__all__ = ["TARGETS", "STRATEGIES", "target_loss", "resolve_groups", "evaluation_mode",
            "GradientFeatureEngine"]
 
 TARGETS = ("predicted", "all_ones", "uniform")
+# per-layer products; vmap over the whole network; one sample at a time (what vmap cannot
+# batch, e.g. nn.GRU): all exact, in decreasing speed
+STRATEGIES = ("per-layer", "vmap", "loop")
 
 
 def target_loss(logits, target):
@@ -134,11 +143,14 @@ def evaluation_mode(module):
 
 def _per_layer_modules(module, trainable):
     """Layer name -> module when every trainable parameter is the weight or bias of a
-    Linear, Conv1d/Conv2d (groups=1, zero padding), BatchNorm1d/2d (with running
-    statistics), LayerNorm or Embedding (no max_norm, no scale_grad_by_freq) and used
-    by that layer alone: their per-sample gradients are exact products, sums or
+    layer whose per-layer rule is exact for it (:func:`supported_layer`: Linear,
+    Conv1d/2d, BatchNorm, LayerNorm, Embedding of exactly that forward, no hooks) and
+    held by that layer alone: their per-sample gradients are exact products, sums or
     scatters of the layer's input and output gradient. None otherwise (e.g. tied
-    weights, which vmap handles)."""
+    weights, a subclass with its own forward; vmap handles them). A weight also used
+    outside its layer's call is found by :func:`_used_outside_their_layer`."""
+    if _global_forward_hooks():
+        return None   # they may replace any layer's output
     owners = {}
     for _, sub in module.named_modules(remove_duplicate=False):
         for p in sub.parameters(recurse=False):
@@ -153,6 +165,59 @@ def _per_layer_modules(module, trainable):
             return None
         layers[layer_name] = layer
     return layers
+
+
+def _global_forward_hooks():
+    from torch.nn.modules import module as torch_module
+    return any(getattr(torch_module, name, None) for name in
+               ("_global_forward_hooks", "_global_forward_pre_hooks"))
+
+
+class _ParameterUses(TorchFunctionMode):
+    """Records the parameters that a torch function uses outside the call of the layer
+    holding them (``owner``: tensor id -> (parameter name, layer name); ``active``: the
+    stack of layer calls under way)."""
+
+    def __init__(self, owner, active):
+        super().__init__()
+        self.owner, self.active, self.outside = owner, active, set()
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        for value in tree_flatten((args, kwargs))[0]:
+            if isinstance(value, torch.Tensor) and id(value) in self.owner:
+                name, layer = self.owner[id(value)]
+                if not self.active or self.active[-1] != layer:
+                    self.outside.add(name)
+        return func(*args, **kwargs)
+
+
+def _used_outside_their_layer(module, layers, params, frozen, x):
+    """Names of the parameters that the forward of x uses outside their own layer's call
+    (e.g. ``F.linear(h, self.embed.weight)``): a per-layer rule sees only the layer's
+    call, so such a network needs an engine that sees every use."""
+    owner = {id(tensor): (name, name.rpartition(".")[0]) for name, tensor in params.items()}
+    active = []
+
+    def leave(layer, inputs, output):
+        active.pop()   # returns None: the output stays as it is
+
+    handles = []
+    for name, layer in layers.items():
+        handles.append(layer.register_forward_pre_hook(
+            lambda layer, inputs, name=name: active.append(name)))
+        handles.append(layer.register_forward_hook(leave))
+    try:
+        with _ParameterUses(owner, active) as uses:
+            functional_call(module, (params, frozen), (x,))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return uses.outside
+
+
+class UnsupportedNetworkError(RuntimeError):
+    """Per-sample gradients of this network cannot be computed (the network itself runs)."""
 
 
 def _requiring_grad(params):
@@ -174,7 +239,7 @@ class GradientFeatureEngine:
 
     Parameters
     ----------
-    module : torch.nn.Module returning logits (n, q)
+    module : torch.nn.Module returning class scores
     target : one of TARGETS
     groups : OrderedDict from :func:`resolve_groups`
     statistics : sequence of statistic names
@@ -183,12 +248,19 @@ class GradientFeatureEngine:
     softmax : sequence of softmax feature names (may be empty)
     device : torch.device
     overwritten : iterable of (layer, call, "input"/"output"), optional
-        Saved tensors known to be overwritten by in-place operations
-        (:meth:`detect_overwritten`); found anew otherwise.
+        Saved tensors known to be overwritten by in-place operations (:meth:`probe`);
+        found anew otherwise.
+    output : {"logits", "probabilities", "log_probabilities"}, default="logits"
+        What the module returns (:mod:`skgradunc._outputs`).
+    check_output : bool, default=False
+        Refuse "logits" that look like probabilities (the kind was not stated).
+    strategy : one of STRATEGIES or None
+        Found by :meth:`probe` (run on the first chunk when None).
     """
 
     def __init__(self, module, target, groups, statistics, include_network, softmax,
-                 device, overwritten=()):
+                 device, overwritten=(), *, output="logits", check_output=False,
+                 strategy=None):
         self.module = module
         self.target = target
         self.groups = groups
@@ -196,8 +268,14 @@ class GradientFeatureEngine:
         self.include_network = include_network
         self.softmax = tuple(softmax)
         self.device = torch.device(device)
+        self.output = output
+        self.check_output = check_output
         self.trainable = trainable_parameters(module)
         self.layers = _per_layer_modules(module, self.trainable)
+        if strategy is not None and strategy != "per-layer":
+            self.layers = None
+        self.strategy = strategy or ("per-layer" if self.layers is not None else "vmap")
+        self._probed = strategy is not None
         self.overwritten = frozenset(overwritten)
         self._membership_mask = None
 
@@ -217,32 +295,89 @@ class GradientFeatureEngine:
                        for name, b in self.module.named_buffers()})
         return params, frozen
 
-    @property
-    def strategy(self):
-        """"per-layer" (exact input x output-gradient products) or "vmap" (any layer)."""
-        return "per-layer" if self.layers is not None else "vmap"
+    def probe(self, x, max_memory=None):
+        """Settle how this network's gradients are computed, on a sample or two ``x``
+        (before the first chunk): weights used outside their layer's call send it to
+        vmap; a network that vmap cannot batch (nn.GRU) to the per-sample loop, with a
+        warning; saved tensors that in-place operations overwrite are found (so chunks
+        isolate them from the start); the output is checked. ``max_memory`` bounds the
+        gradients held at once, as in :meth:`transform`. Returns the strategy."""
+        params, frozen = self._weights_on_device()
+        x = x.to(self.device, copy=True)
+        with evaluation_mode(self.module):
+            if self.layers is not None:
+                with torch.enable_grad():
+                    outside = _used_outside_their_layer(
+                        self.module, self.layers, _requiring_grad(params), frozen, x.clone())
+                if outside:
+                    self.layers, self.strategy = None, "vmap"
+            try:
+                self._features(params, frozen, x, max_memory)
+            except UnsupportedNetworkError:
+                raise
+            except RuntimeError as exc:
+                if self.strategy != "vmap" or isinstance(exc, torch.cuda.OutOfMemoryError):
+                    raise
+                self._fall_back_to_loop(params, frozen, x, exc, max_memory)
+        self._probed = True
+        return self.strategy
+
+    def _features(self, params, frozen, x, max_memory):
+        summaries = self._summary_function(max_memory)
+        return self._chunk_features(*summaries(params, frozen, x.clone()))
+
+    def _fall_back_to_loop(self, params, frozen, x, vmap_error, max_memory):
+        """vmap failed: an error of the network itself is raised as it is; otherwise
+        gradients are taken one sample at a time (exact, slower), if that works."""
+        with torch.no_grad():
+            functional_call(self.module, (params, frozen), (x.clone(),))  # the input's fault?
+        self.strategy = "loop"
+        try:
+            self._features(params, frozen, x, max_memory)
+        except RuntimeError as exc:
+            raise UnsupportedNetworkError(
+                f"per-sample gradients of {type(self.module).__name__} could not be computed: "
+                f"torch.func.vmap failed ({_first_line(vmap_error)}), and so did one sample "
+                f"at a time ({_first_line(exc)})") from exc
+        warnings.warn(
+            f"torch.func.vmap cannot batch the per-sample gradients of "
+            f"{type(self.module).__name__} ({_first_line(vmap_error)}); they are computed "
+            "one sample at a time instead: exact, but slower", RuntimeWarning, stacklevel=2)
 
     def _summary_function(self, max_memory):
-        """(params, frozen, x) -> ({parameter name: summary (n, 9)}, logits)."""
-        if self.layers is not None:
+        """(params, frozen, x) -> ({parameter name: summary (n, 9)}, class scores)."""
+        if self.strategy == "per-layer":
             return lambda params, frozen, x: self._per_layer_summaries(
                 params, frozen, x, max_memory)
-        gradients = self._vmap_gradient_function()
+        gradient = self._sample_gradient_function()
+        if self.strategy == "vmap":
+            gradients = vmap(gradient, in_dims=(None, None, 0))
 
-        def summaries(params, frozen, x):
-            grads, logits = gradients(params, frozen, x)
-            return self.summarize_gradients(grads), logits
-        return summaries
+            def summaries(params, frozen, x):
+                grads, scores = gradients(params, frozen, x)
+                return self.summarize_gradients(grads), scores
+            return summaries
+
+        def one_at_a_time(params, frozen, x):
+            # each sample's gradient is summarised at once: memory of one sample's gradient
+            parts, scores = [], []
+            for sample in x:
+                grads, score = gradient(params, frozen, sample)
+                parts.append(self.summarize_gradients({k: v[None] for k, v in grads.items()}))
+                scores.append(score)
+            return ({name: torch.cat([p[name] for p in parts]) for name in self.trainable},
+                    torch.stack(scores))
+        return one_at_a_time
 
     def summarize_gradients(self, grads):
         """Summaries of materialised per-sample gradients {parameter name: (n, ...)}."""
         return {name: summarize_gradient(grads[name]) for name in self.trainable}
 
     def _record_calls(self, params, frozen, x):
-        """Forward with hooks saving each layer's input and output. Those that in-place
-        operations overwrite (``self.overwritten``: (layer, call, "input"/"output")) are
-        isolated: the layer gets a private copy of its input, the rest of the network a
-        copy of its output."""
+        """Forward with hooks saving each layer's input and output; returns the module's
+        output and the calls. Those that in-place operations overwrite
+        (``self.overwritten``: (layer, call, "input"/"output")) are isolated: the layer
+        gets a private copy of its input, the rest of the network a copy of its output."""
         calls = {name: [] for name in self.layers}
         overwritten = self.overwritten
 
@@ -259,40 +394,29 @@ class GradientFeatureEngine:
         handles = [layer.register_forward_hook(recorder(name))
                    for name, layer in self.layers.items()]
         try:
-            logits = functional_call(self.module, (params, frozen), (x,))
+            output = functional_call(self.module, (params, frozen), (x,))
         finally:
             for handle in handles:
                 handle.remove()
-        return logits, calls
+        return output, calls
 
     def _forward(self, params, frozen, x):
-        """Logits and recorded calls, redone once with isolation if an in-place operation
-        overwrote a saved tensor not yet known to be (later chunks isolate it at once)."""
-        logits, calls = self._record_calls(params, frozen, x)
+        """Output and recorded calls, redone once with isolation if an in-place operation
+        overwrote a saved tensor not yet known to be (later chunks isolate it at once).
+        The first pass gets a copy of x: the module may change its input in place."""
+        output, calls = self._record_calls(params, frozen, x.clone())
         found = _overwritten(calls)
         if found:
             self.overwritten = self.overwritten | found
-            logits, calls = self._record_calls(params, frozen, x)
-        return logits, calls
-
-    def detect_overwritten(self, X):
-        """Find, on a forward of X (a sample or two), the saved tensors that in-place
-        operations overwrite (e.g. ``ReLU(inplace=True)`` after a BatchNorm), so that
-        transforms isolate them from the first chunk on; returns them."""
-        if self.layers is not None:
-            params, frozen = self._weights_on_device()
-            with evaluation_mode(self.module), torch.enable_grad():
-                # one recorded forward tells; _forward's isolated rerun would be thrown away
-                _, calls = self._record_calls(_requiring_grad(params), frozen,
-                                              torch.from_numpy(X).to(self.device))
-            self.overwritten = self.overwritten | _overwritten(calls)
-        return self.overwritten
+            output, calls = self._record_calls(params, frozen, x)
+        return output, calls
 
     def _per_layer_summaries(self, params, frozen, x, max_memory):
         """One batched forward, one backward to the layer outputs, then each layer's
         per-sample gradients built and summarised block by block, never all at once."""
         with torch.enable_grad():
-            logits, calls = self._forward(_requiring_grad(params), frozen, x)
+            output, calls = self._forward(_requiring_grad(params), frozen, x)
+            logits = class_logits(output, self.output, len(x))
             outputs = [out for name in self.layers for _, out, _, _ in calls[name]]
             grad_outputs = iter(torch.autograd.grad(
                 target_loss(logits, self.target).sum(), outputs))
@@ -303,16 +427,20 @@ class GradientFeatureEngine:
             prefix = f"{name}." if name else ""
             for param, summary in layer_summaries(layer, records, budget).items():
                 summaries[prefix + param] = summary
-        return summaries, logits.detach()
+        scores = output[0] if isinstance(output, (tuple, list)) else output
+        return summaries, scores.detach()
 
-    def _vmap_gradient_function(self):
-        module, target = self.module, self.target
+    def _sample_gradient_function(self):
+        """(params, frozen, one sample) -> (gradient {name: tensor}, its class scores)."""
+        module, target, output = self.module, self.target, self.output
 
         def loss(params, frozen, x):
-            logits = functional_call(module, (params, frozen), (x.unsqueeze(0),))
-            return target_loss(logits, target).sum(), logits.squeeze(0)
+            raw = functional_call(module, (params, frozen), (x.unsqueeze(0),))
+            scores = raw[0] if isinstance(raw, (tuple, list)) else raw
+            return (target_loss(class_logits(raw, output, 1), target).sum(),
+                    scores.squeeze(0))
 
-        return vmap(grad(loss, has_aux=True), in_dims=(None, None, 0))
+        return grad(loss, has_aux=True)
 
     def _membership(self, device):
         """(groups [+ network], parameters) mask of which parameters form each group,
@@ -324,7 +452,9 @@ class GradientFeatureEngine:
             self._membership_mask = torch.tensor(rows, dtype=torch.bool, device=device)
         return self._membership_mask
 
-    def _chunk_features(self, summaries, logits):
+    def _chunk_features(self, summaries, scores, offset=0):
+        # the class scores are checked (NaN, probabilities that are not) before use
+        check_scores(scores, self.output, self.check_output, offset)
         # one summary per parameter tensor; groups and the network combine them exactly
         columns = []
         if self.statistics:
@@ -333,6 +463,7 @@ class GradientFeatureEngine:
             stats = finalize(groups, self.statistics)                    # (groups, n, k)
             columns.append(stats.transpose(0, 1).flatten(1))
         if self.softmax:
+            logits = class_logits(scores, self.output, len(scores))
             columns.append(softmax_features(logits.detach().to(torch.float64), self.softmax))
         return torch.cat(columns, dim=1)
 
@@ -345,8 +476,9 @@ class GradientFeatureEngine:
         """Samples per chunk: ``batch_size``; on the vmap path shrunk so that the
         per-sample gradients held at once stay within ``max_memory`` bytes (None: no
         bound). The per-layer path bounds them itself, layer by layer and block by block
-        (:func:`sample_block`), so its chunks keep ``batch_size``."""
-        if max_memory is None or self.layers is not None:
+        (:func:`sample_block`), and the loop holds one sample's, so their chunks keep
+        ``batch_size``."""
+        if max_memory is None or self.strategy != "vmap":
             return batch_size
         trainable = set(self.trainable)
         materialised = sum(p.numel() * p.element_size()
@@ -359,20 +491,24 @@ class GradientFeatureEngine:
 
         X goes to the device once when it fits in ``max_memory`` (on the CPU it is only
         wrapped), else chunk by chunk; features stay on the device until one copy back
-        at the end. Running out of GPU memory halves the chunk and retries it (with a
-        warning), down to one sample."""
+        at the end. The module gets private copies: X is never changed, even by a network
+        working in place on its input. Running out of GPU memory halves the chunk and
+        retries it (with a warning), down to one sample."""
         params, frozen = self._weights_on_device()
-        summaries = self._summary_function(max_memory)
-        chunk = self.chunk_size(batch_size, max_memory)
         data = torch.from_numpy(X)
         if max_memory is None or X.nbytes <= max_memory:
             data = data.to(self.device)
-        outputs, start = [], 0
         with evaluation_mode(self.module):
+            if not self._probed:
+                self.probe(data[:2], max_memory)
+            summaries = self._summary_function(max_memory)
+            chunk = self.chunk_size(batch_size, max_memory)
+            outputs, start = [], 0
             while start < len(X):
-                x = data[start:start + chunk].to(self.device)
+                x = data[start:start + chunk].to(self.device, copy=True)
                 try:
-                    outputs.append(self._chunk_features(*summaries(params, frozen, x)))
+                    outputs.append(self._chunk_features(*summaries(params, frozen, x),
+                                                        offset=start))
                 except torch.cuda.OutOfMemoryError:
                     if len(x) == 1:
                         raise
@@ -385,3 +521,7 @@ class GradientFeatureEngine:
                     continue
                 start += chunk
         return torch.cat(outputs).cpu().numpy()  # one copy back to the host
+
+
+def _first_line(exc):
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

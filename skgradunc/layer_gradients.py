@@ -11,6 +11,7 @@ block by block of samples, so memory follows one layer, not the network.
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .statistics import summarize, summarize_low_rank, summarize_outer, with_zeros
 
@@ -18,21 +19,49 @@ __all__ = ["supported_layer", "per_sample_layer_gradient", "summarize_gradient",
            "layer_summaries", "block_budget", "sample_block", "Outer", "LowRank", "Rows"]
 
 
+# The per-layer rules below are exact for these types' own forward. Their forward and
+# what it calls are kept as they are at import, so that a subclass that computes something
+# else (a pruning mask, a QAT layer's fake quantisation, its own padding) is recognised.
+_RULE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding, nn.BatchNorm1d, nn.BatchNorm2d,
+               nn.LayerNorm)
+_FORWARD_METHODS = ("__call__", "_call_impl", "forward", "_conv_forward", "_check_input_dim")
+_ORIGINAL_FORWARD = {kind: {m: getattr(kind, m) for m in _FORWARD_METHODS if hasattr(kind, m)}
+                     for kind in _RULE_TYPES}
+
+
+def _rule_type(layer):
+    """The type whose rule is exact for ``layer``: its own type, or a base type whose
+    forward (and what the forward calls) it inherits unchanged; None otherwise, and for a
+    layer whose hooks may change its input, weight or output, or whose parameters are
+    computed by a parametrisation."""
+    base = next((kind for kind in type(layer).__mro__ if kind in _ORIGINAL_FORWARD), None)
+    if base is None:
+        return None
+    if any(getattr(type(layer), m) is not f for m, f in _ORIGINAL_FORWARD[base].items()):
+        return None
+    if layer._forward_hooks or layer._forward_pre_hooks or parametrize.is_parametrized(layer):
+        return None
+    return base
+
+
 def supported_layer(layer):
-    if isinstance(layer, nn.Linear):
-        return True
-    if isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+    """Whether a per-layer rule is exact for this layer instance (see :func:`_rule_type`)
+    in its configuration."""
+    kind = _rule_type(layer)
+    if kind is None:
+        return False
+    if kind in (nn.Conv1d, nn.Conv2d):
         return layer.groups == 1 and layer.padding_mode == "zeros"
-    if isinstance(layer, nn.Embedding):
+    if kind is nn.Embedding:
         # max_norm renormalises the weight in the forward; scale_grad_by_freq couples the
         # samples of a batch: both go through vmap
         return layer.max_norm is None and not layer.scale_grad_by_freq
-    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+    if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
         # eval mode with running statistics: samples do not interact
         return layer.affine and layer.track_running_stats and layer.running_mean is not None
-    if isinstance(layer, nn.LayerNorm):
+    if kind is nn.LayerNorm:
         return layer.elementwise_affine
-    return False
+    return True
 
 
 class Outer:

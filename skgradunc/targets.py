@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from ._validation import check_samples
+from ._outputs import check_scores, class_logits, resolve_output
+from ._validation import as_float32_array, check_samples
 from .gradients import evaluation_mode
 
 __all__ = ["correctness_target", "append_out_of_distribution", "OUT_OF_DISTRIBUTION"]
@@ -11,15 +12,22 @@ __all__ = ["correctness_target", "append_out_of_distribution", "OUT_OF_DISTRIBUT
 OUT_OF_DISTRIBUTION = -1
 
 
-def _predict(estimator, X, batch_size=1024):
+def _predict(estimator, X, output, batch_size=1024):
     """Predicted classes and the labels the network knows."""
     if isinstance(estimator, torch.nn.Module):
+        kind, _ = resolve_output(output, estimator)  # argmax: probabilities as good as logits
         X = check_samples(X, getattr(estimator, "input_shape", None))
         device = next(iter(estimator.parameters()), torch.empty(0)).device
+        predicted = []
         with torch.no_grad(), evaluation_mode(estimator):
-            logits = torch.cat([estimator(torch.from_numpy(X[i:i + batch_size]).to(device))
-                                for i in range(0, len(X), batch_size)])
-        return logits.argmax(1).cpu().numpy(), np.arange(logits.shape[1])
+            for start in range(0, len(X), batch_size):
+                # a copy: the module may work in place on its input, and X is the caller's
+                x = torch.tensor(X[start:start + batch_size], device=device)
+                scores = estimator(x)
+                logits = class_logits(scores, kind, len(x))
+                check_scores(scores, kind, False, offset=start)
+                predicted.append(logits.argmax(1).cpu())
+        return torch.cat(predicted).numpy(), np.arange(logits.shape[1])
     if not hasattr(estimator, "predict"):
         raise TypeError(f"{type(estimator).__name__} has no predict method: pass a fitted "
                         "classifier, FrozenEstimator(classifier) or a torch module")
@@ -27,7 +35,16 @@ def _predict(estimator, X, batch_size=1024):
     return predictions, np.asarray(getattr(estimator, "classes_", np.unique(predictions)))
 
 
-def correctness_target(estimator, X, y):
+def _rows(X, rows):
+    """Rows of X by position, whatever holds them (a DataFrame's [] selects columns)."""
+    if hasattr(X, "iloc"):
+        return X.iloc[rows]
+    if isinstance(X, (np.ndarray, torch.Tensor)):
+        return X[rows]
+    return np.asarray(X)[rows]
+
+
+def correctness_target(estimator, X, y, *, output="auto"):
     """1 where the network's prediction equals ``y``, 0 where it is wrong or OoD.
 
     Rows whose label is -1 are out of distribution ("known unknowns"): their target
@@ -39,6 +56,11 @@ def correctness_target(estimator, X, y):
     X : array-like of inputs the network takes
     y : array-like of shape (n_samples,)
         True labels, or -1 for out-of-distribution rows.
+    output : {"auto", "logits", "probabilities", "log_probabilities"}, default="auto"
+        What a torch module returns, as in :class:`GradientMetricTransformer`; it
+        matters only for one score per sample (a two-class network): a logit predicts
+        class 1 when positive, a probability when above 0.5. "auto" reads logits.
+        Estimators with ``predict`` are asked for their predictions.
 
     Returns
     -------
@@ -68,8 +90,8 @@ def correctness_target(estimator, X, y):
     if not inside.any():
         return target
     rows = np.flatnonzero(inside)
-    X_inside = X[rows] if len(rows) < len(y) else X
-    predictions, known = _predict(estimator, X_inside)
+    X_inside = _rows(X, rows) if len(rows) < len(y) else X
+    predictions, known = _predict(estimator, X_inside, output)
     unknown = np.setdiff1d(np.unique(y[inside]), known)
     if len(unknown):
         raise ValueError(
@@ -84,6 +106,10 @@ def append_out_of_distribution(X, y, X_ood):
 
     ``correctness_target(net, *append_out_of_distribution(X, y, X_ood))`` then gives
     the meta target with the OoD rows as 0, as in section 5 of the paper.
+
+    When X and X_ood have different dtypes, both become float32 as the networks take
+    them: uint8 images are scaled by 1/255 (0-255 -> [0, 1]); other integer dtypes are
+    refused as ambiguous.
 
     Returns
     -------
@@ -103,6 +129,10 @@ def append_out_of_distribution(X, y, X_ood):
         raise ValueError(f"X_ood has samples of shape {X_ood.shape[1:]}, X has {X.shape[1:]}")
     if len(y) != len(X):
         raise ValueError(f"y has {len(y)} labels but X has {len(X)} samples")
+    if X.dtype != X_ood.dtype:
+        # as everywhere in the package: uint8 images are 0-255, floats are [0, 1] or as
+        # the network takes them; mixing them needs both on the float scale
+        X, X_ood = as_float32_array(X, "X"), as_float32_array(X_ood, "X_ood")
     labels = np.full(len(X_ood), OUT_OF_DISTRIBUTION,
                      dtype=np.result_type(y.dtype, np.int64))
-    return np.concatenate([X, X_ood.astype(X.dtype, copy=False)]), np.concatenate([y, labels])
+    return np.concatenate([X, X_ood]), np.concatenate([y, labels])

@@ -1,5 +1,6 @@
 """GradientMetricTransformer: inputs -> layerwise gradient statistics."""
 
+import copy
 from contextlib import contextmanager
 
 import numpy as np
@@ -9,8 +10,9 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from ._device import resolve_device
+from ._outputs import NetworkOutputError, resolve_output
 from ._validation import check_positive_int, check_samples
-from .gradients import TARGETS, GradientFeatureEngine, resolve_groups
+from .gradients import TARGETS, GradientFeatureEngine, UnsupportedNetworkError, resolve_groups
 from .statistics import SOFTMAX_FEATURES, STATISTICS
 
 __all__ = ["GradientMetricTransformer"]
@@ -76,8 +78,8 @@ def _network_errors(X):
     """Errors of the network on X reported as the inputs' problem."""
     try:
         yield
-    except torch.cuda.OutOfMemoryError:
-        raise  # even one sample at a time does not fit: not a shape problem
+    except (torch.cuda.OutOfMemoryError, NetworkOutputError, UnsupportedNetworkError):
+        raise  # out of memory even one sample at a time, the output, the engine: not X
     except (RuntimeError, ValueError, IndexError) as exc:
         raise ValueError(f"the network could not process inputs of shape "
                          f"{tuple(X.shape[1:])}: {exc}") from exc
@@ -178,8 +180,9 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
 
     def __init__(self, estimator, *, target="predicted", groups="layer", statistics="all",
                  include_network=True, softmax_features=True, batch_size=256, max_memory=2**30,
-                 device="auto"):
+                 device="auto", output="auto"):
         self.estimator = estimator
+        self.output = output
         self.target = target
         self.groups = groups
         self.statistics = statistics
@@ -194,7 +197,13 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         params = self.get_params(deep=False)
         estimator = params.pop("estimator")
         shared = estimator if _is_fitted(estimator) else clone(estimator)
-        return type(self)(shared, **{k: clone(v, safe=False) for k, v in params.items()})
+        new = type(self)(shared, **{k: clone(v, safe=False) for k, v in params.items()})
+        # what scikit-learn's clone carries over besides the parameters: set_output's
+        # container and metadata requests
+        for state in ("_sklearn_output_config", "_metadata_request"):
+            if state in self.__dict__:
+                setattr(new, state, copy.deepcopy(self.__dict__[state]))
+        return new
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -232,6 +241,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self : GradientMetricTransformer
         """
         statistics, softmax, device = self._check_params()
+        self._check_output_kind(self.estimator)
         if self.estimator is None:
             raise ValueError("estimator is None: pass a fitted classifier or torch module")
         if _is_fitted(self.estimator):
@@ -250,25 +260,39 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self.input_shape_ = tuple(X.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
         self.groups_ = resolve_groups(self.module_, self.groups)
-        engine = self._engine(statistics, softmax, device, overwritten=())
+        self.output_ = self._check_output_kind(self.estimator_)[0]
+        engine = self._engine(statistics, softmax, device, overwritten=(), strategy=None)
         self.feature_names_out_ = np.asarray(engine.feature_names(), dtype=object)
-        # in-place operations that overwrite tensors the engine saves, found on one sample
-        # once, so that transform never runs a chunk's forward twice to find them
+        # settled once on two samples, so that transform's chunks all take the same path:
+        # the engine, the tensors in-place operations overwrite, the output's validity
         with _network_errors(X):
-            self.overwritten_ = engine.detect_overwritten(X[:1])
+            self.strategy_ = engine.probe(torch.from_numpy(X[:2]), self.max_memory)
+        self.overwritten_ = engine.overwritten
         return self
 
-    def _engine(self, statistics, softmax, device, overwritten=None):
+    def _check_output_kind(self, estimator):
+        """(kind, checked) of :func:`skgradunc._outputs.resolve_output`, for ``target``."""
+        kind, checked = resolve_output(self.output, estimator)
+        if self.target == "all_ones" and kind != "logits":
+            raise ValueError(
+                f"target='all_ones' takes per-class sigmoids of the logits, but the network "
+                f"returns {kind.replace('_', '-')} (output={self.output!r}); use a network "
+                "that returns logits, or another target")
+        return kind, checked
+
+    def _engine(self, statistics, softmax, device, overwritten=None, strategy=None):
+        kind, checked = self._check_output_kind(self.estimator_)
         return GradientFeatureEngine(
             self.module_, self.target, self.groups_, statistics, self.include_network, softmax,
-            device, self.overwritten_ if overwritten is None else overwritten)
+            device, self.overwritten_ if overwritten is None else overwritten,
+            output=kind, check_output=checked, strategy=strategy)
 
     def transform(self, X):
         """Gradient statistics and softmax features, float64 (n_samples, n_features_out)."""
         check_is_fitted(self, "groups_")
         statistics, softmax, device = self._check_params()
         X = check_samples(X, self.input_shape_, owner=type(self).__name__)
-        engine = self._engine(statistics, softmax, device)
+        engine = self._engine(statistics, softmax, device, strategy=self.strategy_)
         if list(engine.feature_names()) != list(self.feature_names_out_):
             raise ValueError("parameters changed since fit; call fit again")
         with _network_errors(X):

@@ -15,6 +15,8 @@ from sklearn.preprocessing import StandardScaler
 from skgradunc import CNNClassifier, GradientMetricTransformer, PaperCNN
 from skgradunc.gradients import resolve_groups
 
+from tolerances import assert_features_close
+
 
 def snapshot(module):
     return {
@@ -123,6 +125,20 @@ def test_clone_shares_a_fitted_network_and_pickle_round_trips(fitted_net, digits
     fitted = grad.fit(X)
     loaded = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(loaded.transform(X), fitted.transform(X))
+
+
+def test_clone_keeps_set_output_so_named_features_reach_the_next_step(
+        fitted_net, digits_split):
+    """Before: clone dropped set_output(transform="pandas"), and a SingleMetricClassifier
+    naming its column failed inside cross_val_score."""
+    from skgradunc import SingleMetricClassifier
+    X, y = digits_split[2][:60], digits_split[3][:60]
+    y_meta = (fitted_net.predict(X) == y).astype(int)
+    grad = GradientMetricTransformer(FrozenEstimator(fitted_net)).set_output(transform="pandas")
+    assert isinstance(clone(grad).fit_transform(X[:2]), pd.DataFrame)
+    pipe = make_pipeline(grad, SingleMetricClassifier("softmax__entropy"))
+    scores = cross_val_score(pipe, X, y_meta, cv=2, scoring="roc_auc")
+    assert np.isfinite(scores).all()
 
 
 def test_pipeline_cross_validation_and_grid_search_never_refit_the_network(
@@ -270,20 +286,24 @@ def test_out_of_gpu_memory_halves_the_chunk_and_retries(monkeypatch):
         return run
     net = PaperCNN(image_size=12, n_classes=3)
     X = np.random.rand(10, 1, 12, 12).astype(np.float32)
-    expected = GradientMetricTransformer(net, batch_size=4).fit_transform(X)
+    grad = GradientMetricTransformer(net, batch_size=4)
+    expected, names = grad.fit_transform(X), grad.get_feature_names_out()
     monkeypatch.setattr(gradients.GradientFeatureEngine, "_summary_function", limited)
     with pytest.warns(RuntimeWarning) as record:
         features = GradientMetricTransformer(net, batch_size=16).fit_transform(X)
     assert [("chunks of 5 samples" in str(w.message), "chunks of 2 samples" in str(w.message))
             for w in record] == [(True, False), (False, True)]  # one warning per halving
-    assert sizes == [10, 5, 2, 2, 2, 2, 2]  # halved until it fits, then kept
-    np.testing.assert_allclose(features, expected, rtol=1e-5)
-    sizes.clear()
+    # fit's probe (two samples), then transform's chunks: halved until they fit, then kept
+    assert sizes == [2, 10, 5, 2, 2, 2, 2, 2]
+    # other chunk sizes round differently: a near-zero skewness differed by 2e-5 relative
+    assert_features_close(features, expected, names)
+    # not even one sample fits: the error is raised after the last halving
+    fitted = GradientMetricTransformer(net, batch_size=2).fit(X)
     monkeypatch.setattr(gradients.GradientFeatureEngine, "_summary_function",
                         lambda self, max_memory: lambda *a: (_ for _ in ()).throw(
                             torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")))
     with pytest.raises(torch.cuda.OutOfMemoryError), pytest.warns(RuntimeWarning):
-        GradientMetricTransformer(net, batch_size=2).fit_transform(X)
+        fitted.transform(X)
 
 
 def test_sample_block_and_vmap_chunk_follow_max_memory():
@@ -305,3 +325,67 @@ def test_sample_block_and_vmap_chunk_follow_max_memory():
     per_sample = 3 * 4 * sum(p.numel() for p in module.parameters())
     assert engine.chunk_size(256, 100 * per_sample) == 100
     assert engine.chunk_size(256, None) == 256 and engine.chunk_size(256, 1) == 1
+
+
+class _DoublesInPlace(torch.nn.Module):
+    """Works in place on its input: x.mul_(2), then a ReLU(inplace=True)."""
+
+    def __init__(self, middle):
+        super().__init__()
+        self.first = torch.nn.Linear(4, 6)
+        self.middle = middle
+        self.out = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        x.mul_(2)
+        return self.out(torch.relu_(self.middle(self.first(torch.relu_(x)))))
+
+
+@pytest.mark.parametrize("middle", [torch.nn.Identity(), torch.nn.GroupNorm(2, 6)],
+                         ids=["per-layer", "vmap"])
+def test_the_callers_X_is_never_changed(middle):
+    """Before: torch.from_numpy shared X's memory with a module working in place on its
+    input, so transform changed the caller's array and features drifted call by call."""
+    X = np.random.randn(5, 4).astype(np.float32)
+    before = X.copy()
+    grad = GradientMetricTransformer(_DoublesInPlace(middle), batch_size=2)
+    first = grad.fit_transform(X)
+    np.testing.assert_array_equal(X, before)
+    np.testing.assert_array_equal(grad.transform(X), first)
+    np.testing.assert_array_equal(X, before)
+
+
+class _Recurrent(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gru = torch.nn.GRU(4, 5, batch_first=True)
+        self.out = torch.nn.Linear(5, 3)
+
+    def forward(self, x):
+        sequence, _ = self.gru(x)
+        return self.out(sequence[:, -1])
+
+
+def test_networks_vmap_cannot_batch_are_computed_one_sample_at_a_time():
+    """Before: nn.GRU failed with "could not process inputs" (vmap has no rule for it)."""
+    from reference import assert_matches_reference, reference_features
+    from skgradunc.statistics import STATISTICS
+    torch.manual_seed(0)
+    module = _Recurrent().eval()
+    X = np.random.randn(5, 6, 4).astype(np.float32)
+    grad = GradientMetricTransformer(module, batch_size=2)
+    with pytest.warns(RuntimeWarning, match="vmap cannot batch .* one sample at a time"):
+        grad.fit(X)
+    assert grad.strategy_ == "loop"
+    features = grad.transform(X)
+    reference = reference_features(module, X, "predicted", grad.groups_, STATISTICS)
+    assert_matches_reference(list(grad.get_feature_names_out()), features, reference)
+
+
+def test_strategy_says_how_gradients_are_computed():
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    X = np.random.rand(3, 4).astype(np.float32)
+    assert GradientMetricTransformer(mlp).fit(X).strategy_ == "per-layer"
+    norm = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GroupNorm(2, 4),
+                               torch.nn.Linear(4, 3))
+    assert GradientMetricTransformer(norm).fit(X).strategy_ == "vmap"
