@@ -13,6 +13,18 @@ def as_dict(row):
     return dict(zip(STATISTICS, row))
 
 
+def assert_statistics_close(row, values, rtol):
+    """Our float64 statistics of ``values`` against numpy/scipy's. Sums in another order
+    (numpy's pairwise blocks follow the CPU's vector width) round differently, so a
+    quantity near zero gets an absolute floor: rtol for the dimensionless skewness and
+    kurtosis, rtol times the values' root mean square for the rest."""
+    ref = reference_statistics(values)
+    scale = np.sqrt(np.mean(np.square(values)))
+    for name, value in as_dict(row).items():
+        floor = rtol if name in ("skew", "kurtosis") else rtol * scale
+        np.testing.assert_allclose(value, ref[name], rtol=rtol, atol=floor, err_msg=name)
+
+
 @pytest.mark.parametrize("make", [
     lambda rng: rng.normal(size=(4, 1000)),
     lambda rng: rng.standard_t(3, size=(4, 500)) * 1e-6 + 3e-6,  # heavy tails, tiny scale
@@ -22,10 +34,7 @@ def test_summaries_match_scipy(make):
     g = make(np.random.default_rng(0))
     ours = finalize(summarize(torch.from_numpy(g))).numpy()
     for row, values in zip(ours, g):
-        ref = reference_statistics(values)
-        for name, value in as_dict(row).items():
-            np.testing.assert_allclose(value, ref[name], rtol=1e-9, atol=1e-12 * abs(ref["l2"]),
-                                       err_msg=name)
+        assert_statistics_close(row, values, rtol=1e-9)
 
 
 def test_outer_product_summary_equals_the_materialised_product():
@@ -33,9 +42,7 @@ def test_outer_product_summary_equals_the_materialised_product():
     u, v = rng.normal(size=(3, 10)), rng.normal(0.2, 1, size=(3, 785))
     ours = finalize(summarize_outer(torch.from_numpy(u), torch.from_numpy(v))).numpy()
     for row, a, b in zip(ours, u, v):
-        ref = reference_statistics(np.outer(a, b).ravel())
-        for name, value in as_dict(row).items():
-            np.testing.assert_allclose(value, ref[name], rtol=1e-9, atol=1e-15, err_msg=name)
+        assert_statistics_close(row, np.outer(a, b).ravel(), rtol=1e-9)
 
 
 @pytest.mark.parametrize("rank", [2, 4, 5])
@@ -47,9 +54,7 @@ def test_low_rank_summary_equals_the_materialised_sum_of_outer_products(rank):
     ours = finalize(summarize_low_rank(torch.from_numpy(u), torch.from_numpy(v),
                                        torch.from_numpy(dense))).numpy()
     for row, values in zip(ours, dense):
-        ref = reference_statistics(values)
-        for name, value in as_dict(row).items():
-            np.testing.assert_allclose(value, ref[name], rtol=1e-8, atol=1e-12, err_msg=name)
+        assert_statistics_close(row, values, rtol=1e-8)
 
 
 def test_combining_many_parts_at_once_equals_pairwise_merging():
@@ -78,9 +83,7 @@ def test_merging_parts_is_exact_even_far_apart():
     whole = np.concatenate(parts, axis=1)
     ours = finalize(merged).numpy()
     for row, values in zip(ours, whole):
-        ref = reference_statistics(values)
-        for name, value in as_dict(row).items():
-            np.testing.assert_allclose(value, ref[name], rtol=1e-9, err_msg=name)
+        assert_statistics_close(row, values, rtol=1e-9)
 
 
 def test_constant_vector_has_zero_spread_skew_and_kurtosis():
@@ -92,7 +95,7 @@ def test_constant_vector_has_zero_spread_skew_and_kurtosis():
 def test_subset_and_order_of_statistics():
     g = torch.randn(2, 30, dtype=torch.float64)
     both = finalize(summarize(g), ["kurtosis", "l1"]).numpy()
-    np.testing.assert_allclose(both[:, 0], scipy.stats.kurtosis(g.numpy(), axis=1))
+    np.testing.assert_allclose(both[:, 0], scipy.stats.kurtosis(g.numpy(), axis=1), atol=1e-7)
     np.testing.assert_allclose(both[:, 1], np.abs(g.numpy()).sum(1))
 
 
