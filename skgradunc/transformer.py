@@ -95,13 +95,21 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     batched, in chunks of ``batch_size`` on ``device``: layer by layer from one
     forward and one backward pass for Linear, Conv1d/2d, BatchNorm, LayerNorm
     and Embedding layers, with ``torch.func.vmap`` over ``grad`` for anything
-    else. The network is never changed. X reaches the module as float32 (a
-    module that starts with an Embedding casts it back: ``x.long()``).
+    else, and one sample at a time (with a warning) where vmap cannot batch the
+    network (e.g. ``nn.GRU``); all three are exact. A per-layer rule is used
+    only where it is exact for that layer instance: its exact type or a
+    subclass that keeps the base forward, without forward hooks or
+    parametrisations, its weights used in no other call (a subclass with its own
+    forward, a pruning mask, a QAT layer, ``F.linear(h, self.embed.weight)``
+    all go to vmap). The network and X are never changed. X reaches the module
+    as float32 (a module that starts with an Embedding casts it back:
+    ``x.long()``).
 
     Parameters
     ----------
     estimator : fitted skorch net, FrozenEstimator, or torch.nn.Module
-        The classifier; its module must return logits of shape (n, q).
+        The classifier; its module returns class scores of shape (n, q), or
+        one score per sample for two classes (see ``output``).
         A fitted (or frozen) estimator or a plain module is used as it is and
         never retrained, and :func:`~sklearn.base.clone` of the transformer
         keeps sharing it (the :class:`~sklearn.frozen.FrozenEstimator`
@@ -141,6 +149,22 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         shrunk to fit. ``None``: no bound.
     device : str, default="auto"
         Where gradients are computed: ``"auto"`` = CUDA when available.
+    output : {"auto", "logits", "probabilities", "log_probabilities"}, \
+            default="auto"
+        What the module returns. Targets and softmax features are defined on
+        logits; probabilities ``p`` are read as the logits ``log p`` and
+        log-probabilities as logits (softmax is blind to their per-row
+        offset), so all three give the same features for the same network.
+        One score per sample, shape (n,) or (n, 1), is the two-class case
+        (``BCEWithLogitsLoss`` style): a logit ``s`` is read as ``[0, s]``, a
+        probability ``p`` as ``[log(1 - p), log p]``. A tuple counts by its
+        first element (skorch's convention). ``"auto"``: what a skorch net's
+        criterion says (``CrossEntropyLoss``/``BCEWithLogitsLoss``: logits;
+        ``NLLLoss``/``BCELoss``: probabilities, as skorch reads them), else
+        logits, refusing outputs that look like probabilities (rows
+        non-negative, summing to 1). Other shapes, NaN or infinite outputs
+        and "probabilities" that are not are refused with an error naming
+        the shape or the sample. ``target="all_ones"`` needs logits.
 
     Attributes
     ----------
@@ -162,6 +186,12 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         network overwrite (``(layer, call, "input" | "output")``, e.g. a
         BatchNorm output under ``ReLU(inplace=True)``), found on one sample in
         ``fit``; transform keeps private copies of exactly these.
+    strategy_ : {"per-layer", "vmap", "loop"}
+        How the per-sample gradients are computed, settled in ``fit`` on two
+        samples: per-layer products, ``vmap`` over the whole network, or one
+        sample at a time. All exact; in decreasing speed.
+    output_ : {"logits", "probabilities", "log_probabilities"}
+        How the module's output is read (``output`` with "auto" resolved).
 
     Examples
     --------
