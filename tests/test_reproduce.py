@@ -1,16 +1,23 @@
 """The paper's protocol end to end, tiny: outputs, resume after interruption, atomic files."""
 
 import json
+import os
+import pickle
+import shutil
+import stat
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from skgradunc import cli
+from skgradunc import CNNClassifier, cli
 from skgradunc.experiments import ReproduceConfig, run_protocol
+from skgradunc.experiments import protocol as protocol_module
 from skgradunc.experiments import runs as runs_module
+from skgradunc.experiments import tables as tables_module
 from skgradunc.experiments.data import load_experiment_data
-from skgradunc.experiments.io import atomic_path
+from skgradunc.experiments.io import atomic_path, write_text
+from skgradunc.targets import correctness_target
 
 
 def tiny(out, **kwargs):
@@ -75,7 +82,7 @@ def test_rerun_resumes_without_training_or_extracting(finished, monkeypatch):
     assert run_protocol(tiny(out), log=lambda m: None) == results
 
 
-def test_interrupted_run_resumes_from_the_saved_network(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_from_the_saved_network(finished, tmp_path, monkeypatch):
     original = runs_module._features
     calls = {"n": 0}
 
@@ -88,20 +95,166 @@ def test_interrupted_run_resumes_from_the_saved_network(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_protocol(tiny(tmp_path, runs=1), log=lambda m: None)
     run = tmp_path / "runs" / "run-01"
-    assert (run / "net.pkl").is_file() and not (run / "features.npz").exists()
+    assert (run / runs_module.NETWORK_FILE).is_file() and not (run / "features.npz").exists()
     assert not list(tmp_path.rglob(".*"))              # the interrupted write left nothing
 
     monkeypatch.setattr(runs_module, "_features", original)
     monkeypatch.setattr(runs_module, "_train", lambda *a, **k: pytest.fail("retrained"))
-    messages = []
-    run_protocol(tiny(tmp_path, runs=1), log=messages.append)
-    assert (run / "features.npz").is_file()
+    run_protocol(tiny(tmp_path, runs=1), log=lambda m: None)
+    # the network read back from its file gives exactly the features of the trained one
+    # (the fixture's run 1 has the same settings and kept its network in memory)
+    reloaded = dict(np.load(run / "features.npz"))
+    trained = dict(np.load(finished[0] / "runs" / "run-01" / "features.npz"))
+    assert reloaded.keys() == trained.keys()
+    for key in trained:
+        np.testing.assert_array_equal(reloaded[key], trained[key], err_msg=key)
+
+
+def test_the_network_file_rebuilds_a_fitted_classifier(finished, digits):
+    out, _, _ = finished
+    X, y = digits
+    config = _resolved(out)
+    run = out / "runs" / "run-01"
+    net, attempts = runs_module.load_network(run / runs_module.NETWORK_FILE,
+                                             runs_module.run_settings(config), device="cpu")
+    assert isinstance(net, CNNClassifier) and attempts[-1]["diverged"] is False
+    assert net.input_shape_ == (1, 28, 28) and list(net.classes_) == list(range(10))
+    assert net.get_params()["lr"] == attempts[-1]["lr"] == 0.01
+    _, val, _ = runs_module.split_indices(len(X), config.split, np.random.RandomState(0))
+    np.testing.assert_array_equal(correctness_target(net, X[val], y[val]),
+                                  np.load(run / "features.npz")["y_validation"])
+
+
+def _copy(out, tmp_path):
+    return shutil.copytree(out, tmp_path / "copy")
+
+
+def _resolved(out, **kwargs):
+    """The tiny configuration as run_protocol resolves it for the digits."""
+    return tiny(out, lr=0.01, **kwargs)
 
 
 def test_resuming_with_other_settings_is_refused(finished):
     out, _, _ = finished
     with pytest.raises(ValueError, match=r"other settings \(epochs: 2 then, 3 now\)"):
         run_protocol(tiny(out, epochs=3), log=lambda m: None)
+
+
+def test_each_cached_run_carries_its_settings(finished, tmp_path):
+    # no global settings file to delete: every cached file is checked on its own
+    copy = _copy(out=finished[0], tmp_path=tmp_path)
+    (copy / "runs" / "settings.json").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match=r"run-01.features\.npz was made with other settings "
+                                         r"\(epochs: 2 then, 3 now\).*delete"):
+        run_protocol(tiny(copy, epochs=3), log=lambda m: None)
+    for run in ("run-01", "run-02"):
+        (copy / "runs" / run / "features.npz").unlink()
+    with pytest.raises(ValueError, match=r"run-01.net\.pt was made with other settings "
+                                         r"\(epochs: 2 then, 3 now\).*delete"):
+        run_protocol(tiny(copy, epochs=3), log=lambda m: None)
+    assert not (copy / "runs" / "settings.json").exists()
+
+
+def test_a_cached_file_without_settings_is_refused(finished, tmp_path):
+    copy = _copy(finished[0], tmp_path)
+    features = copy / "runs" / "run-01" / "features.npz"
+    arrays = dict(np.load(features))
+    del arrays["settings"]
+    np.savez(features, **arrays)
+    with pytest.raises(ValueError, match=r"run-01.features\.npz records no settings.*delete"):
+        run_protocol(tiny(copy), log=lambda m: None)
+
+
+def _payload(marker):
+    class Payload:  # unpickling it creates ``marker``
+        def __reduce__(self):
+            return open, (str(marker), "w")
+    return pickle.dumps(Payload())
+
+
+@pytest.mark.parametrize("name", ["net.pkl", "net.pt"])
+def test_a_pickle_payload_in_the_cache_is_never_executed(tmp_path, name):
+    marker = tmp_path / "payload-ran"
+    run = tmp_path / "out" / "runs" / "run-01"
+    run.mkdir(parents=True)
+    (run / name).write_bytes(_payload(marker))
+    with pytest.raises(ValueError, match=rf"run-01.{name}.*delete"):
+        run_protocol(tiny(tmp_path / "out", runs=1), log=lambda m: None)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("name", ["features.npz", "net.pt"])
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_corrupt_cache_file_is_named_with_advice(finished, tmp_path, name, damage):
+    copy = _copy(finished[0], tmp_path)
+    path = copy / "runs" / "run-01" / name
+    if name == "net.pt":
+        (path.parent / "features.npz").unlink()
+    content = path.read_bytes()
+    path.write_bytes(b"not a cache file" * 8 if damage == "garbage"
+                     else content[:len(content) // 2])
+    with pytest.raises(ValueError, match=rf"run-01.{name}.*corrupt.*delete it"):
+        run_protocol(tiny(copy), log=lambda m: None)
+
+
+def test_config_json_records_the_settings_used(finished):
+    out, _, _ = finished
+    config = json.loads((out / "config.json").read_text())
+    assert config["epochs"] == 2 and config["lr"] == 0.01 and config["ood_size"] == 60
+    assert config["device"] in ("cpu", "cuda")
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("epochs", 0, "epochs must be a positive integer or None"),
+    ("epochs", -1, "epochs must be a positive integer or None"),
+    ("epochs", 2.5, "epochs must be a positive integer or None"),
+    ("lr", 0, "lr must be a positive finite number or None"),
+    ("lr", -0.1, "lr must be a positive finite number or None"),
+    ("lr", float("nan"), "lr must be a positive finite number or None"),
+    ("lr", float("inf"), "lr must be a positive finite number or None"),
+    ("ood_size", -5, "ood_size must be a positive integer, got -5"),
+    ("ood_size", 0, "ood_size must be a positive integer"),
+    ("batch_size", 0, "batch_size must be a positive integer"),
+    ("runs", 0, "runs must be a positive integer"),
+    ("runs", True, "runs must be a positive integer"),
+    ("seed", -1, "seed must be an integer from 0"),
+    ("seed", 2 ** 32, "seed must be an integer from 0"),
+    ("device", "gpu7", "unknown device 'gpu7'"),
+])
+def test_invalid_settings_are_refused_before_any_work(tmp_path, monkeypatch, setting, value,
+                                                      message):
+    monkeypatch.setattr(protocol_module, "compute_run", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(ValueError, match=message):
+        run_protocol(tiny(tmp_path / "out", **{"runs": 1, setting: value}), log=lambda m: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_meta_classifiers_are_seeded_from_the_config_seed_and_run(finished, monkeypatch):
+    seeds = []
+
+    class Recording:
+        def __init__(self, method, random_state=None):
+            seeds.append(random_state)
+
+        def fit(self, X, y):
+            return self
+
+        def predict_proba(self, X):
+            return np.full((len(X), 2), 0.5)
+    monkeypatch.setattr(tables_module, "MetaClassifier", Recording)
+    run = dict(np.load(finished[0] / "runs" / "run-02" / "features.npz"))
+    tables_module.run_tables(run, ["letters"], ["uniform noise"], random_state=7)
+    assert seeds and set(seeds) == {7}
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_result_files_respect_the_umask(tmp_path, umask):
+    previous = os.umask(umask)
+    try:
+        write_text(tmp_path / "tables.md", "| a |\n")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "tables.md").stat().st_mode) == 0o666 & ~umask
 
 
 def test_atomic_path_leaves_nothing_on_failure(tmp_path):
@@ -113,7 +266,7 @@ def test_atomic_path_leaves_nothing_on_failure(tmp_path):
 
 
 def test_bad_configuration(tmp_path):
-    with pytest.raises(ValueError, match="runs must be at least 1"):
+    with pytest.raises(ValueError, match="runs must be a positive integer"):
         run_protocol(tiny(tmp_path, runs=0))
     with pytest.raises(ValueError, match="split"):
         run_protocol(tiny(tmp_path, split=(0.5, 0.5, 0.5)))

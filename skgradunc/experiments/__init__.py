@@ -3,6 +3,6 @@
 ``skgradunc reproduce`` runs it from the command line; :func:`run_protocol` from Python.
 """
 
-from .protocol import ReproduceConfig, run_protocol
+from .protocol import ReproduceConfig, check_config, run_protocol
 
-__all__ = ["ReproduceConfig", "run_protocol"]
+__all__ = ["ReproduceConfig", "check_config", "run_protocol"]

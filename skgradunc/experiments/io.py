@@ -2,26 +2,36 @@
 
 import json
 import os
-import pickle
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "write_text", "write_json", "save_pickle", "load_pickle",
-           "save_arrays", "load_arrays"]
+__all__ = ["atomic_path", "write_text", "write_json", "save_arrays", "load_arrays"]
+
+
+def _umask():
+    """The process's umask (reading it means setting it, so set it straight back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextmanager
 def atomic_path(path):
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    The temporary gets the mode a plainly created file would have (0666 less the
+    umask), not mkstemp's private 0600, so results are as readable as any other file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                          suffix=path.suffix)
     os.close(handle)
     try:
+        os.chmod(temporary, 0o666 & ~_umask())
         yield Path(temporary)
         os.replace(temporary, path)
     finally:
@@ -36,16 +46,6 @@ def write_text(path, text):
 
 def write_json(path, data):
     write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def save_pickle(path, obj):
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        pickle.dump(obj, handle)
-
-
-def load_pickle(path):
-    with open(path, "rb") as handle:
-        return pickle.load(handle)  # only files this package wrote in --out
 
 
 def save_arrays(path, **arrays):

@@ -1,21 +1,24 @@
 """The whole protocol: K runs, Tables 1-3, Figure 2, a printed summary."""
 
-import json
+import math
+import numbers
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from .. import __version__
-from .data import load_experiment_data
+from .._device import resolve_device
+from .checks import check_device, check_positive_int, check_positive_real, check_seed
+from .data import DATA_SETS, load_experiment_data
 from .figures import write_figure2
 from .io import write_json
 from .report import write_reports
 from .runs import compute_run
 from .tables import aggregate, run_tables
 
-__all__ = ["ReproduceConfig", "run_protocol"]
+__all__ = ["ReproduceConfig", "run_protocol", "check_config", "resolve_config"]
 
 # The paper splits EMNIST's 280,000 digits into 60,000 train / 20,000 validation / 200,000 test
 PAPER_SPLIT = (60 / 280, 20 / 280, 200 / 280)
@@ -23,6 +26,37 @@ PAPER_SPLIT = (60 / 280, 20 / 280, 200 / 280)
 
 @dataclass
 class ReproduceConfig:
+    """Settings of :func:`run_protocol`, the options of ``skgradunc reproduce``.
+
+    Parameters
+    ----------
+    data : {"digits", "mnist", "emnist"}, default="digits"
+    root : str or None, default=None
+        Folder with the real data sets; needed for mnist and emnist.
+    runs : int, default=10
+        Random re-splits, one CNN each.
+    out : str, default="skgradunc-results"
+        Where the tables, the figure and the per-run cache go.
+    device : str, default="auto"
+    seed : int, default=0
+        Run k (counting from 0) seeds its split, CNN and meta classifiers with ``seed + k``.
+    split : three floats, default=the paper's 60k/20k/200k proportions
+        Train / validation / test fractions of the in-distribution data.
+    epochs : int or None, default=None
+        Training epochs; None takes the data set's (60 for digits, 8 else).
+    lr : float or None, default=None
+        Learning rate; None takes the data set's (0.01 for digits, 0.1 else).
+    batch_size : int, default=256
+        Chunk size of the gradient-metric extraction.
+    ood_size : int, default=2000
+        Images per unknown concept (a random subset of larger sets).
+
+    Notes
+    -----
+    :func:`check_config` refuses values that cannot be run; ``config.json`` records
+    the values used, with epochs and lr resolved.
+    """
+
     data: str = "digits"
     root: str = None
     runs: int = 10
@@ -36,29 +70,74 @@ class ReproduceConfig:
     ood_size: int = 2000        # images per unknown concept (a random subset of larger sets)
 
 
+def _check_split(split):
+    fractions = [] if isinstance(split, str) or not hasattr(split, "__len__") else list(split)
+    if (len(fractions) != 3
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
+                       and math.isfinite(v) and v > 0 for v in fractions)
+            or sum(fractions) > 1 + 1e-9):
+        raise ValueError(f"split must be three positive fractions summing to at most 1, got "
+                         f"{split!r}")
+
+
+def check_config(config):
+    """Refuse a configuration that cannot be run as given, naming the setting.
+
+    The one check of ``skgradunc reproduce``'s options and of :func:`run_protocol`'s
+    ``config``; it touches no file.
+
+    Raises
+    ------
+    ValueError
+        Naming the first bad setting, what it must be and the value given.
+    """
+    if config.data not in DATA_SETS:
+        raise ValueError(f"unknown data set {config.data!r}; choose one of {sorted(DATA_SETS)}")
+    check_positive_int("runs", config.runs)
+    check_seed("seed", config.seed, count=config.runs)
+    _check_split(config.split)
+    check_positive_int("epochs", config.epochs, optional=True)
+    check_positive_real("lr", config.lr, optional=True)
+    check_positive_int("batch_size", config.batch_size)
+    check_positive_int("ood_size", config.ood_size)
+    check_device(config.device)
+
+
+def resolve_config(config, data):
+    """``config`` with the values a run uses: the data set's epochs and lr where None,
+    the split as floats and ``root`` as an absolute path (what ``config.json`` records)."""
+    return replace(config, epochs=data.epochs if config.epochs is None else config.epochs,
+                   lr=data.lr if config.lr is None else config.lr,
+                   split=tuple(float(v) for v in config.split),
+                   root=None if config.root is None else str(Path(config.root).resolve()))
+
+
 def run_protocol(config, log=print):
     """Run (or resume) the protocol; write tables and the figure under ``config.out``.
 
     Returns the aggregated results ``{table: {row: {column: {score: {mean, sem, runs}}}}}``.
+
+    Raises
+    ------
+    ValueError
+        For a bad setting (:func:`check_config`), and for a cached run in
+        ``config.out`` made with other settings, or corrupt, naming the file.
     """
-    if config.runs < 1:
-        raise ValueError(f"runs must be at least 1, got {config.runs}")
-    if len(config.split) != 3 or min(config.split) <= 0 or sum(config.split) > 1 + 1e-9:
-        raise ValueError(f"split must be three positive fractions summing to at most 1, got "
-                         f"{config.split}")
+    check_config(config)
     start = time.perf_counter()
     out = Path(config.out)
     data = load_experiment_data(config.data, config.root, ood_size=config.ood_size,
                                 seed=config.seed)
-    _check_resumable(out, config)
+    config = resolve_config(config, data)
     concepts = list(data.ood)
     log(f"skgradunc {__version__} reproduce: {config.data}, {len(data.X)} in-distribution "
         f"images, unknown concepts {concepts}, {config.runs} runs -> {out}")
     per_run, first, training = [], None, []
-    for run in tqdm(range(config.runs), desc="runs", unit="run"):
+    for run in tqdm(range(config.runs), desc="runs", unit="run", disable=None):
         arrays = compute_run(config, data, run, log=lambda m: tqdm.write(str(m)))
         first = first or arrays
-        per_run.append(run_tables(arrays, concepts, list(data.known_unknowns)))
+        per_run.append(run_tables(arrays, concepts, list(data.known_unknowns),
+                                  random_state=config.seed + run))
         training.append({"run": run + 1, "test_accuracy": float(arrays["y_test"].mean()),
                          "lr": float(arrays["lr"]),
                          "diverged_attempts": int(arrays["diverged_attempts"])})
@@ -76,32 +155,11 @@ def run_protocol(config, log=print):
     write_reports(out, results, header)
     write_figure2(out / "figure2.png", first, concepts)
     seconds = time.perf_counter() - start
-    write_json(out / "config.json", {**asdict(config), "seconds": seconds,
-                                     "version": __version__, "training": training})
+    write_json(out / "config.json", {**asdict(config), "device": resolve_device(config.device),
+                                     "seconds": seconds, "version": __version__,
+                                     "training": training})
     log(summary(results, seconds, out))
     return results
-
-
-# what shapes a run's cached files; the number of runs and the device may change on resume
-RUN_SETTINGS = ("data", "root", "seed", "split", "epochs", "lr", "batch_size", "ood_size")
-
-
-def _check_resumable(out, config):
-    """Refuse to mix cached runs made with other settings into the tables."""
-    settings = {key: getattr(config, key) for key in RUN_SETTINGS}
-    settings["split"] = [float(v) for v in settings["split"]]
-    settings["root"] = None if config.root is None else str(Path(config.root).resolve())
-    path = out / "runs" / "settings.json"
-    if path.exists():
-        cached = json.loads(path.read_text())
-        changed = {k: (cached.get(k), v) for k, v in settings.items() if cached.get(k) != v}
-        if changed:
-            differences = ", ".join(f"{key}: {then!r} then, {now!r} now"
-                                    for key, (then, now) in changed.items())
-            raise ValueError(f"{out} holds runs made with other settings ({differences}); "
-                             "choose another --out or delete it to start afresh")
-    else:
-        write_json(path, settings)
 
 
 def summary(results, seconds, out):

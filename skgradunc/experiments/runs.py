@@ -10,9 +10,16 @@ from ..classifier import CNNClassifier
 from ..targets import correctness_target
 from ..training import fit_with_recovery
 from ..transformer import GradientMetricTransformer
-from .io import load_arrays, load_pickle, save_arrays, save_pickle
+from .cache import (FEATURES_FILE, NETWORK_FILE, load_features, load_network,
+                    refuse_pickled_network, save_features, save_network)
+from .checks import CompletedEpochs, raise_if_interrupted
 
-__all__ = ["compute_run", "KNOWN_UNKNOWN_SIZE", "TARGET_STATISTICS"]
+__all__ = ["compute_run", "run_settings", "RUN_SETTINGS", "KNOWN_UNKNOWN_SIZE",
+           "TARGET_STATISTICS", "NETWORK_FILE", "load_network"]
+
+# what shapes a run's cached files (resolved values); the number of runs and the device
+# may change on resume
+RUN_SETTINGS = ("data", "root", "seed", "split", "epochs", "lr", "batch_size", "ood_size")
 
 KNOWN_UNKNOWN_SIZE = 200      # the paper's "200 uniform noise images", per concept
 # the extra targets need only the norms their papers use (Lee & AlRegib: L2, GradNorm: L1)
@@ -27,7 +34,8 @@ class EpochBar(Callback):
         self.description = description
 
     def on_train_begin(self, net, **kwargs):
-        self.bar = tqdm(total=net.max_epochs, desc=self.description, unit="epoch", leave=False)
+        self.bar = tqdm(total=net.max_epochs, desc=self.description, unit="epoch", leave=False,
+                        disable=None)  # no bar when stderr is a file or pipe
 
     def on_epoch_end(self, net, **kwargs):
         row = net.history[-1]
@@ -37,7 +45,7 @@ class EpochBar(Callback):
 
     def on_train_end(self, net, **kwargs):
         self.bar.close()
-        self.bar = None  # the trained net is pickled; a progress bar should not be
+        self.bar = None  # a closed bar is of no use to the trained net
 
 
 def split_indices(n, proportions, rng):
@@ -48,12 +56,21 @@ def split_indices(n, proportions, rng):
     return order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
 
 
+def run_settings(config):
+    """The settings a run's cached files must have been made with (``config`` resolved)."""
+    settings = {key: getattr(config, key) for key in RUN_SETTINGS}
+    settings["split"] = [float(v) for v in settings["split"]]
+    return settings
+
+
 def _train(config, data, run, X_train, y_train, log):
-    net = CNNClassifier(lr=config.lr or data.lr, max_epochs=config.epochs or data.epochs,
+    net = CNNClassifier(lr=config.lr, max_epochs=config.epochs,
                         batch_size=data.batch_size, device=config.device,
                         random_state=config.seed + run, verbose=0,
-                        callbacks=[("progress", EpochBar(f"run {run + 1}: training"))])
+                        callbacks=[("progress", EpochBar(f"run {run + 1}: training")),
+                                   ("completed_epochs", CompletedEpochs())])
     fitted, attempts = fit_with_recovery(net, X_train, y_train, retries=2, log=log)
+    raise_if_interrupted(fitted)  # never cache a network cut short by Ctrl-C
     return fitted, attempts
 
 
@@ -72,22 +89,26 @@ def _features(net, X, target, config, bar):
 def compute_run(config, data, run, log=print):
     """Features of run ``run``; loaded from ``out/runs/run-NN`` when already computed.
 
-    The trained network is cached first, then the features: an interrupted run
-    resumes from the last file written, and every file is complete or absent.
+    ``config`` is resolved (no None epochs or lr). The trained network is cached
+    first, then the features: an interrupted run resumes from the last file
+    written, and every file is complete or absent. Each file records the run's
+    settings and is refused when they differ from ``config``'s.
     """
     folder = Path(config.out) / "runs" / f"run-{run + 1:02d}"
-    features_file = folder / "features.npz"
+    settings = run_settings(config)
+    features_file = folder / FEATURES_FILE
     if features_file.exists():
-        return load_arrays(features_file)
+        return load_features(features_file, settings)
+    refuse_pickled_network(folder)
     rng = np.random.RandomState(config.seed + run)
     train, val, test = split_indices(len(data.X), config.split, rng)
-    net_file = folder / "net.pkl"
+    net_file = folder / NETWORK_FILE
     if net_file.exists():
-        net, attempts = load_pickle(net_file)
+        net, attempts = load_network(net_file, settings, device=config.device)
         log(f"run {run + 1}: loaded the trained network from {net_file}")
     else:
         net, attempts = _train(config, data, run, data.X[train], data.y[train], log)
-        save_pickle(net_file, (net, attempts))
+        save_network(net_file, net, attempts, settings)
     sets = {"validation": data.X[val], "test": data.X[test], **data.ood}
     arrays = {"y_validation": correctness_target(net, data.X[val], data.y[val]),
               "y_test": correctness_target(net, data.X[test], data.y[test]),
@@ -100,13 +121,13 @@ def compute_run(config, data, run, log=print):
                                                  replace=False)
     total = sum(len(X) for X in sets.values()) * len(TARGET_STATISTICS)
     with tqdm(total=total, desc=f"run {run + 1}: gradient metrics", unit="img",
-              leave=False) as bar:
+              leave=False, disable=None) as bar:
         for name, X in sets.items():
             for target in TARGET_STATISTICS:
                 F, columns = _features(net, X, target, config, bar)
                 arrays[f"{name}__{target}"] = F
                 arrays[f"columns__{target}"] = columns
-    save_arrays(features_file, **arrays)
+    save_features(features_file, arrays, settings)
     log(f"run {run + 1}: accuracy {arrays['y_test'].mean():.2%} on {len(test)} test images, "
         f"lr {attempts[-1]['lr']:g}")
     return arrays

@@ -64,7 +64,7 @@ def _threshold(run, target, name):
     return lambda s: base.signed_feature(run[f"{s}__{target}"][:, [j]])
 
 
-def _meta(run, method, extra=()):
+def _meta(run, method, random_state, extra=()):
     """A meta classifier trained on the validation set plus known-unknown rows (target 0)."""
     cols = _meta_columns(run)
     X = [run["validation__predicted"][:, cols]]
@@ -72,12 +72,18 @@ def _meta(run, method, extra=()):
     for concept in extra:
         X.append(run[f"{concept}__predicted"][run[f"known__{concept}"]][:, cols])
         y.append(np.zeros(len(X[-1]), dtype=np.int64))
-    meta = MetaClassifier(method, random_state=0).fit(np.concatenate(X), np.concatenate(y))
+    meta = MetaClassifier(method, random_state=random_state).fit(np.concatenate(X),
+                                                                np.concatenate(y))
     return lambda s: meta.predict_proba(run[f"{s}__predicted"][:, cols])[:, 1]
 
 
-def run_tables(run, concepts, known_unknowns):
-    """{table: {row: {column: {score: value}}}} for one run."""
+def run_tables(run, concepts, known_unknowns, random_state=0):
+    """{table: {row: {column: {score: value}}}} for one run.
+
+    ``random_state`` seeds every meta classifier (saga and the NN meta classifier are
+    random), so that the same cached run always gives the same tables;
+    :func:`~skgradunc.experiments.run_protocol` passes ``seed + run``.
+    """
     tables = {"Table 1": {}, "Table 2": {}, "Table 3": {}}
     for label, target, name in THRESHOLD_ROWS:
         tables["Table 1"][label] = _scores(_threshold(run, target, name), run, concepts)
@@ -85,10 +91,11 @@ def run_tables(run, concepts, known_unknowns):
         tables["Table 2"][label] = tables["Table 1"][label]
         tables["Table 3"][label] = tables["Table 1"][label]
     for label, method in LINEAR_METHODS:
-        tables["Table 2"][label] = _scores(_meta(run, method), run, concepts)
+        tables["Table 2"][label] = _scores(_meta(run, method, random_state), run, concepts)
     for k in range(len(known_unknowns) + 1):
         label = "NN: validation" + "".join(f" + {c}" for c in known_unknowns[:k])
-        tables["Table 3"][label] = _scores(_meta(run, "nn", known_unknowns[:k]), run, concepts)
+        tables["Table 3"][label] = _scores(_meta(run, "nn", random_state, known_unknowns[:k]),
+                                           run, concepts)
     return tables
 
 
