@@ -6,6 +6,8 @@ Bare ``skgradunc`` runs the main job, ``reproduce`` on the embedded digits.
 """
 
 import argparse
+import os
+import re
 import sys
 import time
 
@@ -13,6 +15,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from . import __version__
+from .callbacks import TrainingDivergedError
 from .classifier import CNNClassifier
 from .datasets import load_digits28
 from .training import fit_with_recovery
@@ -21,6 +24,16 @@ from .training import fit_with_recovery
 # see docs/training_recipe.md), so the command trains it with lr 0.01.
 DATA_DEFAULTS = {"digits": {"lr": 0.01, "epochs": 30}}
 
+DEBUG_VARIABLE = "SKGRADUNC_DEBUG"   # set (not "0"): tracebacks, as with --debug
+EXIT_ERROR = 1          # the command failed while running (data, cache, training)
+EXIT_USAGE = 2          # an invalid option value, refused before any work (as argparse)
+EXIT_INTERRUPTED = 130  # Ctrl-C, the shell's 128 + SIGINT
+# what a user can cause and fix; anything else is a bug and keeps its traceback
+USER_ERRORS = (ValueError, OSError, TrainingDivergedError)
+INTERRUPTED = {"reproduce": "interrupted — run the same command again to resume",
+               "train": "interrupted"}
+ANSI_CODE = re.compile(r"\x1b\[[0-9;]*m")
+
 
 def _load(name):
     if name == "digits":
@@ -28,23 +41,36 @@ def _load(name):
     raise ValueError(f"unknown data set {name!r}")  # argparse's choices guard this
 
 
+def _add_common_arguments(parser):
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, show the Python traceback instead of one line "
+                             f"(default: off; or set {DEBUG_VARIABLE}=1)")
+
+
 def _add_train_arguments(parser):
     parser.add_argument("--data", choices=sorted(DATA_DEFAULTS), default="digits",
-                        help="data set (default: digits, embedded, no download)")
+                        help="data set (default: %(default)s, embedded, no download)")
     parser.add_argument("--epochs", type=int, default=None,
                         help="training epochs (default: 30 for digits)")
     parser.add_argument("--lr", type=float, default=None,
                         help="initial learning rate (default: 0.01 for digits; the "
                              "paper's 0.1 diverges on such small data)")
-    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=256,
+                        help="training batch size (default: %(default)s)")
     parser.add_argument("--test-size", type=float, default=0.25,
-                        help="fraction held out for testing (stratified)")
-    parser.add_argument("--seed", type=int, default=0, help="split and training seed")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+                        help="fraction held out for testing, stratified (default: "
+                             "%(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="split and training seed (default: %(default)s)")
+    parser.add_argument("--device", default="auto",
+                        help="auto, cpu, cuda, cuda:1 ... (default: %(default)s: cuda when "
+                             "available)")
     parser.add_argument("--retries", type=int, default=2,
                         help="if training diverges, retry this often with lr/10 and "
-                             "the next seed (default: 2)")
-    parser.add_argument("--quiet", action="store_true", help="no per-epoch table")
+                             "the next seed (default: %(default)s)")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no per-epoch table (default: off, the table is printed)")
+    _add_common_arguments(parser)
 
 
 def _add_reproduce_arguments(parser):
@@ -52,54 +78,100 @@ def _add_reproduce_arguments(parser):
     from .experiments.data import DATA_SETS
     defaults = ReproduceConfig()  # one source of the defaults, shared with the Python API
     parser.add_argument("--data", choices=sorted(DATA_SETS), default=defaults.data,
-                        help="in-distribution data (default: digits, embedded, no download)")
+                        help="in-distribution data (default: %(default)s, embedded, no "
+                             "download)")
     parser.add_argument("--root", default=defaults.root,
-                        help="folder with the real data sets (e.g. ../shared/data)")
+                        help="folder with the real data sets, e.g. ../shared/data (default: "
+                             "none; needed for mnist and emnist)")
     parser.add_argument("--runs", type=int, default=defaults.runs,
-                        help="random re-splits, one CNN each (the paper: 10)")
+                        help="random re-splits, one CNN each (default: %(default)s, as the "
+                             "paper)")
     parser.add_argument("--out", default=defaults.out,
-                        help="where tables, figure and the resumable cache go")
-    parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda ...")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+                        help="where tables, figure and the resumable cache go (default: "
+                             "%(default)s)")
+    parser.add_argument("--device", default=defaults.device,
+                        help="auto, cpu, cuda ... (default: %(default)s: cuda when "
+                             "available)")
+    parser.add_argument("--seed", type=int, default=defaults.seed,
+                        help="seed of run 1; run k uses seed + k - 1 (default: "
+                             "%(default)s)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
                         help="training epochs (default: 60 for digits, 8 for mnist/emnist)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
                         help="learning rate (default: 0.01 for digits, the paper's 0.1 else)")
     parser.add_argument("--ood-size", type=int, default=defaults.ood_size,
-                        help=f"images per unknown concept (default {defaults.ood_size})")
+                        help="images per unknown concept (default: %(default)s)")
     parser.add_argument("--split", type=float, nargs=3, default=None,
                         metavar=("TRAIN", "VALIDATION", "TEST"),
                         help="fractions of the in-distribution data (default: the paper's "
                              "60k/20k/200k proportions)")
+    _add_common_arguments(parser)
 
 
-def run_reproduce(args):
-    from .experiments import ReproduceConfig, run_protocol
+def _reproduce_config(args):
+    from .experiments import ReproduceConfig
     config = ReproduceConfig(data=args.data, root=args.root, runs=args.runs, out=args.out,
                              device=args.device, seed=args.seed, epochs=args.epochs, lr=args.lr,
                              ood_size=args.ood_size)
     if args.split is not None:
         config.split = tuple(args.split)
-    run_protocol(config)
+    return config
+
+
+def run_reproduce(args):
+    """``skgradunc reproduce``: run (or resume) the protocol with ``args``' settings."""
+    from .experiments import run_protocol
+    run_protocol(_reproduce_config(args))
+
+
+EXIT_STATUS = (f"Exit status: 0 done, {EXIT_ERROR} failed while running (one line on "
+               f"stderr), {EXIT_USAGE} invalid option, {EXIT_INTERRUPTED} interrupted (Ctrl-C).")
 
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="skgradunc",
         description="Gradient-based uncertainty for neural-network classifiers. "
-                    "Without a command, runs 'reproduce' on the embedded digits.")
+                    "Without a command, runs 'reproduce' on the embedded digits.",
+        epilog=EXIT_STATUS)
     parser.add_argument("--version", action="version", version=f"skgradunc {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     train = commands.add_parser(
-        "train", help="train the paper's CNN and report its test accuracy")
+        "train", help="train the paper's CNN and report its test accuracy", epilog=EXIT_STATUS)
     _add_train_arguments(train)
     reproduce = commands.add_parser(
-        "reproduce", help="the paper's protocol: K runs, Tables 1-3 and Figure 2")
+        "reproduce", help="the paper's protocol: K runs, Tables 1-3 and Figure 2",
+        epilog=EXIT_STATUS)
     _add_reproduce_arguments(reproduce)
     return parser
 
 
+def _check_train_arguments(args):
+    """The values ``skgradunc train`` cannot run with, refused before any work."""
+    from .experiments.checks import (check_device, check_fraction, check_non_negative_int,
+                                     check_positive_int, check_positive_real, check_seed)
+    check_positive_int("epochs", args.epochs, optional=True)
+    check_positive_real("lr", args.lr, optional=True)
+    check_positive_int("batch_size", args.batch_size)
+    check_fraction("test_size", args.test_size)
+    check_seed("seed", args.seed)
+    check_non_negative_int("retries", args.retries)
+    check_device(args.device)
+
+
+def _print_plain(text):
+    """skorch's epoch table without its colour codes (for a file or a pipe)."""
+    print(ANSI_CODE.sub("", text))
+
+
+def _epoch_table_sink(quiet):
+    # PrintLog silences only the plain print at verbose=0; other sinks always print
+    return print if quiet or sys.stdout.isatty() else _print_plain
+
+
 def run_train(args, out=print):
+    """``skgradunc train``: train the paper's CNN; return its test accuracy."""
+    from .experiments.checks import CompletedEpochs, raise_if_interrupted
     defaults = DATA_DEFAULTS[args.data]
     lr = defaults["lr"] if args.lr is None else args.lr
     epochs = defaults["epochs"] if args.epochs is None else args.epochs
@@ -108,12 +180,15 @@ def run_train(args, out=print):
         X, y, test_size=args.test_size, stratify=y, random_state=args.seed)
     net = CNNClassifier(lr=lr, max_epochs=epochs, batch_size=args.batch_size,
                         device=args.device, random_state=args.seed,
-                        verbose=0 if args.quiet else 1)
+                        verbose=0 if args.quiet else 1,
+                        callbacks=[("completed_epochs", CompletedEpochs())],
+                        callbacks__print_log__sink=_epoch_table_sink(args.quiet))
     out(f"skgradunc {__version__}: training the paper's CNN on '{args.data}' "
         f"({len(X_train)} train / {len(X_test)} test images of shape "
         f"{tuple(X.shape[1:])}), lr={lr:g}, {epochs} epochs, device={net.device}")
     start = time.perf_counter()
     net, attempts = fit_with_recovery(net, X_train, y_train, retries=args.retries, log=out)
+    raise_if_interrupted(net)  # skorch ends fit quietly on Ctrl-C; no accuracy for that
     seconds = time.perf_counter() - start
     accuracy = float(np.mean(net.predict(X_test) == y_test))
     out(f"test accuracy: {accuracy:.2%} on {len(X_test)} images "
@@ -122,16 +197,57 @@ def run_train(args, out=print):
     return accuracy
 
 
+def _checked_command(args):
+    """The command to run, once its arguments passed the checks (ValueError if not)."""
+    if args.command == "train":
+        _check_train_arguments(args)
+        return lambda: run_train(args)
+    from .experiments import check_config, run_protocol
+    config = _reproduce_config(args)
+    check_config(config)  # the same check run_protocol makes, before any work
+    return lambda: run_protocol(config)
+
+
+def _debugging(args):
+    return args.debug or os.environ.get(DEBUG_VARIABLE, "0") not in ("", "0")
+
+
+def _error(message):
+    print(f"skgradunc: {message}", file=sys.stderr)
+
+
 def main(argv=None):
+    """Run the command line; return the exit status (see ``skgradunc --help``).
+
+    A user error (invalid value, missing or corrupt file, diverged training) is
+    one line on stderr, ``skgradunc: error: ...``, without a traceback unless
+    ``--debug`` is given or ``SKGRADUNC_DEBUG`` is set.
+    """
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
         argv = ["reproduce", *argv]  # bare `skgradunc [options]` runs the main job
     args = parser.parse_args(argv)
-    if args.command == "train":
-        run_train(args)
-    elif args.command == "reproduce":
-        run_reproduce(args)
+    debug = _debugging(args)
+    try:
+        command = _checked_command(args)
+    except ValueError as exc:
+        if debug:
+            raise
+        _error(f"error: {exc}")
+        return EXIT_USAGE
+    try:
+        command()
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _error(INTERRUPTED[args.command])
+        return EXIT_INTERRUPTED
+    except USER_ERRORS as exc:
+        if debug:
+            raise
+        _error(f"error: {exc}")
+        return EXIT_ERROR
     return 0
 
 
