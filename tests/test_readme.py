@@ -3,12 +3,30 @@
 import re
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
 def code_blocks(language):
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
+
+
+NUMBER = r"-?\d+(?:\.\d+)?"
+
+
+def printed_comments(block):
+    """The comment closing each print(...) statement of a block, in order ('' if none)."""
+    comments, depth, inside = [], 0, False
+    for line in block.splitlines():
+        code, _, comment = line.partition("#")
+        inside = inside or code.lstrip().startswith("print(")
+        depth += code.count("(") - code.count(")")
+        if inside and depth == 0:
+            comments.append(comment.strip())
+            inside = False
+    return comments
 
 
 def test_readme_python_examples_run(capsys):
@@ -18,6 +36,15 @@ def test_readme_python_examples_run(capsys):
     for block in blocks:
         exec(compile(block, "README.md", "exec"), namespace)
     out = capsys.readouterr().out
+    # every number README says a print shows is what it prints today; training and float32
+    # kernels differ a little between CPUs, hence 0.01 (a few of 450 test images)
+    lines = out.splitlines()
+    comments = [c for block in blocks for c in printed_comments(block)]
+    assert len(lines) == len(comments), (lines, comments)
+    for line, comment in zip(lines, comments):
+        stated = [float(v) for v in re.findall(NUMBER, comment)]
+        shown = [float(v) for v in re.findall(NUMBER, line)][-len(stated):] if stated else []
+        np.testing.assert_allclose(shown, stated, atol=0.01, err_msg=f"{line!r} vs # {comment}")
     accuracy = float(re.search(r"test accuracy: ([0-9.]+)", out).group(1))
     assert accuracy >= 0.95  # the README states 0.960 for this seed and split
     assert "(450, 42) ['conv1__l1', 'conv1__l2', 'conv1__min']" in out
