@@ -25,8 +25,8 @@ train, val, test = order[:n_train], order[n_train:n_train + n_val], order[n_trai
 
 net = sgu.CNNClassifier(lr=0.01, batch_size=64, max_epochs=60, random_state=0, verbose=0)
 net.fit(X[train], y[train])
-concepts = {"letters": sgu.datasets.load_letters28(20, return_X_y=True)[0],
-            "natural images": sgu.datasets.load_natural28(500),
+concepts = {"letters": sgu.datasets.load_letters28(20, random_state=0, return_X_y=True)[0],
+            "natural images": sgu.datasets.load_natural28(500, random_state=0),
             "uniform noise": sgu.datasets.make_noise(500, random_state=1)}
 known_noise = sgu.datasets.make_noise(200, random_state=2)      # known unknowns (Table 3)
 
@@ -55,7 +55,7 @@ for label, column in [("softmax baseline", "softmax__max_prob"), ("entropy", "so
     threshold = sgu.SingleMetricClassifier(column).fit(F_val, y_val)       # Table 1
     rows[label] = aurocs(lambda F, t=threshold: t.signed_feature(F))
 metrics_only = [c for c in F_val.columns if c != "softmax__max_prob"]
-lasso = sgu.MetaClassifier("lasso").fit(F_val[metrics_only], y_val)          # Table 2
+lasso = sgu.MetaClassifier("lasso", random_state=0).fit(F_val[metrics_only], y_val)  # Table 2
 rows["LASSO"] = aurocs(lambda F: lasso.predict_proba(F[metrics_only])[:, 1])
 F_known = grad.transform(known_noise)[metrics_only]                            # Table 3
 nn = sgu.MetaClassifier("nn", random_state=0).fit(

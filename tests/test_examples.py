@@ -33,3 +33,36 @@ def test_meta_classification_reaches_the_targets(capsys):
 def test_other_examples_run(name, capsys):
     out = run(name, capsys)
     assert "test accuracy" in out
+
+
+def calls_missing_a_seed(source):
+    """(line, callee) of every call in ``source`` to a function or class that takes
+    ``random_state`` but is not given one; callees resolved through the imports only."""
+    import ast
+    import inspect
+
+    tree = ast.parse(source)
+    namespace = {}
+    exec(compile(ast.Module([node for node in tree.body
+                             if isinstance(node, (ast.Import, ast.ImportFrom))], []),
+                 "<imports>", "exec"), namespace)
+    missing = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        try:
+            callee = eval(compile(ast.Expression(node.func), "<callee>", "eval"), namespace)
+            parameters = inspect.signature(callee).parameters
+        except Exception:     # a local variable's method (folds.split, net.fit...)
+            continue
+        given = {keyword.arg for keyword in node.keywords}
+        if "random_state" in parameters and not given & {"random_state", None}:
+            missing.append((node.lineno, ast.unparse(node.func)))
+    return missing
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_examples_seed_everything_that_takes_a_seed(name):
+    """Reproducible output (issue 12): e.g. MetaClassifier("lasso") without a seed runs
+    saga on a new shuffle every time."""
+    assert calls_missing_a_seed((EXAMPLES / name).read_text()) == []
