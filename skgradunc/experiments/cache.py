@@ -49,7 +49,23 @@ def _comparable(settings):
 
 
 def check_settings(path, recorded, settings):
-    """Refuse a cached file whose recorded settings (a JSON string) differ from ``settings``."""
+    """Refuse a cached file whose recorded settings differ from ``settings``.
+
+    Parameters
+    ----------
+    path : Path
+        The cached file, named in the error.
+    recorded : str or None
+        The JSON object the file holds; None when it holds none.
+    settings : dict
+        The current run's settings (:func:`~skgradunc.experiments.runs.run_settings`).
+
+    Raises
+    ------
+    ValueError
+        Naming the file and each setting that differs (then and now), or saying that
+        it records none or is corrupt, with the advice to delete it.
+    """
     if recorded is None:
         raise ValueError(f"{path} records no settings (an older skgradunc wrote it), so it "
                          f"cannot be checked against this command's; {ADVICE}")
@@ -119,7 +135,29 @@ def _rebuild(payload, device):
 
 
 def load_network(path, settings, device="auto"):
-    """``(net, attempts)`` from :func:`save_network`'s file, checked against ``settings``."""
+    """The trained network of a run, rebuilt from :func:`save_network`'s file.
+
+    Parameters
+    ----------
+    path : Path
+    settings : dict
+        The run's current settings; the file's must be the same.
+    device : str, default="auto"
+
+    Returns
+    -------
+    net : CNNClassifier
+        Fitted, with the stored weights: ``predict``, ``correctness_target`` and
+        ``GradientMetricTransformer`` give what the trained network gave.
+    attempts : list of dict
+        The training attempts, as :func:`~skgradunc.training.fit_with_recovery` returned them.
+
+    Raises
+    ------
+    ValueError
+        When the file is corrupt, not a run network or made with other settings;
+        the file is never unpickled beyond ``torch.load(weights_only=True)``.
+    """
     payload = _read_network(path)
     check_settings(path, payload.get("settings"), settings)
     try:

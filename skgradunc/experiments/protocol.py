@@ -104,11 +104,14 @@ def check_config(config):
 
 
 def resolve_config(config, data):
-    """``config`` with the values a run uses: the data set's epochs and lr where None,
-    the split as floats and ``root`` as an absolute path (what ``config.json`` records)."""
-    return replace(config, epochs=data.epochs if config.epochs is None else config.epochs,
-                   lr=data.lr if config.lr is None else config.lr,
+    """``config`` with the values a run uses, as plain Python numbers (what the cache
+    and ``config.json`` record): the data set's epochs and lr where None, the split as
+    floats and ``root`` as an absolute path."""
+    return replace(config, runs=int(config.runs), seed=int(config.seed),
+                   epochs=int(data.epochs if config.epochs is None else config.epochs),
+                   lr=float(data.lr if config.lr is None else config.lr),
                    split=tuple(float(v) for v in config.split),
+                   batch_size=int(config.batch_size), ood_size=int(config.ood_size),
                    root=None if config.root is None else str(Path(config.root).resolve()))
 
 
