@@ -24,7 +24,8 @@ several outputs.
 import torch
 from torch import nn
 
-__all__ = ["OUTPUTS", "NetworkOutputError", "resolve_output", "class_logits", "check_scores"]
+__all__ = ["OUTPUTS", "NetworkOutputError", "resolve_output", "first_scores", "class_logits",
+           "check_scores"]
 
 OUTPUTS = ("auto", "logits", "probabilities", "log_probabilities")
 
@@ -33,45 +34,54 @@ class NetworkOutputError(ValueError):
     """The network's output cannot be read as class scores of the stated kind."""
 
 
-# probabilities are accepted within float32 rounding of [0, 1] and of a sum of 1
-_PROBABILITY_TOLERANCE = 1e-4
+# probabilities (log-probabilities) are accepted within float32 rounding of [0, 1] (of
+# <= 0) and of a sum of 1 (a log-sum-exp of 0)
+_TOLERANCE = 1e-4
+_SUM_TOLERANCE = 1e-3
 
 
 def resolve_output(output, estimator):
     """``output`` with ``"auto"`` resolved: what a skorch net's criterion says its module
-    returns (skorch's own reading: CrossEntropyLoss and BCEWithLogitsLoss take logits,
-    NLLLoss in NeuralNetClassifier and BCELoss take probabilities), else ``"logits"``.
+    returns, as skorch itself reads it (CrossEntropyLoss and BCEWithLogitsLoss take
+    logits, BCELoss probabilities, NLLLoss probabilities in a NeuralNetClassifier, which
+    takes their log, and log-probabilities elsewhere), else ``"logits"``.
 
-    Returns (kind, checked): ``checked`` is True when the kind was not stated by the user
-    or a criterion, so the outputs are checked for looking like probabilities."""
+    Returns (kind, guessed): ``guessed`` is True when neither the user nor a criterion
+    said what the outputs are; :func:`check_scores` then refuses the ambiguous cases."""
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; choose one of {OUTPUTS}")
     if output != "auto":
         return output, False
-    criterion = _skorch_criterion(estimator)
+    net, criterion = _skorch_criterion(estimator)
     if criterion is None:
         return "logits", True
     if isinstance(criterion, (nn.CrossEntropyLoss, nn.BCEWithLogitsLoss)):
         return "logits", False
-    if isinstance(criterion, (nn.NLLLoss, nn.BCELoss)):
+    if isinstance(criterion, nn.BCELoss):
         return "probabilities", False
+    if isinstance(criterion, nn.NLLLoss):
+        from skorch import NeuralNetClassifier
+        return ("probabilities" if isinstance(net, NeuralNetClassifier)
+                else "log_probabilities"), False
     return "logits", True
 
 
 def _skorch_criterion(estimator):
-    """The criterion of the first skorch net in the chain (FrozenEstimator -> net), if
-    its predictions are not post-processed by a nonlinearity of the user's."""
+    """(net, criterion) of the first skorch net in the chain (FrozenEstimator -> net), if
+    its predictions are not post-processed by a nonlinearity of the user's; else
+    (None, None)."""
     while estimator is not None:
         criterion = getattr(estimator, "criterion_", None)
         if isinstance(criterion, nn.Module):
             if getattr(estimator, "predict_nonlinearity", "auto") != "auto":
-                return None
-            return getattr(criterion, "_orig_mod", criterion)  # torch.compile'd
+                return None, None
+            return estimator, getattr(criterion, "_orig_mod", criterion)  # torch.compile'd
         estimator = getattr(estimator, "estimator", None)
-    return None
+    return None, None
 
 
-def _first(output):
+def first_scores(output):
+    """The class scores in a module's output: a tuple or list by its first element."""
     if isinstance(output, (tuple, list)) and output:
         return output[0]
     return output
@@ -81,7 +91,7 @@ def class_logits(output, kind, n_samples):
     """(n_samples, q >= 2) logits for the module's ``output`` of the given kind (see the
     module docstring). Checks shapes only, so it also runs under ``torch.func.vmap``
     (which calls the module on one sample at a time)."""
-    scores = _first(output)
+    scores = first_scores(output)
     if not isinstance(scores, torch.Tensor):
         raise NetworkOutputError(
             f"the network returned {type(output).__name__}, not a tensor of class scores; "
@@ -116,12 +126,14 @@ def _two_classes(score, kind):
     return torch.cat([torch.log((-torch.expm1(score)).clamp_min(tiny)), score], dim=1)
 
 
-def check_scores(output, kind, checked, offset=0):
+def check_scores(output, kind, guessed=False, offset=0, for_gradients=True):
     """Refuse class scores that cannot be what ``kind`` says, naming the problem and the
     first sample concerned (``offset`` + row): NaN or infinity, probabilities outside
-    [0, 1] or not summing to 1; with ``checked``, logits that look like probabilities.
-    ``output`` is what :func:`class_logits` accepted."""
-    scores = _first(output).detach()
+    [0, 1] or not summing to 1, log-probabilities above 0 or not normalised. When the kind
+    was ``guessed``: one score per sample (a logit or a probability? no way to tell) and,
+    ``for_gradients``, logits that look like probabilities. ``output`` is what
+    :func:`class_logits` accepted."""
+    scores = first_scores(output).detach()
     scores = scores.reshape(len(scores), -1)
     n_samples, q = scores.shape
     finite = torch.isfinite(scores).all(dim=1)
@@ -131,22 +143,41 @@ def check_scores(output, kind, checked, offset=0):
             f"the network's output holds NaN or infinity for {int((~finite).sum())} of "
             f"{n_samples} samples (first: sample {offset + first}); a network that diverged "
             "in training, or inputs far outside its range, give no usable gradients")
-    if kind != "probabilities" and not (checked and kind == "logits" and q > 1):
+    if guessed and q == 1:
+        raise NetworkOutputError(
+            "the network returns one score per sample (a two-class network), which may be "
+            "a logit or a probability; say which: output='logits' (BCEWithLogitsLoss) or "
+            "output='probabilities' (a final sigmoid)")
+    if kind == "probabilities":
+        valid = ((scores >= -_TOLERANCE) & (scores <= 1 + _TOLERANCE)).all(dim=1)
+        if q > 1:
+            valid &= (scores.sum(dim=1) - 1).abs() <= _SUM_TOLERANCE
+        _refuse_invalid(scores, valid, kind, offset,
+                        "values in [0, 1]" + (", summing to 1" if q > 1 else ""))
+    elif kind == "log_probabilities":
+        valid = (scores <= _TOLERANCE).all(dim=1)
+        if q > 1:
+            valid &= torch.logsumexp(scores.double(), dim=1).abs() <= _SUM_TOLERANCE
+        _refuse_invalid(scores, valid, kind, offset,
+                        "values <= 0" + (", exp summing to 1" if q > 1 else ""))
+    elif guessed and for_gradients and q > 1:
+        normalised = ((scores >= -_TOLERANCE) & (scores <= 1 + _TOLERANCE)).all(dim=1) \
+            & ((scores.sum(dim=1) - 1).abs() <= _SUM_TOLERANCE)
+        if normalised.all():
+            raise NetworkOutputError(
+                "the network's outputs look like probabilities (every row is non-negative "
+                "and sums to 1), but they are read as logits, which gives wrong gradients "
+                "and softmax features; pass output='probabilities' (or output='logits' if "
+                "they really are logits)")
+
+
+def _refuse_invalid(scores, valid, kind, offset, what):
+    if valid.all():
         return
-    inside = ((scores >= -_PROBABILITY_TOLERANCE)
-              & (scores <= 1 + _PROBABILITY_TOLERANCE)).all(dim=1)
-    if q > 1:
-        inside &= (scores.sum(dim=1) - 1).abs() <= _PROBABILITY_TOLERANCE * q
-    if kind == "probabilities" and not inside.all():
-        first = int((~inside).nonzero()[0, 0])
-        raise NetworkOutputError(
-            f"output='probabilities' but the network's outputs for sample {offset + first} "
-            f"are not probabilities (values in [0, 1]{', summing to 1' if q > 1 else ''}): "
-            f"{[round(v, 4) for v in scores[first, :6].tolist()]}; pass output='logits' if "
-            "they are logits")
-    if kind == "logits" and inside.all():
-        raise NetworkOutputError(
-            "the network's outputs look like probabilities (every row is non-negative and "
-            "sums to 1), but they are read as logits, which gives wrong gradients and "
-            "softmax features; pass output='probabilities' (or output='logits' if they "
-            "really are logits)")
+    first = int((~valid).nonzero()[0, 0])
+    row = scores[first]
+    hint = "log_probabilities" if kind == "probabilities" and (row <= 0).all() else "logits"
+    raise NetworkOutputError(
+        f"output={kind!r} but the network's outputs for sample {offset + first} are not "
+        f"{kind.replace('_', '-')} ({what}): {[round(v, 4) for v in row[:6].tolist()]}; "
+        f"pass output={hint!r} if they are {hint.replace('_', '-')}")

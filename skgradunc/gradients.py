@@ -21,7 +21,7 @@ from torch.func import functional_call, grad, vmap
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from ._outputs import check_scores, class_logits
+from ._outputs import check_scores, class_logits, first_scores
 from .layer_gradients import block_budget, layer_summaries, summarize_gradient, supported_layer
 from .statistics import combine, finalize, softmax_features
 
@@ -148,7 +148,8 @@ def _per_layer_modules(module, trainable):
     held by that layer alone: their per-sample gradients are exact products, sums or
     scatters of the layer's input and output gradient. None otherwise (e.g. tied
     weights, a subclass with its own forward; vmap handles them). A weight also used
-    outside its layer's call is found by :func:`_used_outside_their_layer`."""
+    outside its layer's call, or a layer called by keyword, shows in the recorded forward
+    of each chunk (:class:`_ParameterUses`)."""
     if _global_forward_hooks():
         return None   # they may replace any layer's output
     owners = {}
@@ -173,10 +174,27 @@ def _global_forward_hooks():
                ("_global_forward_hooks", "_global_forward_pre_hooks"))
 
 
+# Reading a weight's metadata is no use of its values
+_METADATA = frozenset({
+    "dtype", "shape", "device", "ndim", "requires_grad", "is_cuda", "layout", "is_sparse",
+    "is_quantized", "is_meta", "names", "size", "dim", "numel", "nelement", "ndimension",
+    "stride", "element_size", "is_contiguous", "is_floating_point", "is_complex",
+    "get_device", "data_ptr", "__len__"})
+
+
+def _function_name(func):
+    """A torch function's name; an attribute read (``w.dtype``, ``w.T``) by its attribute."""
+    name = getattr(func, "__name__", "")
+    if name == "__get__":
+        return getattr(getattr(func, "__self__", None), "__name__", name)
+    return name
+
+
 class _ParameterUses(TorchFunctionMode):
-    """Records the parameters that a torch function uses outside the call of the layer
-    holding them (``owner``: tensor id -> (parameter name, layer name); ``active``: the
-    stack of layer calls under way)."""
+    """Records the parameters whose values a torch function uses outside the call of the
+    layer holding them (``owner``: tensor id -> (parameter name, layer name); ``active``:
+    the stack of layer calls under way): a per-layer rule sees only the layer's own call
+    (``F.linear(h, self.embed.weight)`` elsewhere in the forward would be missed)."""
 
     def __init__(self, owner, active):
         super().__init__()
@@ -184,36 +202,17 @@ class _ParameterUses(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        for value in tree_flatten((args, kwargs))[0]:
-            if isinstance(value, torch.Tensor) and id(value) in self.owner:
-                name, layer = self.owner[id(value)]
-                if not self.active or self.active[-1] != layer:
-                    self.outside.add(name)
+        if _function_name(func) not in _METADATA:
+            for value in tree_flatten((args, kwargs))[0]:
+                if isinstance(value, torch.Tensor) and id(value) in self.owner:
+                    name, layer = self.owner[id(value)]
+                    if not self.active or self.active[-1] != layer:
+                        self.outside.add(name)
         return func(*args, **kwargs)
 
 
-def _used_outside_their_layer(module, layers, params, frozen, x):
-    """Names of the parameters that the forward of x uses outside their own layer's call
-    (e.g. ``F.linear(h, self.embed.weight)``): a per-layer rule sees only the layer's
-    call, so such a network needs an engine that sees every use."""
-    owner = {id(tensor): (name, name.rpartition(".")[0]) for name, tensor in params.items()}
-    active = []
-
-    def leave(layer, inputs, output):
-        active.pop()   # returns None: the output stays as it is
-
-    handles = []
-    for name, layer in layers.items():
-        handles.append(layer.register_forward_pre_hook(
-            lambda layer, inputs, name=name: active.append(name)))
-        handles.append(layer.register_forward_hook(leave))
-    try:
-        with _ParameterUses(owner, active) as uses:
-            functional_call(module, (params, frozen), (x,))
-    finally:
-        for handle in handles:
-            handle.remove()
-    return uses.outside
+class _NotPerLayer(Exception):
+    """A chunk's forward showed that the per-layer rules do not cover this network."""
 
 
 class UnsupportedNetworkError(RuntimeError):
@@ -253,7 +252,7 @@ class GradientFeatureEngine:
     output : {"logits", "probabilities", "log_probabilities"}, default="logits"
         What the module returns (:mod:`skgradunc._outputs`).
     check_output : bool, default=False
-        Refuse "logits" that look like probabilities (the kind was not stated).
+        The kind was guessed: refuse the ambiguous outputs (:func:`check_scores`).
     strategy : one of STRATEGIES or None
         Found by :meth:`probe` (run on the first chunk when None).
     """
@@ -272,6 +271,11 @@ class GradientFeatureEngine:
         self.check_output = check_output
         self.trainable = trainable_parameters(module)
         self.layers = _per_layer_modules(module, self.trainable)
+        if strategy == "per-layer" and self.layers is None:
+            raise ValueError(
+                f"the network changed since fit: {type(module).__name__}'s layers no longer all "
+                "qualify for exact per-layer products (a hook, a parametrisation, a replaced "
+                "forward?); call fit again")
         if strategy is not None and strategy != "per-layer":
             self.layers = None
         self.strategy = strategy or ("per-layer" if self.layers is not None else "vmap")
@@ -297,77 +301,92 @@ class GradientFeatureEngine:
 
     def probe(self, x, max_memory=None):
         """Settle how this network's gradients are computed, on a sample or two ``x``
-        (before the first chunk): weights used outside their layer's call send it to
-        vmap; a network that vmap cannot batch (nn.GRU) to the per-sample loop, with a
-        warning; saved tensors that in-place operations overwrite are found (so chunks
+        (before the first chunk): from the per-layer rules to vmap when a weight is used
+        outside its layer's call, and down the exact strategies, with a warning, when one
+        fails where the network itself runs (vmap cannot batch nn.GRU: one sample at a
+        time); saved tensors that in-place operations overwrite are found (so chunks
         isolate them from the start); the output is checked. ``max_memory`` bounds the
         gradients held at once, as in :meth:`transform`. Returns the strategy."""
         params, frozen = self._weights_on_device()
         x = x.to(self.device, copy=True)
+        failures = []
         with evaluation_mode(self.module):
-            if self.layers is not None:
-                with torch.enable_grad():
-                    outside = _used_outside_their_layer(
-                        self.module, self.layers, _requiring_grad(params), frozen, x.clone())
-                if outside:
-                    self.layers, self.strategy = None, "vmap"
-            try:
-                self._features(params, frozen, x, max_memory)
-            except UnsupportedNetworkError:
-                raise
-            except RuntimeError as exc:
-                if self.strategy != "vmap" or isinstance(exc, torch.cuda.OutOfMemoryError):
+            while True:
+                try:
+                    self._features(params, frozen, x, max_memory)
+                    break
+                except _NotPerLayer:
+                    self._use("vmap")
+                except (UnsupportedNetworkError, torch.cuda.OutOfMemoryError):
                     raise
-                self._fall_back_to_loop(params, frozen, x, exc, max_memory)
+                except RuntimeError as exc:
+                    failures.append((self.strategy, exc))
+                    self._next_strategy(params, frozen, x, failures)
         self._probed = True
         return self.strategy
+
+    def _use(self, strategy):
+        self.strategy = strategy
+        if strategy != "per-layer":
+            self.layers = None
+
+    _NEXT = {"per-layer": "vmap", "vmap": "loop"}
+    _DESCRIBED = {"per-layer": "exact per-layer products", "vmap": "torch.func.vmap",
+                  "loop": "autograd one sample at a time"}
+
+    def _next_strategy(self, params, frozen, x, failures):
+        """A strategy failed (``failures``: (strategy, error) so far): an error of the
+        network itself is raised as it is (the input's fault); else the next exact
+        strategy is taken, with a warning, or none is left."""
+        with torch.no_grad():
+            functional_call(self.module, (params, frozen), (x.clone(),))
+        failed, error = failures[-1]
+        reasons = "; ".join(f"{self._DESCRIBED[s]}: {_first_line(e)}" for s, e in failures)
+        name = type(self.module).__name__
+        if failed not in self._NEXT:
+            raise UnsupportedNetworkError(
+                f"per-sample gradients of {name} could not be computed ({reasons})") from error
+        self._use(self._NEXT[failed])
+        warnings.warn(
+            f"{self._DESCRIBED[failed]} failed for {name} ({_first_line(error)}); per-sample "
+            f"gradients are computed by {self._DESCRIBED[self.strategy]} instead: exact, but "
+            "slower", RuntimeWarning, stacklevel=4)
 
     def _features(self, params, frozen, x, max_memory):
         summaries = self._summary_function(max_memory)
         return self._chunk_features(*summaries(params, frozen, x.clone()))
-
-    def _fall_back_to_loop(self, params, frozen, x, vmap_error, max_memory):
-        """vmap failed: an error of the network itself is raised as it is; otherwise
-        gradients are taken one sample at a time (exact, slower), if that works."""
-        with torch.no_grad():
-            functional_call(self.module, (params, frozen), (x.clone(),))  # the input's fault?
-        self.strategy = "loop"
-        try:
-            self._features(params, frozen, x, max_memory)
-        except RuntimeError as exc:
-            raise UnsupportedNetworkError(
-                f"per-sample gradients of {type(self.module).__name__} could not be computed: "
-                f"torch.func.vmap failed ({_first_line(vmap_error)}), and so did one sample "
-                f"at a time ({_first_line(exc)})") from exc
-        warnings.warn(
-            f"torch.func.vmap cannot batch the per-sample gradients of "
-            f"{type(self.module).__name__} ({_first_line(vmap_error)}); they are computed "
-            "one sample at a time instead: exact, but slower", RuntimeWarning, stacklevel=2)
 
     def _summary_function(self, max_memory):
         """(params, frozen, x) -> ({parameter name: summary (n, 9)}, class scores)."""
         if self.strategy == "per-layer":
             return lambda params, frozen, x: self._per_layer_summaries(
                 params, frozen, x, max_memory)
-        gradient = self._sample_gradient_function()
         if self.strategy == "vmap":
-            gradients = vmap(gradient, in_dims=(None, None, 0))
+            gradients = vmap(self._sample_gradient_function(), in_dims=(None, None, 0))
 
             def summaries(params, frozen, x):
                 grads, scores = gradients(params, frozen, x)
                 return self.summarize_gradients(grads), scores
             return summaries
+        return self._one_sample_at_a_time
 
-        def one_at_a_time(params, frozen, x):
-            # each sample's gradient is summarised at once: memory of one sample's gradient
-            parts, scores = [], []
+    def _one_sample_at_a_time(self, params, frozen, x):
+        """Plain autograd, one sample at a time: whatever autograd can differentiate
+        (custom autograd.Functions, recurrent layers), each sample's gradient summarised
+        at once, so memory is one sample's gradient."""
+        parts, scores = [], []
+        with torch.enable_grad():
+            leaves = _requiring_grad(params)
+            wanted = [leaves[name] for name in self.trainable]
             for sample in x:
-                grads, score = gradient(params, frozen, sample)
-                parts.append(self.summarize_gradients({k: v[None] for k, v in grads.items()}))
-                scores.append(score)
-            return ({name: torch.cat([p[name] for p in parts]) for name in self.trainable},
-                    torch.stack(scores))
-        return one_at_a_time
+                raw = functional_call(self.module, (leaves, frozen), (sample[None],))
+                loss = target_loss(class_logits(raw, self.output, 1), self.target).sum()
+                grads = torch.autograd.grad(loss, wanted)
+                parts.append(self.summarize_gradients(
+                    {name: g[None] for name, g in zip(self.trainable, grads)}))
+                scores.append(first_scores(raw).detach()[0])
+        return ({name: torch.cat([p[name] for p in parts]) for name in self.trainable},
+                torch.stack(scores))
 
     def summarize_gradients(self, grads):
         """Summaries of materialised per-sample gradients {parameter name: (n, ...)}."""
@@ -377,12 +396,25 @@ class GradientFeatureEngine:
         """Forward with hooks saving each layer's input and output; returns the module's
         output and the calls. Those that in-place operations overwrite
         (``self.overwritten``: (layer, call, "input"/"output")) are isolated: the layer
-        gets a private copy of its input, the rest of the network a copy of its output."""
+        gets a private copy of its input, the rest of the network a copy of its output.
+        Raises :class:`_NotPerLayer` when a weight's values are used outside its layer's
+        call, or a layer is called by keyword (its rule reads the positional input)."""
         calls = {name: [] for name in self.layers}
-        overwritten = self.overwritten
+        overwritten, active, by_keyword = self.overwritten, [], []
+        owner = {id(tensor): (name, name.rpartition(".")[0]) for name, tensor in params.items()}
+
+        def enter(name):
+            def hook(layer, args, kwargs):
+                if not args:
+                    by_keyword.append(name)
+                active.append(name)
+            return hook
 
         def recorder(name):
             def hook(layer, inputs, output):
+                active.pop()
+                if not inputs:
+                    return None
                 call = len(calls[name])
                 saved = inputs[0].detach()
                 if (name, call, "input") in overwritten:
@@ -391,13 +423,20 @@ class GradientFeatureEngine:
                 return output.clone() if (name, call, "output") in overwritten else None
             return hook
 
-        handles = [layer.register_forward_hook(recorder(name))
-                   for name, layer in self.layers.items()]
+        handles = []
+        for name, layer in self.layers.items():
+            handles.append(layer.register_forward_pre_hook(enter(name), with_kwargs=True))
+            handles.append(layer.register_forward_hook(recorder(name)))
         try:
-            output = functional_call(self.module, (params, frozen), (x,))
+            with _ParameterUses(owner, active) as uses:
+                output = functional_call(self.module, (params, frozen), (x,))
         finally:
             for handle in handles:
                 handle.remove()
+        if uses.outside or by_keyword:
+            raise _NotPerLayer(
+                f"weights used outside their layer's call: {sorted(uses.outside)}"
+                if uses.outside else f"layers called by keyword: {sorted(set(by_keyword))}")
         return output, calls
 
     def _forward(self, params, frozen, x):
@@ -427,7 +466,7 @@ class GradientFeatureEngine:
             prefix = f"{name}." if name else ""
             for param, summary in layer_summaries(layer, records, budget).items():
                 summaries[prefix + param] = summary
-        scores = output[0] if isinstance(output, (tuple, list)) else output
+        scores = first_scores(output)
         return summaries, scores.detach()
 
     def _sample_gradient_function(self):
@@ -436,7 +475,7 @@ class GradientFeatureEngine:
 
         def loss(params, frozen, x):
             raw = functional_call(module, (params, frozen), (x.unsqueeze(0),))
-            scores = raw[0] if isinstance(raw, (tuple, list)) else raw
+            scores = first_scores(raw)
             return (target_loss(class_logits(raw, output, 1), target).sum(),
                     scores.squeeze(0))
 
@@ -509,6 +548,16 @@ class GradientFeatureEngine:
                 try:
                     outputs.append(self._chunk_features(*summaries(params, frozen, x),
                                                         offset=start))
+                except _NotPerLayer as exc:
+                    # a use the probe's samples did not show (a branch other inputs take)
+                    warnings.warn(f"{exc} for the samples from {start} on; per-sample "
+                                  "gradients are computed by torch.func.vmap from here "
+                                  "(exact, slower)", RuntimeWarning)
+                    self._use("vmap")
+                    self.probe(x, max_memory)   # vmap, or the next strategy that works
+                    summaries = self._summary_function(max_memory)
+                    chunk = min(chunk, self.chunk_size(batch_size, max_memory))
+                    continue
                 except torch.cuda.OutOfMemoryError:
                     if len(x) == 1:
                         raise

@@ -27,6 +27,10 @@ _RULE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Embedding, nn.BatchNorm1d, nn
 _FORWARD_METHODS = ("__call__", "_call_impl", "forward", "_conv_forward", "_check_input_dim")
 _ORIGINAL_FORWARD = {kind: {m: getattr(kind, m) for m in _FORWARD_METHODS if hasattr(kind, m)}
                      for kind in _RULE_TYPES}
+# a type whose forward was patched before this module was imported has no rule
+_ORIGINAL_FORWARD = {kind: methods for kind, methods in _ORIGINAL_FORWARD.items()
+                     if all(getattr(f, "__module__", "").startswith("torch.nn.modules.")
+                            for f in methods.values())}
 
 
 def _rule_type(layer):
@@ -39,6 +43,8 @@ def _rule_type(layer):
         return None
     if any(getattr(type(layer), m) is not f for m, f in _ORIGINAL_FORWARD[base].items()):
         return None
+    if any(m in vars(layer) for m in _FORWARD_METHODS):
+        return None   # replaced on the instance (as accelerate's hooks do)
     if layer._forward_hooks or layer._forward_pre_hooks or parametrize.is_parametrized(layer):
         return None
     return base

@@ -15,7 +15,7 @@ OUT_OF_DISTRIBUTION = -1
 def _predict(estimator, X, output, batch_size=1024):
     """Predicted classes and the labels the network knows."""
     if isinstance(estimator, torch.nn.Module):
-        kind, _ = resolve_output(output, estimator)  # argmax: probabilities as good as logits
+        kind, guessed = resolve_output(output, estimator)
         X = check_samples(X, getattr(estimator, "input_shape", None))
         device = next(iter(estimator.parameters()), torch.empty(0)).device
         predicted = []
@@ -25,7 +25,8 @@ def _predict(estimator, X, output, batch_size=1024):
                 x = torch.tensor(X[start:start + batch_size], device=device)
                 scores = estimator(x)
                 logits = class_logits(scores, kind, len(x))
-                check_scores(scores, kind, False, offset=start)
+                # argmax: (n, q) probabilities do as well as logits, one score does not
+                check_scores(scores, kind, guessed, offset=start, for_gradients=False)
                 predicted.append(logits.argmax(1).cpu())
         return torch.cat(predicted).numpy(), np.arange(logits.shape[1])
     if not hasattr(estimator, "predict"):
@@ -59,8 +60,8 @@ def correctness_target(estimator, X, y, *, output="auto"):
     output : {"auto", "logits", "probabilities", "log_probabilities"}, default="auto"
         What a torch module returns, as in :class:`GradientMetricTransformer`; it
         matters only for one score per sample (a two-class network): a logit predicts
-        class 1 when positive, a probability when above 0.5. "auto" reads logits.
-        Estimators with ``predict`` are asked for their predictions.
+        class 1 when positive, a probability when above 0.5, and "auto" refuses to
+        guess which. Estimators with ``predict`` are asked for their predictions.
 
     Returns
     -------
@@ -77,6 +78,7 @@ def correctness_target(estimator, X, y, *, output="auto"):
     >>> correctness_target(net, X, [0, 0, -1])       # predicted 0, 1, (OoD)
     array([1, 0, 0])
     """
+    resolve_output(output, None)   # a valid name, whatever the estimator
     y = np.asarray(y)
     if y.ndim != 1:
         raise ValueError(f"y must be 1-D labels, got shape {y.shape}")

@@ -159,12 +159,15 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         (``BCEWithLogitsLoss`` style): a logit ``s`` is read as ``[0, s]``, a
         probability ``p`` as ``[log(1 - p), log p]``. A tuple counts by its
         first element (skorch's convention). ``"auto"``: what a skorch net's
-        criterion says (``CrossEntropyLoss``/``BCEWithLogitsLoss``: logits;
-        ``NLLLoss``/``BCELoss``: probabilities, as skorch reads them), else
-        logits, refusing outputs that look like probabilities (rows
-        non-negative, summing to 1). Other shapes, NaN or infinite outputs
-        and "probabilities" that are not are refused with an error naming
-        the shape or the sample. ``target="all_ones"`` needs logits.
+        criterion says, as skorch reads it (``CrossEntropyLoss``,
+        ``BCEWithLogitsLoss``: logits; ``BCELoss``, and ``NLLLoss`` in a
+        ``NeuralNetClassifier``: probabilities; ``NLLLoss`` elsewhere:
+        log-probabilities); else logits, refusing outputs that look like
+        probabilities (rows non-negative, summing to 1) and one score per
+        sample (a logit or a probability? say which). Other shapes, NaN or
+        infinite outputs, and probabilities or log-probabilities that are not
+        are refused with an error naming the shape or the sample.
+        ``target="all_ones"`` needs logits.
 
     Attributes
     ----------
@@ -184,7 +187,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     overwritten_ : frozenset
         Tensors the gradient engine saves that in-place operations of the
         network overwrite (``(layer, call, "input" | "output")``, e.g. a
-        BatchNorm output under ``ReLU(inplace=True)``), found on one sample in
+        BatchNorm output under ``ReLU(inplace=True)``), found on two samples in
         ``fit``; transform keeps private copies of exactly these.
     strategy_ : {"per-layer", "vmap", "loop"}
         How the per-sample gradients are computed, settled in ``fit`` on two
@@ -323,7 +326,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         statistics, softmax, device = self._check_params()
         X = check_samples(X, self.input_shape_, owner=type(self).__name__)
         engine = self._engine(statistics, softmax, device, strategy=self.strategy_)
-        if list(engine.feature_names()) != list(self.feature_names_out_):
+        if (list(engine.feature_names()) != list(self.feature_names_out_)
+                or engine.output != self.output_):
             raise ValueError("parameters changed since fit; call fit again")
         with _network_errors(X):
             return engine.transform(X, self.batch_size, self.max_memory)

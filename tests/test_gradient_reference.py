@@ -385,3 +385,167 @@ def test_weights_used_outside_their_layer_match_reference(target):
     torch.manual_seed(13)
     net = randomized(OutsideUse(), seed=13)
     check(net, torch.randn(6, 4).numpy(), target)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_forward_replaced_on_the_instance_matches_reference(target):
+    """As accelerate's hooks do: layer.forward = ... on the instance, not the class."""
+    import types
+    torch.manual_seed(14)
+    net = _small_mlp(14)
+    net[2].forward = types.MethodType(
+        lambda self, x: torch.nn.functional.linear(2 * x, self.weight ** 2, self.bias), net[2])
+    assert _strategy(net) == "vmap"
+    check(net, torch.randn(6, 5).numpy(), target)
+
+
+class KeywordCall(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(5, 6)
+        self.out = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(input=torch.tanh(self.hidden(x)))
+
+
+def test_a_layer_called_by_keyword_matches_reference():
+    """Its rule reads the positional input: before, "could not process inputs"."""
+    torch.manual_seed(15)
+    net = randomized(KeywordCall(), seed=15)
+    _, features = check(net, torch.randn(6, 5).numpy(), "predicted")
+    assert GradientMetricTransformer(net).fit(torch.randn(2, 5).numpy()).strategy_ == "vmap"
+
+
+class ReadsMetadata(torch.nn.Module):
+    """Reads its weights' dtype, device and shape, which is no use of their values."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(5, 6)
+        self.out = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        w = self.hidden.weight
+        x = x.to(w.dtype).to(w.device).reshape(-1, w.shape[1])
+        return self.out(torch.tanh(self.hidden(x)))
+
+
+def test_reading_a_weights_metadata_keeps_the_per_layer_rules():
+    net = randomized(ReadsMetadata(), seed=16)
+    assert GradientMetricTransformer(net).fit(torch.randn(2, 5).numpy()).strategy_ == "per-layer"
+    check(net, torch.randn(6, 5).numpy(), "predicted")
+
+
+class OutsideUseForSomeInputs(torch.nn.Module):
+    """Uses a weight outside its layer only for inputs whose first value is large: the
+    samples fit looks at do not show it, a later chunk does."""
+
+    def __init__(self):
+        super().__init__()
+        self.encode = torch.nn.Linear(4, 6)
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.encode(x))
+        logits = self.head(h)
+        if bool((x[:, 0] > 2).any()):
+            back = torch.nn.functional.linear(h, self.encode.weight.T)
+            logits = logits + back[:, :3]
+        return logits
+
+
+def test_an_outside_use_shown_by_a_later_chunk_switches_to_vmap():
+    torch.manual_seed(17)
+    net = randomized(OutsideUseForSomeInputs(), seed=17)
+    X = torch.randn(8, 4).clamp(-1.5, 1.5).numpy()
+    X[5, 0] = 3.0
+    grad = GradientMetricTransformer(net, batch_size=1, device="cpu")
+    assert grad.fit(X[:2]).strategy_ == "per-layer"
+    with pytest.warns(RuntimeWarning) as record:
+        features = grad.transform(X)
+    # then vmap meets the data-dependent branch, and one sample at a time takes over
+    assert [str(w.message)[:40] for w in record] == [
+        "weights used outside their layer's call:", "torch.func.vmap failed for OutsideUseFor"]
+    assert "from 5 on" in str(record[0].message)
+    reference = reference_features(net, X, "predicted", grad.groups_, STATISTICS)
+    assert_matches_reference(list(grad.get_feature_names_out()), features, reference)
+
+
+def test_a_network_changed_after_fit_asks_for_fit_again():
+    net = _small_mlp(18)
+    grad = GradientMetricTransformer(net).fit(torch.randn(3, 5).numpy())
+    net[0].register_forward_hook(lambda module, inputs, output: 2 * output)
+    with pytest.raises(ValueError, match="changed since fit.*call fit again"):
+        grad.transform(torch.randn(3, 5).numpy())
+
+
+class Checkpointed(torch.nn.Module):
+    """A reentrant activation checkpoint: its layers' outputs are recorded without
+    autograd history, so the per-layer products cannot be taken."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(5, 6)
+        self.out = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        from torch.utils.checkpoint import checkpoint
+        h = checkpoint(lambda x: torch.tanh(self.hidden(x)), x, use_reentrant=True)
+        return self.out(h)
+
+
+class _Cube(torch.autograd.Function):
+    """An old-style autograd.Function (no setup_context): autograd runs it, torch.func
+    transforms cannot."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return x ** 3
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, = ctx.saved_tensors
+        return 3 * x ** 2 * grad
+
+
+class CustomFunction(torch.nn.Module):
+    """The custom function after a PReLU (no per-layer rule): vmap, which fails."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(5, 6)
+        self.act = torch.nn.PReLU(6)
+        self.out = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(_Cube.apply(torch.tanh(self.act(self.hidden(x)))))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_what_only_autograd_can_differentiate_goes_one_sample_at_a_time(target):
+    torch.manual_seed(20)
+    net = randomized(CustomFunction(), seed=20)
+    X = torch.randn(5, 5).numpy()
+    grad = GradientMetricTransformer(net, target=target, batch_size=2, device="cpu")
+    with pytest.warns(RuntimeWarning) as record:
+        grad.fit(X)
+    assert [str(w.message).split(" failed")[0] for w in record] == ["torch.func.vmap"]
+    assert grad.strategy_ == "loop"
+    reference = reference_features(net, X, target, grad.groups_, STATISTICS)
+    assert_matches_reference(list(grad.get_feature_names_out()), grad.transform(X), reference)
+
+
+@pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
+@pytest.mark.filterwarnings("ignore:.*failed for Checkpointed:RuntimeWarning")
+def test_a_network_no_strategy_can_differentiate_is_refused_naming_each_failure():
+    """A reentrant checkpoint whose input needs no gradient cuts its weights out of the
+    graph. Before: "could not process inputs" for a network that runs."""
+    net = randomized(Checkpointed(), seed=19)
+    with pytest.raises(RuntimeError, match="could not be computed") as error:
+        GradientMetricTransformer(net, device="cpu").fit(torch.randn(6, 5).numpy())
+    message = str(error.value)
+    assert "could not process inputs" not in message
+    assert all(f"{way}:" in message for way in (
+        "exact per-layer products", "torch.func.vmap", "autograd one sample at a time"))

@@ -94,7 +94,7 @@ def test_one_logit_is_the_two_class_case(squeeze):
     """Before: a BCEWithLogits-style network gave all-zero gradients and NaN entropy."""
     one = _body(classes=1)
     module = Ending(one, lambda s: s.squeeze(1) if squeeze else s)
-    got, names = features(module)
+    got, names = features(module, output="logits")
     expected, expected_names = features(TwoClasses(one))
     assert names == expected_names
     assert_features_close(got, expected, names)
@@ -106,7 +106,22 @@ def test_one_logit_is_the_two_class_case(squeeze):
     # correctness: class 1 where the logit is positive
     logit = one(torch.from_numpy(X)).detach().numpy().ravel()
     assert 0 < (logit > 0).mean() < 1
-    np.testing.assert_array_equal(correctness_target(module, X, np.ones(len(X))), logit > 0)
+    np.testing.assert_array_equal(
+        correctness_target(module, X, np.ones(len(X)), output="logits"), logit > 0)
+
+
+def test_one_score_of_a_plain_module_is_not_guessed():
+    """A logit or a probability? Reading a sigmoid's output as a logit gave network__l2
+    0.236 instead of 0.899, and correctness_target all ones."""
+    sigmoid = Ending(_body(classes=1), torch.sigmoid)
+    with pytest.raises(ValueError, match="one score per sample .* output='probabilities'"):
+        features(sigmoid)
+    with pytest.raises(ValueError, match="one score per sample"):
+        correctness_target(sigmoid, X, np.ones(len(X)))
+    p = sigmoid(torch.from_numpy(X)).detach().numpy().ravel()
+    assert 0 < (p > 0.5).mean() < 1
+    np.testing.assert_array_equal(
+        correctness_target(sigmoid, X, np.ones(len(X)), output="probabilities"), p > 0.5)
 
 
 def test_one_probability_is_the_two_class_case():
@@ -149,11 +164,44 @@ def test_non_finite_outputs_name_the_sample():
         features(module)
 
 
+def test_nllloss_outside_a_classifier_means_log_probabilities(logits_features):
+    """Only skorch's NeuralNetClassifier takes the log of its module's output."""
+    from skorch import NeuralNet
+    expected, names = logits_features
+    log_softmax = Ending(_body(), lambda z: torch.log_softmax(z, dim=1))
+    net = NeuralNet(log_softmax, criterion=nn.NLLLoss).initialize()
+    grad = GradientMetricTransformer(net, batch_size=4).fit(X)
+    assert grad.output_ == "log_probabilities"
+    assert_features_close(grad.transform(X), expected, names)
+
+
+@pytest.mark.parametrize("end, classes", [(lambda z: torch.softmax(z, 1), 4),
+                                          (lambda z: z.abs(), 1)])
+def test_log_probabilities_that_are_not_are_refused(end, classes):
+    """Before: a softmax or a positive logit declared as log-probabilities gave wrong
+    features silently (max_prob 1.0 from log(tiny))."""
+    with pytest.raises(ValueError, match="output='log_probabilities' but .* not log-prob"):
+        features(Ending(_body(classes=classes), end), output="log_probabilities")
+
+
 def test_probabilities_that_are_not_are_refused(logits_features):
     with pytest.raises(ValueError, match="output='probabilities' but .* sample 0"):
         features(_body(), output="probabilities")
     with pytest.raises(ValueError, match="unknown output"):
         features(_body(), output="softmax")
+    with pytest.raises(ValueError, match="unknown output"):
+        correctness_target(object(), X, np.zeros(len(X)), output="softmax")
+    # log-probabilities declared as probabilities: the message says what they look like
+    with pytest.raises(ValueError, match="pass output='log_probabilities'"):
+        features(Ending(_body(), lambda z: torch.log_softmax(z, 1)), output="probabilities")
     with pytest.raises(ValueError, match="all_ones.*logits"):
         features(Ending(_body(), lambda z: torch.softmax(z, 1)), output="probabilities",
                  target="all_ones")
+
+
+def test_output_changed_after_fit_needs_a_new_fit():
+    softmax = Ending(_body(), lambda z: torch.softmax(z, dim=1))
+    grad = GradientMetricTransformer(softmax, output="probabilities").fit(X)
+    grad.set_params(output="logits")
+    with pytest.raises(ValueError, match="changed since fit"):
+        grad.transform(X)
