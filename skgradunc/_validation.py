@@ -1,12 +1,15 @@
 """Input checks shared by every estimator: images in, clear errors out."""
 
+import math
 import numbers
 
 import numpy as np
 import scipy.sparse
 import torch
 
-__all__ = ["check_images", "check_labels", "check_samples", "as_float32_array"]
+__all__ = ["check_images", "check_labels", "check_samples", "as_float32_array", "is_int",
+           "is_finite_real", "check_number", "check_positive_int", "check_non_negative_int",
+           "check_positive_real", "check_fraction"]
 
 
 def check_images(X, input_shape=None, name="X"):
@@ -144,7 +147,42 @@ def check_labels(y, n_samples, n_classes=None, name="y"):
     return labels
 
 
-def check_positive_int(value, name):
-    if not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+# -- numbers: one check each, naming the setting, what it must be and the value given ----
+def is_int(value):
+    """An integer, not a bool (``True`` is no batch size)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_finite_real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) \
+        and math.isfinite(value)
+
+
+def check_number(value, name, valid, expected, *, optional=False):
+    """Raise ``ValueError("<name> must be <expected>, got <value>")`` unless
+    ``valid(value)`` (or ``value`` is None, when ``optional``)."""
+    if optional and value is None:
+        return value
+    if not valid(value):
+        alternative = " or None (the data set's default)" if optional else ""
+        raise ValueError(f"{name} must be {expected}{alternative}, got {value!r}")
+    return value
+
+
+def check_positive_int(value, name, *, optional=False):
+    return check_number(value, name, lambda v: is_int(v) and v >= 1, "a positive integer",
+                        optional=optional)
+
+
+def check_non_negative_int(value, name):
+    return check_number(value, name, lambda v: is_int(v) and v >= 0, "a non-negative integer")
+
+
+def check_positive_real(value, name, *, optional=False):
+    return check_number(value, name, lambda v: is_finite_real(v) and v > 0,
+                        "a positive finite number", optional=optional)
+
+
+def check_fraction(value, name):
+    return check_number(value, name, lambda v: is_finite_real(v) and 0 < v < 1,
+                        "a fraction between 0 and 1 (exclusive)")

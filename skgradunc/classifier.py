@@ -1,8 +1,6 @@
 """CNNClassifier: a skorch classifier with the paper's training recipe."""
 
 import inspect
-import math
-import numbers
 
 import numpy as np
 import torch
@@ -13,7 +11,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import Dataset
 
 from ._device import AutoDeviceMixin
-from ._validation import check_images, check_labels
+from ._validation import check_images, check_labels, check_number, is_finite_real, is_int
 from .callbacks import DivergenceGuard
 from .nets import PaperCNN
 
@@ -34,20 +32,6 @@ def plateau_score(net):
     return row["valid_acc"] if "valid_acc" in row else -row["train_loss"]
 
 
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_finite_real(value):
-    return (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _check_param(name, value, valid, expected):
-    if not valid(value):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-
-
 def _describe_split(split):
     """skorch's ValidSplit has no repr; say what it is."""
     if isinstance(split, ValidSplit):
@@ -59,11 +43,11 @@ def _split_needs(split):
     """What a ValidSplit needs of the data, in words ('' for other splits)."""
     if not isinstance(split, ValidSplit):
         return ""
-    if _is_int(split.cv) and split.stratified:  # scikit-learn's StratifiedKFold
+    if is_int(split.cv) and split.stratified:  # scikit-learn's StratifiedKFold
         return (f"It holds out 1/{split.cv} of the data, stratified by class, and needs at "
                 f"least {split.cv} samples of one class ({split.cv} of every class to "
                 f"validate on each). ")
-    if _is_int(split.cv):
+    if is_int(split.cv):
         return f"It holds out 1/{split.cv} of the data and needs at least {split.cv} samples. "
     if split.stratified:  # StratifiedShuffleSplit
         return (f"It holds out {split.cv:.0%} of the data, stratified by class, and needs 2 "
@@ -212,18 +196,18 @@ class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
     def _check_hyperparameters(self):
         """scikit-learn's rule: __init__ stores, fit validates. A NaN or zero lr would
         otherwise train, diverge and be "recovered" with another NaN."""
-        _check_param("lr", self.lr, lambda v: _is_finite_real(v) and v > 0,
+        check_number(self.lr, "lr", lambda v: is_finite_real(v) and v > 0,
                      "a positive finite number")
-        _check_param("max_epochs", self.max_epochs, lambda v: _is_int(v) and v > 0,
+        check_number(self.max_epochs, "max_epochs", lambda v: is_int(v) and v > 0,
                      "a positive integer")
-        _check_param("batch_size", self.batch_size,  # -1: skorch's whole data set
-                     lambda v: _is_int(v) and (v > 0 or v == -1),
+        check_number(self.batch_size, "batch_size",  # -1: skorch's whole data set
+                     lambda v: is_int(v) and (v > 0 or v == -1),
                      "a positive integer or -1 (the whole data set)")
-        _check_param("lr_patience", self.lr_patience, lambda v: _is_int(v) and v >= 0,
+        check_number(self.lr_patience, "lr_patience", lambda v: is_int(v) and v >= 0,
                      "a non-negative integer")
-        _check_param("min_lr", self.min_lr, lambda v: _is_finite_real(v) and v >= 0,
+        check_number(self.min_lr, "min_lr", lambda v: is_finite_real(v) and v >= 0,
                      "a non-negative finite number")
-        _check_param("random_state", self.random_state, lambda v: v is None or _is_int(v),
+        check_number(self.random_state, "random_state", lambda v: v is None or is_int(v),
                      "None or an integer (it seeds torch)")
 
     def _check_training_data(self, X, y, continuing):
@@ -274,6 +258,8 @@ class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
         try:
             return self.train_split(*args, **fit_params)
         except ValueError as exc:
+            if not isinstance(self.train_split, ValidSplit):
+                raise   # the user's own split: its own message
             raise ValueError(self._split_failure(y, exc)) from exc
 
     def _split_failure(self, y, exc):

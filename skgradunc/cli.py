@@ -100,7 +100,9 @@ def _add_reproduce_arguments(parser):
     parser.add_argument("--lr", type=float, default=defaults.lr,
                         help="learning rate (default: 0.01 for digits, the paper's 0.1 else)")
     parser.add_argument("--ood-size", type=int, default=defaults.ood_size,
-                        help="images per unknown concept (default: %(default)s)")
+                        help="at most this many images per unknown concept: fewer where a "
+                             "concept has fewer (the digits default's at most 1000); "
+                             "config.json records the counts used (default: %(default)s)")
     parser.add_argument("--split", type=float, nargs=3, default=None,
                         metavar=("TRAIN", "VALIDATION", "TEST"),
                         help="fractions of the in-distribution data (default: the paper's "
@@ -148,14 +150,15 @@ def build_parser():
 
 def _check_train_arguments(args):
     """The values ``skgradunc train`` cannot run with, refused before any work."""
-    from .experiments.checks import (check_device, check_fraction, check_non_negative_int,
-                                     check_positive_int, check_positive_real, check_seed)
-    check_positive_int("epochs", args.epochs, optional=True)
-    check_positive_real("lr", args.lr, optional=True)
-    check_positive_int("batch_size", args.batch_size)
-    check_fraction("test_size", args.test_size)
-    check_seed("seed", args.seed)
-    check_non_negative_int("retries", args.retries)
+    from ._validation import (check_fraction, check_non_negative_int, check_positive_int,
+                              check_positive_real)
+    from .experiments.checks import check_device, check_seed
+    check_positive_int(args.epochs, "epochs", optional=True)
+    check_positive_real(args.lr, "lr", optional=True)
+    check_positive_int(args.batch_size, "batch_size")
+    check_fraction(args.test_size, "test_size")
+    check_seed(args.seed, "seed")
+    check_non_negative_int(args.retries, "retries")
     check_device(args.device)
 
 

@@ -1,10 +1,8 @@
 """Training that never hands back a diverged network."""
 
-import math
-import numbers
-
 from sklearn.base import clone
 
+from ._validation import check_non_negative_int, check_positive_real
 from .callbacks import TrainingDivergedError
 
 __all__ = ["fit_with_recovery"]
@@ -42,17 +40,13 @@ def fit_with_recovery(net, X, y, *, retries=2, lr_factor=0.1, log=None):
     TrainingDivergedError
         When every attempt diverged.
     """
-    if not isinstance(retries, numbers.Integral) or retries < 0:
-        raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+    check_non_negative_int(retries, "retries")
     if not 0 < lr_factor <= 1:
         raise ValueError(f"lr_factor must be in (0, 1], got {lr_factor!r}")
     params = net.get_params(deep=False)
     lr, seed = params["lr"], params.get("random_state")
     # a NaN, infinite or non-positive rate stays one after multiplying by lr_factor
-    if (not isinstance(lr, numbers.Real) or isinstance(lr, bool) or not math.isfinite(lr)
-            or lr <= 0):
-        raise ValueError(f"lr must be a positive finite number, got {lr!r}; retrying with "
-                         f"lr * lr_factor cannot repair it")
+    check_positive_real(lr, "lr")
     attempts = []
     for attempt in range(retries + 1):
         candidate = clone(net).set_params(lr=lr, random_state=seed)

@@ -115,8 +115,9 @@ def test_the_network_file_rebuilds_a_fitted_classifier(finished, digits):
     X, y = digits
     config = _resolved(out)
     run = out / "runs" / "run-01"
-    net, attempts = runs_module.load_network(run / runs_module.NETWORK_FILE,
-                                             runs_module.run_settings(config), device="cpu")
+    net, attempts = runs_module.load_network(
+        run / runs_module.NETWORK_FILE,
+        runs_module.run_settings(config, runs_module.NETWORK_SETTINGS), device="cpu")
     assert isinstance(net, CNNClassifier) and attempts[-1]["diverged"] is False
     assert net.input_shape_ == (1, 28, 28) and list(net.classes_) == list(range(10))
     assert net.get_params()["lr"] == attempts[-1]["lr"] == 0.01
@@ -202,6 +203,27 @@ def test_config_json_records_the_settings_used(finished):
     config = json.loads((out / "config.json").read_text())
     assert config["epochs"] == 2 and config["lr"] == 0.01 and config["ood_size"] == 60
     assert config["device"] in ("cpu", "cuda")
+    # the ceiling and, beside it, what each concept had
+    assert config["ood_images"] == {"letters": 60, "natural images": 60, "uniform noise": 60,
+                                    "normal noise": 60}
+
+
+def test_ood_size_is_a_ceiling():
+    """--ood-size 5000 on the digits gives 1000 images a concept (config.json's ood_images
+    records the counts, checked above)."""
+    data = load_experiment_data("digits", ood_size=5000)
+    assert {len(X) for X in data.ood.values()} == {1000}
+
+
+def test_a_new_ood_size_or_batch_size_reuses_the_trained_networks(finished, tmp_path):
+    """Only the features depend on them: they are recomputed, the networks are not."""
+    copy = _copy(finished[0], tmp_path)
+    for run in ("run-01", "run-02"):
+        (copy / "runs" / run / "features.npz").unlink()
+    messages = []
+    run_protocol(tiny(copy, ood_size=50, batch_size=64), log=messages.append)
+    loaded = [m for m in messages if "loaded the trained network" in str(m)]
+    assert len(loaded) == 2
 
 
 @pytest.mark.parametrize("setting, value, message", [
@@ -229,7 +251,8 @@ def test_invalid_settings_are_refused_before_any_work(tmp_path, monkeypatch, set
     assert not (tmp_path / "out").exists()
 
 
-def test_meta_classifiers_are_seeded_from_the_config_seed_and_run(finished, monkeypatch):
+def test_meta_classifiers_are_seeded_from_the_config_seed_and_run(finished, tmp_path,
+                                                                  monkeypatch):
     seeds = []
 
     class Recording:
@@ -245,6 +268,13 @@ def test_meta_classifiers_are_seeded_from_the_config_seed_and_run(finished, monk
     run = dict(np.load(finished[0] / "runs" / "run-02" / "features.npz"))
     tables_module.run_tables(run, ["letters"], ["uniform noise"], random_state=7)
     assert seeds and set(seeds) == {7}
+    # the protocol passes seed + run: resumed from the cache, so nothing is trained
+    passed = []
+    original = protocol_module.run_tables
+    monkeypatch.setattr(protocol_module, "run_tables", lambda *a, random_state, **k: (
+        passed.append(random_state) or original(*a, random_state=random_state, **k)))
+    run_protocol(tiny(_copy(finished[0], tmp_path)), log=lambda m: None)
+    assert passed == [0, 1]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027])

@@ -1,7 +1,5 @@
 """The whole protocol: K runs, Tables 1-3, Figure 2, a printed summary."""
 
-import math
-import numbers
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -10,7 +8,8 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from .._device import resolve_device
-from .checks import check_device, check_positive_int, check_positive_real, check_seed
+from .._validation import check_positive_int, check_positive_real, is_finite_real
+from .checks import check_device, check_seed
 from .data import DATA_SETS, load_experiment_data
 from .figures import write_figure2
 from .io import write_json
@@ -73,8 +72,7 @@ class ReproduceConfig:
 def _check_split(split):
     fractions = [] if isinstance(split, str) or not hasattr(split, "__len__") else list(split)
     if (len(fractions) != 3
-            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool)
-                       and math.isfinite(v) and v > 0 for v in fractions)
+            or not all(is_finite_real(v) and v > 0 for v in fractions)
             or sum(fractions) > 1 + 1e-9):
         raise ValueError(f"split must be three positive fractions summing to at most 1, got "
                          f"{split!r}")
@@ -93,13 +91,13 @@ def check_config(config):
     """
     if config.data not in DATA_SETS:
         raise ValueError(f"unknown data set {config.data!r}; choose one of {sorted(DATA_SETS)}")
-    check_positive_int("runs", config.runs)
-    check_seed("seed", config.seed, count=config.runs)
+    check_positive_int(config.runs, "runs")
+    check_seed(config.seed, "seed", count=config.runs)
     _check_split(config.split)
-    check_positive_int("epochs", config.epochs, optional=True)
-    check_positive_real("lr", config.lr, optional=True)
-    check_positive_int("batch_size", config.batch_size)
-    check_positive_int("ood_size", config.ood_size)
+    check_positive_int(config.epochs, "epochs", optional=True)
+    check_positive_real(config.lr, "lr", optional=True)
+    check_positive_int(config.batch_size, "batch_size")
+    check_positive_int(config.ood_size, "ood_size")
     check_device(config.device)
 
 
@@ -136,8 +134,10 @@ def run_protocol(config, log=print):
     log(f"skgradunc {__version__} reproduce: {config.data}, {len(data.X)} in-distribution "
         f"images, unknown concepts {concepts}, {config.runs} runs -> {out}")
     per_run, first, training = [], None, []
+    # printed messages go through tqdm, so that they do not break its progress bar
+    run_log = (lambda m: tqdm.write(str(m))) if log is print else log
     for run in tqdm(range(config.runs), desc="runs", unit="run", disable=None):
-        arrays = compute_run(config, data, run, log=lambda m: tqdm.write(str(m)))
+        arrays = compute_run(config, data, run, log=run_log)
         first = first or arrays
         per_run.append(run_tables(arrays, concepts, list(data.known_unknowns),
                                   random_state=config.seed + run))
@@ -158,7 +158,9 @@ def run_protocol(config, log=print):
     write_reports(out, results, header)
     write_figure2(out / "figure2.png", first, concepts)
     seconds = time.perf_counter() - start
+    # ood_size is a ceiling: the images each concept actually had are recorded beside it
     write_json(out / "config.json", {**asdict(config), "device": resolve_device(config.device),
+                                     "ood_images": {c: len(X) for c, X in data.ood.items()},
                                      "seconds": seconds, "version": __version__,
                                      "training": training})
     log(summary(results, seconds, out))

@@ -14,12 +14,15 @@ from .cache import (FEATURES_FILE, NETWORK_FILE, load_features, load_network,
                     refuse_pickled_network, save_features, save_network)
 from .checks import CompletedEpochs, raise_if_interrupted
 
-__all__ = ["compute_run", "run_settings", "RUN_SETTINGS", "KNOWN_UNKNOWN_SIZE",
+__all__ = ["compute_run", "run_settings", "RUN_SETTINGS", "NETWORK_SETTINGS",
+           "KNOWN_UNKNOWN_SIZE",
            "TARGET_STATISTICS", "NETWORK_FILE", "load_network"]
 
 # what shapes a run's cached files (resolved values); the number of runs and the device
-# may change on resume
+# may change on resume. The network depends only on the first six: a new --ood-size or
+# --batch-size (of the extraction) recomputes the features, not the training.
 RUN_SETTINGS = ("data", "root", "seed", "split", "epochs", "lr", "batch_size", "ood_size")
+NETWORK_SETTINGS = RUN_SETTINGS[:6]
 
 KNOWN_UNKNOWN_SIZE = 200      # the paper's "200 uniform noise images", per concept
 # the extra targets need only the norms their papers use (Lee & AlRegib: L2, GradNorm: L1)
@@ -56,9 +59,10 @@ def split_indices(n, proportions, rng):
     return order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
 
 
-def run_settings(config):
-    """The settings a run's cached files must have been made with (``config`` resolved)."""
-    settings = {key: getattr(config, key) for key in RUN_SETTINGS}
+def run_settings(config, keys=RUN_SETTINGS):
+    """The settings a run's cached files must have been made with (``config`` resolved);
+    ``keys=NETWORK_SETTINGS`` for its network."""
+    settings = {key: getattr(config, key) for key in keys}
     settings["split"] = [float(v) for v in settings["split"]]
     return settings
 
@@ -95,7 +99,7 @@ def compute_run(config, data, run, log=print):
     settings and is refused when they differ from ``config``'s.
     """
     folder = Path(config.out) / "runs" / f"run-{run + 1:02d}"
-    settings = run_settings(config)
+    settings, trained_with = run_settings(config), run_settings(config, NETWORK_SETTINGS)
     features_file = folder / FEATURES_FILE
     if features_file.exists():
         return load_features(features_file, settings)
@@ -104,11 +108,11 @@ def compute_run(config, data, run, log=print):
     train, val, test = split_indices(len(data.X), config.split, rng)
     net_file = folder / NETWORK_FILE
     if net_file.exists():
-        net, attempts = load_network(net_file, settings, device=config.device)
+        net, attempts = load_network(net_file, trained_with, device=config.device)
         log(f"run {run + 1}: loaded the trained network from {net_file}")
     else:
         net, attempts = _train(config, data, run, data.X[train], data.y[train], log)
-        save_network(net_file, net, attempts, settings)
+        save_network(net_file, net, attempts, trained_with)
     sets = {"validation": data.X[val], "test": data.X[test], **data.ood}
     arrays = {"y_validation": correctness_target(net, data.X[val], data.y[val]),
               "y_test": correctness_target(net, data.X[test], data.y[test]),

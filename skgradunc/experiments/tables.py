@@ -72,8 +72,8 @@ def _meta(run, method, random_state, extra=()):
     for concept in extra:
         X.append(run[f"{concept}__predicted"][run[f"known__{concept}"]][:, cols])
         y.append(np.zeros(len(X[-1]), dtype=np.int64))
-    meta = MetaClassifier(method, random_state=random_state).fit(np.concatenate(X),
-                                                                np.concatenate(y))
+    meta = MetaClassifier(method, random_state=random_state)
+    meta.fit(np.concatenate(X), np.concatenate(y))
     return lambda s: meta.predict_proba(run[f"{s}__predicted"][:, cols])[:, 1]
 
 
