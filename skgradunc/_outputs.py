@@ -176,8 +176,14 @@ def _refuse_invalid(scores, valid, kind, offset, what):
         return
     first = int((~valid).nonzero()[0, 0])
     row = scores[first]
-    hint = "log_probabilities" if kind == "probabilities" and (row <= 0).all() else "logits"
+    if kind == "probabilities" and (row <= 0).all():
+        hint = "log_probabilities"
+    elif kind == "log_probabilities" and (row >= 0).all() and (row <= 1).all():
+        hint = "probabilities"
+    else:
+        hint = "logits"
     raise NetworkOutputError(
-        f"output={kind!r} but the network's outputs for sample {offset + first} are not "
-        f"{kind.replace('_', '-')} ({what}): {[round(v, 4) for v in row[:6].tolist()]}; "
-        f"pass output={hint!r} if they are {hint.replace('_', '-')}")
+        f"the network's outputs are read as {kind.replace('_', '-')}, but those for sample "
+        f"{offset + first} are not ({what}): "
+        f"{[round(v, 4) for v in row[:6].tolist()]}; pass output={hint!r} if they are "
+        f"{hint.replace('_', '-')}")

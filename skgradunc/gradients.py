@@ -18,12 +18,10 @@ from contextlib import contextmanager
 
 import torch
 from torch.func import functional_call, grad, vmap
-from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
 
-from ._outputs import check_scores, class_logits, first_scores
+from ._outputs import NetworkOutputError, check_scores, class_logits, first_scores
 from .layer_gradients import block_budget, layer_summaries, summarize_gradient, supported_layer
-from .statistics import combine, finalize, softmax_features
+from .statistics import combine, finalize, softmax_features, zero_summary
 
 __all__ = ["TARGETS", "STRATEGIES", "target_loss", "resolve_groups", "evaluation_mode",
            "GradientFeatureEngine"]
@@ -148,8 +146,8 @@ def _per_layer_modules(module, trainable):
     held by that layer alone: their per-sample gradients are exact products, sums or
     scatters of the layer's input and output gradient. None otherwise (e.g. tied
     weights, a subclass with its own forward; vmap handles them). A weight also used
-    outside its layer's call, or a layer called by keyword, shows in the recorded forward
-    of each chunk (:class:`_ParameterUses`)."""
+    outside its layer's call, or a layer called by keyword, shows in the autograd graph
+    of each chunk's forward (:meth:`GradientFeatureEngine._check_uses`)."""
     if _global_forward_hooks():
         return None   # they may replace any layer's output
     owners = {}
@@ -174,49 +172,71 @@ def _global_forward_hooks():
                ("_global_forward_hooks", "_global_forward_pre_hooks"))
 
 
-# Reading a weight's metadata is no use of its values
-_METADATA = frozenset({
-    "dtype", "shape", "device", "ndim", "requires_grad", "is_cuda", "layout", "is_sparse",
-    "is_quantized", "is_meta", "names", "size", "dim", "numel", "nelement", "ndimension",
-    "stride", "element_size", "is_contiguous", "is_floating_point", "is_complex",
-    "get_device", "data_ptr", "__len__"})
+class UnsupportedNetworkError(RuntimeError):
+    """Per-sample gradients of this network cannot be computed (the network itself runs)."""
 
 
-def _function_name(func):
-    """A torch function's name; an attribute read (``w.dtype``, ``w.T``) by its attribute."""
-    name = getattr(func, "__name__", "")
-    if name == "__get__":
-        return getattr(getattr(func, "__self__", None), "__name__", name)
-    return name
+def _gradient_uses(scores, leaves, module):
+    """How often each weight's gradient is taken: the edges of ``scores``' autograd graph
+    into each leaf of ``leaves`` (name -> tensor), by name. Every use that adds to the
+    gradient is an edge, whatever computed it (a torch function, a custom
+    autograd.Function, an extension); a use that adds nothing (a metadata read, under
+    no_grad) is none. A parameter of ``module`` reached as itself, not as the leaf
+    functional_call swapped in (an alias in a plain list or dict), is refused: its
+    gradient would be missing."""
+    names = {id(tensor): name for name, tensor in leaves.items()}
+    originals = {id(p): name for name, p in module.named_parameters(remove_duplicate=False)}
+    counts, seen, stack = {}, set(), [scores.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        for following, _ in node.next_functions:
+            variable = getattr(following, "variable", None)   # AccumulateGrad: a leaf
+            if variable is None:
+                stack.append(following)
+            elif id(variable) in names:
+                counts[names[id(variable)]] = counts.get(names[id(variable)], 0) + 1
+            elif id(variable) in originals:
+                raise UnsupportedNetworkError(
+                    f"the forward uses the parameter {originals[id(variable)]!r} through a "
+                    "reference that torch.func.functional_call cannot swap (an alias kept in "
+                    "a plain list, dict or closure), so its gradient would be missing; use "
+                    "the registered attribute (or register the alias as a module)")
+    return counts
 
 
-class _ParameterUses(TorchFunctionMode):
-    """Records the parameters whose values a torch function uses outside the call of the
-    layer holding them (``owner``: tensor id -> (parameter name, layer name); ``active``:
-    the stack of layer calls under way): a per-layer rule sees only the layer's own call
-    (``F.linear(h, self.embed.weight)`` elsewhere in the forward would be missed)."""
+@contextmanager
+def _modules_run(module, parameter_names):
+    """Yields the set, filled during the block, of the names of the modules holding
+    ``parameter_names`` that ran (a forward pre-hook on each)."""
+    ran, handles = set(), []
+    for owner in {name.rpartition(".")[0] for name in parameter_names}:
+        handles.append(module.get_submodule(owner).register_forward_pre_hook(
+            lambda layer, inputs, owner=owner: ran.add(owner)))
+    try:
+        yield ran
+    finally:
+        for handle in handles:
+            handle.remove()
 
-    def __init__(self, owner, active):
-        super().__init__()
-        self.owner, self.active, self.outside = owner, active, set()
 
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        if _function_name(func) not in _METADATA:
-            for value in tree_flatten((args, kwargs))[0]:
-                if isinstance(value, torch.Tensor) and id(value) in self.owner:
-                    name, layer = self.owner[id(value)]
-                    if not self.active or self.active[-1] != layer:
-                        self.outside.add(name)
-        return func(*args, **kwargs)
+def _refuse_cut_off(unreached, ran):
+    """Parameters without a gradient are fine when their layer did not run (a head used in
+    training only); a layer that ran but whose weights do not reach the output has been cut
+    off from autograd, and a zero gradient would be wrong."""
+    cut = [name for name in unreached if name.rpartition(".")[0] in ran]
+    if cut:
+        raise UnsupportedNetworkError(
+            f"the gradient of {cut} does not reach the network's output although their layer "
+            "runs (a detach(), torch.no_grad(), or a reentrant activation checkpoint whose "
+            "inputs need no gradient cut it off); exclude them with requires_grad_(False), "
+            "or let the gradient through")
 
 
 class _NotPerLayer(Exception):
     """A chunk's forward showed that the per-layer rules do not cover this network."""
-
-
-class UnsupportedNetworkError(RuntimeError):
-    """Per-sample gradients of this network cannot be computed (the network itself runs)."""
 
 
 def _requiring_grad(params):
@@ -311,19 +331,32 @@ class GradientFeatureEngine:
         x = x.to(self.device, copy=True)
         failures = []
         with evaluation_mode(self.module):
+            self._check_graph(params, frozen, x)
             while True:
                 try:
                     self._features(params, frozen, x, max_memory)
                     break
                 except _NotPerLayer:
                     self._use("vmap")
-                except (UnsupportedNetworkError, torch.cuda.OutOfMemoryError):
+                except (UnsupportedNetworkError, NetworkOutputError,
+                        torch.cuda.OutOfMemoryError):
                     raise
-                except RuntimeError as exc:
+                except Exception as exc:  # noqa: BLE001 - the next strategy tells whose fault
                     failures.append((self.strategy, exc))
                     self._next_strategy(params, frozen, x, failures)
         self._probed = True
         return self.strategy
+
+    def _check_graph(self, params, frozen, x):
+        """One forward with autograd, before any strategy: refuses a parameter reached
+        through an alias (:func:`_gradient_uses`) and one whose layer runs but whose
+        gradient does not reach the output, which no strategy would compute."""
+        with torch.enable_grad(), _modules_run(self.module, self.trainable) as ran:
+            leaves = _requiring_grad(params)
+            scores = first_scores(functional_call(self.module, (leaves, frozen), (x.clone(),)))
+        if isinstance(scores, torch.Tensor):
+            uses = _gradient_uses(scores, leaves, self.module) if scores.grad_fn else {}
+            _refuse_cut_off([n for n in self.trainable if not uses.get(n)], ran)
 
     def _use(self, strategy):
         self.strategy = strategy
@@ -379,11 +412,16 @@ class GradientFeatureEngine:
             leaves = _requiring_grad(params)
             wanted = [leaves[name] for name in self.trainable]
             for sample in x:
-                raw = functional_call(self.module, (leaves, frozen), (sample[None],))
+                with _modules_run(self.module, self.trainable) as ran:
+                    raw = functional_call(self.module, (leaves, frozen), (sample[None],))
                 loss = target_loss(class_logits(raw, self.output, 1), self.target).sum()
-                grads = torch.autograd.grad(loss, wanted)
+                grads = torch.autograd.grad(loss, wanted, allow_unused=True)
+                # a layer that did not run has a zero gradient (as in vmap); one that ran
+                # but does not reach the loss is refused
+                _refuse_cut_off([n for n, g in zip(self.trainable, grads) if g is None], ran)
                 parts.append(self.summarize_gradients(
-                    {name: g[None] for name, g in zip(self.trainable, grads)}))
+                    {name: (torch.zeros_like(leaves[name]) if g is None else g)[None]
+                     for name, g in zip(self.trainable, grads)}))
                 scores.append(first_scores(raw).detach()[0])
         return ({name: torch.cat([p[name] for p in parts]) for name in self.trainable},
                 torch.stack(scores))
@@ -397,22 +435,13 @@ class GradientFeatureEngine:
         output and the calls. Those that in-place operations overwrite
         (``self.overwritten``: (layer, call, "input"/"output")) are isolated: the layer
         gets a private copy of its input, the rest of the network a copy of its output.
-        Raises :class:`_NotPerLayer` when a weight's values are used outside its layer's
-        call, or a layer is called by keyword (its rule reads the positional input)."""
+        A call without a positional input (``layer(input=x)``) is not recorded, and so
+        fails :meth:`_check_uses`."""
         calls = {name: [] for name in self.layers}
-        overwritten, active, by_keyword = self.overwritten, [], []
-        owner = {id(tensor): (name, name.rpartition(".")[0]) for name, tensor in params.items()}
-
-        def enter(name):
-            def hook(layer, args, kwargs):
-                if not args:
-                    by_keyword.append(name)
-                active.append(name)
-            return hook
+        overwritten = self.overwritten
 
         def recorder(name):
             def hook(layer, inputs, output):
-                active.pop()
                 if not inputs:
                     return None
                 call = len(calls[name])
@@ -423,21 +452,26 @@ class GradientFeatureEngine:
                 return output.clone() if (name, call, "output") in overwritten else None
             return hook
 
-        handles = []
-        for name, layer in self.layers.items():
-            handles.append(layer.register_forward_pre_hook(enter(name), with_kwargs=True))
-            handles.append(layer.register_forward_hook(recorder(name)))
+        handles = [layer.register_forward_hook(recorder(name))
+                   for name, layer in self.layers.items()]
         try:
-            with _ParameterUses(owner, active) as uses:
-                output = functional_call(self.module, (params, frozen), (x,))
+            output = functional_call(self.module, (params, frozen), (x,))
         finally:
             for handle in handles:
                 handle.remove()
-        if uses.outside or by_keyword:
-            raise _NotPerLayer(
-                f"weights used outside their layer's call: {sorted(uses.outside)}"
-                if uses.outside else f"layers called by keyword: {sorted(set(by_keyword))}")
         return output, calls
+
+    def _check_uses(self, scores, leaves, calls):
+        """Each weight's gradient must come from its layer's recorded calls alone (one
+        edge of the autograd graph per call), or the per-layer products would miss a use
+        (``F.linear(h, self.embed.weight)`` elsewhere, a layer called by keyword): raises
+        :class:`_NotPerLayer` naming them."""
+        uses = _gradient_uses(scores, leaves, self.module)
+        other = [name for name in self.trainable
+                 if uses.get(name, 0) != len(calls[name.rpartition(".")[0]])]
+        if other:
+            raise _NotPerLayer(f"weights whose gradient has other uses than their layer's "
+                               f"recorded calls: {other}")
 
     def _forward(self, params, frozen, x):
         """Output and recorded calls, redone once with isolation if an in-place operation
@@ -454,8 +488,10 @@ class GradientFeatureEngine:
         """One batched forward, one backward to the layer outputs, then each layer's
         per-sample gradients built and summarised block by block, never all at once."""
         with torch.enable_grad():
-            output, calls = self._forward(_requiring_grad(params), frozen, x)
+            leaves = _requiring_grad(params)
+            output, calls = self._forward(leaves, frozen, x)
             logits = class_logits(output, self.output, len(x))
+            self._check_uses(first_scores(output), leaves, calls)
             outputs = [out for name in self.layers for _, out, _, _ in calls[name]]
             grad_outputs = iter(torch.autograd.grad(
                 target_loss(logits, self.target).sum(), outputs))
@@ -464,6 +500,10 @@ class GradientFeatureEngine:
             records = [(inp, next(grad_outputs)) for inp, _, _, _ in calls[name]]
             calls[name] = None  # let this layer's saved tensors go once summarised
             prefix = f"{name}." if name else ""
+            if not records:   # never called (an auxiliary head in eval mode): zero gradient
+                for param, weight in layer.named_parameters(recurse=False):
+                    summaries[prefix + param] = zero_summary(len(x), weight.numel(), x.device)
+                continue
             for param, summary in layer_summaries(layer, records, budget).items():
                 summaries[prefix + param] = summary
         scores = first_scores(output)
@@ -549,14 +589,13 @@ class GradientFeatureEngine:
                     outputs.append(self._chunk_features(*summaries(params, frozen, x),
                                                         offset=start))
                 except _NotPerLayer as exc:
-                    # a use the probe's samples did not show (a branch other inputs take)
-                    warnings.warn(f"{exc} for the samples from {start} on; per-sample "
-                                  "gradients are computed by torch.func.vmap from here "
-                                  "(exact, slower)", RuntimeWarning)
-                    self._use("vmap")
-                    self.probe(x, max_memory)   # vmap, or the next strategy that works
+                    # a use the probe's samples did not show: a branch only other inputs
+                    # take, data-dependent control flow that vmap cannot batch either
+                    warnings.warn(f"{exc}, for the samples from {start} on; per-sample "
+                                  "gradients are computed by autograd one sample at a time "
+                                  "from here (exact, slower)", RuntimeWarning)
+                    self._use("loop")
                     summaries = self._summary_function(max_memory)
-                    chunk = min(chunk, self.chunk_size(batch_size, max_memory))
                     continue
                 except torch.cuda.OutOfMemoryError:
                     if len(x) == 1:

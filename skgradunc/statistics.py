@@ -21,7 +21,7 @@ import math
 import torch
 
 __all__ = ["STATISTICS", "SOFTMAX_FEATURES", "summarize", "summarize_outer",
-           "summarize_low_rank", "with_zeros",
+           "summarize_low_rank", "zero_summary", "with_zeros",
            "combine", "merge", "finalize", "softmax_features"]
 
 STATISTICS = ("l1", "l2", "min", "max", "mean", "std", "skew", "kurtosis")
@@ -106,6 +106,13 @@ def summarize_low_rank(u, v, product):
         u.shape[2] * v.shape[2], (u64.sum(2) * v64.sum(2)).sum(1),
         (gram_u * gram_v).sum((1, 2)), s3, s4,
         product.abs().sum(1), product.amin(1), product.amax(1))
+
+
+def zero_summary(batch, count, device=None):
+    """Summary (batch, 9) of ``count`` zeros per row (a weight with no gradient)."""
+    summary = torch.zeros(batch, 9, dtype=torch.float64, device=device)
+    summary[:, N] = count
+    return summary
 
 
 def with_zeros(summary, count):

@@ -195,6 +195,10 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         sample at a time. All exact; in decreasing speed.
     output_ : {"logits", "probabilities", "log_probabilities"}
         How the module's output is read (``output`` with "auto" resolved).
+    trainable_ : list of str
+        The parameters gradients are taken of (those with ``requires_grad``;
+        all of them when none has it); ``transform`` refuses a network whose
+        set has changed since ``fit``.
 
     Examples
     --------
@@ -301,6 +305,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         with _network_errors(X):
             self.strategy_ = engine.probe(torch.from_numpy(X[:2]), self.max_memory)
         self.overwritten_ = engine.overwritten
+        self.trainable_ = list(engine.trainable)
         return self
 
     def _check_output_kind(self, estimator):
@@ -329,6 +334,11 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         if (list(engine.feature_names()) != list(self.feature_names_out_)
                 or engine.output != self.output_):
             raise ValueError("parameters changed since fit; call fit again")
+        if list(engine.trainable) != self.trainable_:
+            raise ValueError(
+                "the network's trainable parameters changed since fit (requires_grad was "
+                f"set on {sorted(set(engine.trainable) ^ set(self.trainable_))}), which "
+                "changes every gradient feature; call fit again")
         with _network_errors(X):
             return engine.transform(X, self.batch_size, self.max_memory)
 

@@ -24,6 +24,9 @@ def reference_loss(logits, target):
 
 
 def reference_statistics(g):
+    if not np.any(g != g.flat[0]):   # the documented convention: a constant has 0 skew, kurtosis
+        return {"l1": np.abs(g).sum(), "l2": np.linalg.norm(g), "min": g.min(), "max": g.max(),
+                "mean": g.mean(), "std": 0.0, "skew": 0.0, "kurtosis": 0.0}
     return {
         "l1": np.abs(g).sum(), "l2": np.linalg.norm(g), "min": g.min(), "max": g.max(),
         "mean": g.mean(), "std": g.std(ddof=0),
@@ -40,7 +43,9 @@ def reference_features(module, X, target, groups, statistics, softmax=("entropy"
     for x in torch.as_tensor(X, dtype=torch.float64):
         logits = m64(x[None])
         loss = reference_loss(logits, target)
-        grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()))))
+        # a weight the forward does not reach (a head used in training only) has gradient 0
+        grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()),
+                                                     allow_unused=True, materialize_grads=True)))
         grads = {k: v.detach().numpy().ravel() for k, v in grads.items()}
         row = {}
         for group, names in list(groups.items()) + [("network", list(params))]:

@@ -6,6 +6,7 @@ import torch
 import torchvision
 
 from skgradunc import GradientMetricTransformer, PaperCNN
+from skgradunc.gradients import resolve_groups
 from skgradunc.statistics import STATISTICS
 
 from reference import assert_matches_reference, reference_features
@@ -455,19 +456,17 @@ class OutsideUseForSomeInputs(torch.nn.Module):
         return logits
 
 
-def test_an_outside_use_shown_by_a_later_chunk_switches_to_vmap():
+def test_an_outside_use_shown_by_a_later_chunk_switches_to_one_sample_at_a_time():
     torch.manual_seed(17)
     net = randomized(OutsideUseForSomeInputs(), seed=17)
     X = torch.randn(8, 4).clamp(-1.5, 1.5).numpy()
     X[5, 0] = 3.0
     grad = GradientMetricTransformer(net, batch_size=1, device="cpu")
     assert grad.fit(X[:2]).strategy_ == "per-layer"
-    with pytest.warns(RuntimeWarning) as record:
+    # a use only some inputs show comes from data-dependent control flow, which vmap
+    # cannot batch: straight to autograd one sample at a time
+    with pytest.warns(RuntimeWarning, match="other uses .* from 5 on; .* one sample at a time"):
         features = grad.transform(X)
-    # then vmap meets the data-dependent branch, and one sample at a time takes over
-    assert [str(w.message)[:40] for w in record] == [
-        "weights used outside their layer's call:", "torch.func.vmap failed for OutsideUseFor"]
-    assert "from 5 on" in str(record[0].message)
     reference = reference_features(net, X, "predicted", grad.groups_, STATISTICS)
     assert_matches_reference(list(grad.get_feature_names_out()), features, reference)
 
@@ -477,6 +476,13 @@ def test_a_network_changed_after_fit_asks_for_fit_again():
     grad = GradientMetricTransformer(net).fit(torch.randn(3, 5).numpy())
     net[0].register_forward_hook(lambda module, inputs, output: 2 * output)
     with pytest.raises(ValueError, match="changed since fit.*call fit again"):
+        grad.transform(torch.randn(3, 5).numpy())
+    # freezing a layer drops it from every gradient: before, 2__l2 became 0 silently
+    net = _small_mlp(18)
+    grad = GradientMetricTransformer(net).fit(torch.randn(3, 5).numpy())
+    net[2].requires_grad_(False)
+    with pytest.raises(ValueError, match=r"trainable parameters changed .*'2.bias', "
+                                         r"'2.weight'.*call fit again"):
         grad.transform(torch.randn(3, 5).numpy())
 
 
@@ -537,15 +543,153 @@ def test_what_only_autograd_can_differentiate_goes_one_sample_at_a_time(target):
     assert_matches_reference(list(grad.get_feature_names_out()), grad.transform(X), reference)
 
 
+class Detached(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(5, 6)
+        self.out = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hidden(x)).detach())
+
+
 @pytest.mark.filterwarnings("ignore:None of the inputs have requires_grad")
-@pytest.mark.filterwarnings("ignore:.*failed for Checkpointed:RuntimeWarning")
-def test_a_network_no_strategy_can_differentiate_is_refused_naming_each_failure():
-    """A reentrant checkpoint whose input needs no gradient cuts its weights out of the
-    graph. Before: "could not process inputs" for a network that runs."""
-    net = randomized(Checkpointed(), seed=19)
-    with pytest.raises(RuntimeError, match="could not be computed") as error:
+@pytest.mark.parametrize("module", [Checkpointed, Detached])
+def test_weights_cut_off_from_the_output_are_refused(module):
+    """A reentrant checkpoint whose input needs no gradient, or a detach(), cuts a layer
+    that runs out of autograd's graph: its gradient is not zero, it is unknown. Before:
+    "could not process inputs" for a network that runs."""
+    net = randomized(module(), seed=19)
+    with pytest.raises(RuntimeError, match=r"\['hidden.weight', 'hidden.bias'\] does not "
+                                           r"reach .* requires_grad_\(False\)") as error:
         GradientMetricTransformer(net, device="cpu").fit(torch.randn(6, 5).numpy())
+    assert "could not process inputs" not in str(error.value)
+    net.hidden.requires_grad_(False)   # as the message advises: the rest is computed
+    grad = GradientMetricTransformer(net, device="cpu").fit(torch.randn(6, 5).numpy())
+    assert list(grad.groups_) == ["out"]
+
+
+class _NoBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("this function has no backward")
+
+
+class Undifferentiable(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(5, 6)
+        self.out = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(_NoBackward.apply(torch.tanh(self.hidden(x))))
+
+
+def test_a_network_no_strategy_can_differentiate_is_refused_naming_each_failure():
+    """The network runs, so it is not the input's fault: each strategy's failure is named."""
+    net = randomized(Undifferentiable(), seed=23)
+    with pytest.warns(RuntimeWarning) as record, \
+            pytest.raises(RuntimeError, match="could not be computed") as error:
+        GradientMetricTransformer(net, device="cpu").fit(torch.randn(6, 5).numpy())
+    assert [str(w.message).split(" failed")[0] for w in record] == [
+        "exact per-layer products", "torch.func.vmap"]
     message = str(error.value)
-    assert "could not process inputs" not in message
+    assert "could not process inputs" not in message and "has no backward" in message
     assert all(f"{way}:" in message for way in (
         "exact per-layer products", "torch.func.vmap", "autograd one sample at a time"))
+
+
+class _ForeignMatmul(torch.autograd.Function):
+    """h @ w computed outside torch (as an extension kernel would, through the data),
+    with its own backward: no torch function sees w's values, autograd's graph does."""
+
+    @staticmethod
+    def forward(ctx, h, w):
+        ctx.save_for_backward(h, w)
+        return torch.from_numpy(h.detach().numpy() @ w.detach().numpy())
+
+    @staticmethod
+    def backward(ctx, grad):
+        h, w = ctx.saved_tensors
+        return grad @ w.T, h.T @ grad
+
+
+class ExtensionUse(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encode = torch.nn.Linear(4, 6)
+        self.head = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.encode(x))
+        return self.head(h) + _ForeignMatmul.apply(h, self.encode.weight)[:, :3]
+
+
+def test_a_use_through_a_custom_function_counts():
+    """Before (a TorchFunctionMode watching torch functions): per-layer, encode__l1 1.62
+    against the reference's 3.75."""
+    torch.manual_seed(21)
+    net = randomized(ExtensionUse(), seed=21)
+    X = torch.randn(6, 4).numpy()
+    with pytest.warns(RuntimeWarning, match="vmap failed for ExtensionUse") as record:
+        assert GradientMetricTransformer(net).fit(X).strategy_ == "loop"
+        check(net, X, "predicted")
+    assert len(record) == 2   # one fit each, and each says why
+
+
+class AuxiliaryHead(torch.nn.Module):
+    """A head used in training only (GoogLeNet's, Inception's): no gradient in eval mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Linear(5, 6)
+        self.aux = torch.nn.Linear(6, 3)
+        self.out = torch.nn.Linear(6, 3)
+
+    def forward(self, x):
+        h = torch.tanh(self.body(x))
+        return (self.out(h), self.aux(h)) if self.training else self.out(h)
+
+
+@pytest.mark.parametrize("force", [None, "loop"])
+def test_a_layer_the_forward_does_not_call_has_zero_gradient(force):
+    """Before: "could not process inputs ...: list index out of range" (torchvision's
+    googlenet and inception_v3 with their default aux_logits=True)."""
+    torch.manual_seed(22)
+    net = randomized(AuxiliaryHead(), seed=22)
+    X = torch.randn(5, 5).numpy()
+    if force:   # one sample at a time: a weight autograd does not reach
+        net.out.register_forward_hook(lambda module, inputs, output: output)
+        from skgradunc.gradients import GradientFeatureEngine
+        engine = GradientFeatureEngine(net, "predicted", resolve_groups(net), STATISTICS, True,
+                                       (), "cpu", strategy="loop")
+        features, names = engine.transform(X, 2), engine.feature_names()
+        reference = reference_features(net, X, "predicted", resolve_groups(net), STATISTICS,
+                                       softmax=())
+    else:
+        names, features = check(net, X, "predicted")
+        reference = reference_features(net, X, "predicted", resolve_groups(net), STATISTICS)
+    assert_matches_reference(names, features, reference)
+    assert (features[:, names.index("aux__l2")] == 0).all()
+
+
+class Aliased(torch.nn.Module):
+    """Keeps a parameter in a plain list, where functional_call cannot swap it."""
+
+    def __init__(self):
+        super().__init__()
+        self.encode = torch.nn.Linear(4, 3)
+        self.aliases = [self.encode.weight]
+
+    def forward(self, x):
+        return self.encode(x) + x[:, :3] @ self.aliases[0][:, :3].T
+
+
+def test_a_parameter_reached_through_an_alias_is_refused():
+    """Before: its use dropped out of the gradient, whatever the strategy."""
+    with pytest.raises(RuntimeError, match="'encode.weight' through a reference"):
+        GradientMetricTransformer(Aliased()).fit(torch.randn(3, 4).numpy())

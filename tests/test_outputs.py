@@ -180,12 +180,12 @@ def test_nllloss_outside_a_classifier_means_log_probabilities(logits_features):
 def test_log_probabilities_that_are_not_are_refused(end, classes):
     """Before: a softmax or a positive logit declared as log-probabilities gave wrong
     features silently (max_prob 1.0 from log(tiny))."""
-    with pytest.raises(ValueError, match="output='log_probabilities' but .* not log-prob"):
+    with pytest.raises(ValueError, match="read as log-probabilities, but .* not "):
         features(Ending(_body(classes=classes), end), output="log_probabilities")
 
 
 def test_probabilities_that_are_not_are_refused(logits_features):
-    with pytest.raises(ValueError, match="output='probabilities' but .* sample 0"):
+    with pytest.raises(ValueError, match="read as probabilities, but those for sample 0"):
         features(_body(), output="probabilities")
     with pytest.raises(ValueError, match="unknown output"):
         features(_body(), output="softmax")
@@ -194,6 +194,8 @@ def test_probabilities_that_are_not_are_refused(logits_features):
     # log-probabilities declared as probabilities: the message says what they look like
     with pytest.raises(ValueError, match="pass output='log_probabilities'"):
         features(Ending(_body(), lambda z: torch.log_softmax(z, 1)), output="probabilities")
+    with pytest.raises(ValueError, match="pass output='probabilities'"):
+        features(Ending(_body(), lambda z: torch.softmax(z, 1)), output="log_probabilities")
     with pytest.raises(ValueError, match="all_ones.*logits"):
         features(Ending(_body(), lambda z: torch.softmax(z, 1)), output="probabilities",
                  target="all_ones")

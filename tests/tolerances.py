@@ -1,14 +1,16 @@
 """How two float32 computations of the same features are compared.
 
 Features computed with other chunk sizes, block sizes, engines or CPU kernels (AMD and
-Intel pick different GEMM kernels) differ by ~1e-7 relative. They are compared with
-rtol 1e-4 and, where a quantity may be near zero, an absolute floor scaled to it, because
-a quantity near zero has no meaningful relative error:
+Intel pick different GEMM kernels) differ by ~1e-7 relative for most samples. They are
+compared with rtol 1e-4 and an absolute floor scaled to the quantity, because a quantity
+near zero has no meaningful relative error:
 
-* the norms and the standard deviation (sums of magnitudes: no cancellation): rtol only;
+* any statistic of the gradient: also 1e-4 of the column's median magnitude. A confident
+  sample's gradient scales with 1 - p, computed with cancellation, so its relative error
+  grows to ~eps / (1 - p) (1.4e-4 measured at p ~ 0.999 between chunks of 1 and 7); its
+  values are then far below the median, where this floor holds;
 * a mean (zero by symmetry for some layers), a minimum or a maximum (which may lie near
-  zero): also 1e-4 of the same row's group standard deviation, the scale of its elements
-  (of the column's largest magnitude when the group's std is not computed);
+  zero): also 1e-4 of the same row's group standard deviation, the scale of its elements;
 * skewness, kurtosis and the softmax features, dimensionless and O(1): 1e-4 absolute.
 
 Exact equality is asserted elsewhere, only where the computation is the same.
@@ -18,7 +20,6 @@ import numpy as np
 
 RTOL = 1e-4
 DIMENSIONLESS = ("skew", "kurtosis", "entropy", "max_prob")
-MAGNITUDES = ("l1", "l2", "std")
 
 
 def assert_features_close(actual, desired, names, rtol=RTOL):
@@ -29,12 +30,10 @@ def assert_features_close(actual, desired, names, rtol=RTOL):
         group, _, statistic = name.rpartition("__")
         if statistic in DIMENSIONLESS:
             floor = rtol
-        elif statistic in MAGNITUDES:
-            floor = 0.0
-        elif f"{group}__std" in names:
-            floor = rtol * np.abs(desired[:, names.index(f"{group}__std")])   # per row
         else:
-            floor = rtol * np.abs(desired[:, j]).max()
+            floor = rtol * np.median(np.abs(desired[:, j]))
+            if statistic in ("mean", "min", "max") and f"{group}__std" in names:
+                floor = floor + rtol * np.abs(desired[:, names.index(f"{group}__std")])
         error = np.abs(actual[:, j] - desired[:, j])
         allowed = rtol * np.abs(desired[:, j]) + floor
         bad = ~(error <= allowed)   # NaN fails too
