@@ -400,12 +400,16 @@ def test_a_forward_replaced_on_the_instance_matches_reference(target):
     check(net, torch.randn(6, 5).numpy(), target)
 
 
-class KeywordCall(torch.nn.Module):
+class _HiddenOut(torch.nn.Module):
+    """hidden: Linear(5, 6), out: Linear(6, 3); the subclasses write the forward."""
+
     def __init__(self):
         super().__init__()
         self.hidden = torch.nn.Linear(5, 6)
         self.out = torch.nn.Linear(6, 3)
 
+
+class KeywordCall(_HiddenOut):
     def forward(self, x):
         return self.out(input=torch.tanh(self.hidden(x)))
 
@@ -418,13 +422,8 @@ def test_a_layer_called_by_keyword_matches_reference():
     assert GradientMetricTransformer(net).fit(torch.randn(2, 5).numpy()).strategy_ == "vmap"
 
 
-class ReadsMetadata(torch.nn.Module):
+class ReadsMetadata(_HiddenOut):
     """Reads its weights' dtype, device and shape, which is no use of their values."""
-
-    def __init__(self):
-        super().__init__()
-        self.hidden = torch.nn.Linear(5, 6)
-        self.out = torch.nn.Linear(6, 3)
 
     def forward(self, x):
         w = self.hidden.weight
@@ -486,14 +485,9 @@ def test_a_network_changed_after_fit_asks_for_fit_again():
         grad.transform(torch.randn(3, 5).numpy())
 
 
-class Checkpointed(torch.nn.Module):
+class Checkpointed(_HiddenOut):
     """A reentrant activation checkpoint: its layers' outputs are recorded without
     autograd history, so the per-layer products cannot be taken."""
-
-    def __init__(self):
-        super().__init__()
-        self.hidden = torch.nn.Linear(5, 6)
-        self.out = torch.nn.Linear(6, 3)
 
     def forward(self, x):
         from torch.utils.checkpoint import checkpoint
@@ -543,12 +537,7 @@ def test_what_only_autograd_can_differentiate_goes_one_sample_at_a_time(target):
     assert_matches_reference(list(grad.get_feature_names_out()), grad.transform(X), reference)
 
 
-class Detached(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = torch.nn.Linear(5, 6)
-        self.out = torch.nn.Linear(6, 3)
-
+class Detached(_HiddenOut):
     def forward(self, x):
         return self.out(torch.tanh(self.hidden(x)).detach())
 
@@ -579,12 +568,7 @@ class _NoBackward(torch.autograd.Function):
         raise RuntimeError("this function has no backward")
 
 
-class Undifferentiable(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.hidden = torch.nn.Linear(5, 6)
-        self.out = torch.nn.Linear(6, 3)
-
+class Undifferentiable(_HiddenOut):
     def forward(self, x):
         return self.out(_NoBackward.apply(torch.tanh(self.hidden(x))))
 
