@@ -437,14 +437,9 @@ def test_reading_a_weights_metadata_keeps_the_per_layer_rules():
     check(net, torch.randn(6, 5).numpy(), "predicted")
 
 
-class OutsideUseForSomeInputs(torch.nn.Module):
+class OutsideUseForSomeInputs(OutsideUse):
     """Uses a weight outside its layer only for inputs whose first value is large: the
     samples fit looks at do not show it, a later chunk does."""
-
-    def __init__(self):
-        super().__init__()
-        self.encode = torch.nn.Linear(4, 6)
-        self.head = torch.nn.Linear(6, 3)
 
     def forward(self, x):
         h = torch.tanh(self.encode(x))
@@ -602,12 +597,7 @@ class _ForeignMatmul(torch.autograd.Function):
         return grad @ w.T, h.T @ grad
 
 
-class ExtensionUse(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.encode = torch.nn.Linear(4, 6)
-        self.head = torch.nn.Linear(6, 3)
-
+class ExtensionUse(OutsideUse):
     def forward(self, x):
         h = torch.tanh(self.encode(x))
         return self.head(h) + _ForeignMatmul.apply(h, self.encode.weight)[:, :3]
