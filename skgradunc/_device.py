@@ -2,7 +2,7 @@
 
 import torch
 
-__all__ = ["resolve_device", "AutoDeviceMixin"]
+__all__ = ["resolve_device", "check_device", "AutoDeviceMixin"]
 
 
 def resolve_device(device):
@@ -15,6 +15,20 @@ def resolve_device(device):
     if device is None or device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return str(torch.device(device))
+
+
+def check_device(device):
+    """``device`` resolved (:func:`resolve_device`), or a ValueError when torch does not
+    know it or it asks for CUDA where there is none."""
+    try:
+        resolved = resolve_device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N "
+                         f"({exc})") from exc
+    if resolved.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} but CUDA is not available here; use cpu "
+                         "(or auto)")
+    return resolved
 
 
 class AutoDeviceMixin:

@@ -11,7 +11,8 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torch.utils.data import Dataset
 
 from ._device import AutoDeviceMixin
-from ._validation import check_images, check_labels, check_number, is_finite_real, is_int
+from ._validation import (check_images, check_labels, check_non_negative_int, check_number,
+                          check_positive_int, check_positive_real, is_finite_real, is_int)
 from .callbacks import DivergenceGuard
 from .nets import PaperCNN
 
@@ -196,15 +197,12 @@ class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
     def _check_hyperparameters(self):
         """scikit-learn's rule: __init__ stores, fit validates. A NaN or zero lr would
         otherwise train, diverge and be "recovered" with another NaN."""
-        check_number(self.lr, "lr", lambda v: is_finite_real(v) and v > 0,
-                     "a positive finite number")
-        check_number(self.max_epochs, "max_epochs", lambda v: is_int(v) and v > 0,
-                     "a positive integer")
+        check_positive_real(self.lr, "lr")
+        check_positive_int(self.max_epochs, "max_epochs")
         check_number(self.batch_size, "batch_size",  # -1: skorch's whole data set
                      lambda v: is_int(v) and (v > 0 or v == -1),
                      "a positive integer or -1 (the whole data set)")
-        check_number(self.lr_patience, "lr_patience", lambda v: is_int(v) and v >= 0,
-                     "a non-negative integer")
+        check_non_negative_int(self.lr_patience, "lr_patience")
         check_number(self.min_lr, "min_lr", lambda v: is_finite_real(v) and v >= 0,
                      "a non-negative finite number")
         check_number(self.random_state, "random_state", lambda v: v is None or is_int(v),

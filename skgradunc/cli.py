@@ -41,7 +41,10 @@ def _load(name):
     raise ValueError(f"unknown data set {name!r}")  # argparse's choices guard this
 
 
-def _add_common_arguments(parser):
+def _add_common_arguments(parser, device="auto"):
+    parser.add_argument("--device", default=device,
+                        help="auto, cpu, cuda, cuda:1 ... (default: %(default)s: cuda when "
+                             "available)")
     parser.add_argument("--debug", action="store_true",
                         help="on an error, show the Python traceback instead of one line "
                              f"(default: off; or set {DEBUG_VARIABLE}=1)")
@@ -62,9 +65,6 @@ def _add_train_arguments(parser):
                              "%(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="split and training seed (default: %(default)s)")
-    parser.add_argument("--device", default="auto",
-                        help="auto, cpu, cuda, cuda:1 ... (default: %(default)s: cuda when "
-                             "available)")
     parser.add_argument("--retries", type=int, default=2,
                         help="if training diverges, retry this often with lr/10 and "
                              "the next seed (default: %(default)s)")
@@ -89,9 +89,6 @@ def _add_reproduce_arguments(parser):
     parser.add_argument("--out", default=defaults.out,
                         help="where tables, figure and the resumable cache go (default: "
                              "%(default)s)")
-    parser.add_argument("--device", default=defaults.device,
-                        help="auto, cpu, cuda ... (default: %(default)s: cuda when "
-                             "available)")
     parser.add_argument("--seed", type=int, default=defaults.seed,
                         help="seed of run 1; run k uses seed + k - 1 (default: "
                              "%(default)s)")
@@ -107,7 +104,7 @@ def _add_reproduce_arguments(parser):
                         metavar=("TRAIN", "VALIDATION", "TEST"),
                         help="fractions of the in-distribution data (default: the paper's "
                              "60k/20k/200k proportions)")
-    _add_common_arguments(parser)
+    _add_common_arguments(parser, device=defaults.device)
 
 
 def _reproduce_config(args):
@@ -118,12 +115,6 @@ def _reproduce_config(args):
     if args.split is not None:
         config.split = tuple(args.split)
     return config
-
-
-def run_reproduce(args):
-    """``skgradunc reproduce``: run (or resume) the protocol with ``args``' settings."""
-    from .experiments import run_protocol
-    run_protocol(_reproduce_config(args))
 
 
 EXIT_STATUS = (f"Exit status: 0 done, {EXIT_ERROR} failed while running (one line on "
@@ -152,7 +143,8 @@ def _check_train_arguments(args):
     """The values ``skgradunc train`` cannot run with, refused before any work."""
     from ._validation import (check_fraction, check_non_negative_int, check_positive_int,
                               check_positive_real)
-    from .experiments.checks import check_device, check_seed
+    from ._device import check_device
+    from .experiments.checks import check_seed
     check_positive_int(args.epochs, "epochs", optional=True)
     check_positive_real(args.lr, "lr", optional=True)
     check_positive_int(args.batch_size, "batch_size")

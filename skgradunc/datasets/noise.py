@@ -1,9 +1,9 @@
 """Noise images: the paper's simplest out-of-distribution concept."""
 
-import numbers
-
 import numpy as np
 from sklearn.utils import check_random_state
+
+from .._validation import check_positive_int, is_int
 
 __all__ = ["make_noise"]
 
@@ -33,8 +33,7 @@ def make_noise(n_samples, *, kind="uniform", shape=(1, 28, 28), random_state=Non
     >>> make_noise(200, kind="uniform", random_state=0).shape
     (200, 1, 28, 28)
     """
-    if not isinstance(n_samples, numbers.Integral) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    check_positive_int(n_samples, "n_samples")
     if kind not in ("uniform", "normal"):
         raise ValueError(f"kind must be 'uniform' or 'normal', got {kind!r}")
     shape = _check_shape(shape)
@@ -51,8 +50,7 @@ def _check_shape(shape):
     """The shape of one image as a tuple of ints; a bare 28 or a float size is refused
     (28 alone does not say how many channels, and 28.5 pixels do not exist)."""
     sizes = tuple(shape) if isinstance(shape, (tuple, list)) else None
-    if (not sizes or not all(isinstance(s, numbers.Integral) for s in sizes)
-            or min(sizes) < 1):
+    if not sizes or not all(is_int(s) and s >= 1 for s in sizes):
         raise ValueError(f"shape must be a tuple of positive ints such as (1, 28, 28) "
                          f"(one image, e.g. X.shape[1:]), got {shape!r}")
     return tuple(int(s) for s in sizes)

@@ -5,13 +5,11 @@ Each raises a ``ValueError`` naming the setting, what it must be and the value g
 that a bad value is refused before any work instead of being replaced or misused.
 """
 
-import torch
 from skorch.callbacks import Callback
 
-from .._device import resolve_device
 from .._validation import is_int
 
-__all__ = ["check_seed", "check_device", "CompletedEpochs", "raise_if_interrupted"]
+__all__ = ["check_seed", "CompletedEpochs", "raise_if_interrupted"]
 
 SEED_LIMIT = 2 ** 32  # numpy's RandomState takes seeds below this
 
@@ -21,18 +19,6 @@ def check_seed(value, name, *, count=1):
     top = SEED_LIMIT - count
     if not is_int(value) or not 0 <= value <= top:
         raise ValueError(f"{name} must be an integer from 0 to {top}, got {value!r}")
-
-
-def check_device(device):
-    """A device torch knows, and CUDA only where there is one."""
-    try:
-        resolved = resolve_device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N "
-                         f"({exc})") from exc
-    if resolved.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; use "
-                         "--device cpu (or auto)")
 
 
 class CompletedEpochs(Callback):

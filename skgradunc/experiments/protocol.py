@@ -7,9 +7,9 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .. import __version__
-from .._device import resolve_device
+from .._device import check_device, resolve_device
 from .._validation import check_positive_int, check_positive_real, is_finite_real
-from .checks import check_device, check_seed
+from .checks import check_seed
 from .data import DATA_SETS, load_experiment_data
 from .figures import write_figure2
 from .io import write_json
