@@ -149,10 +149,7 @@ def check_scores(output, kind, guessed=False, offset=0, for_gradients=True):
             "a logit or a probability; say which: output='logits' (BCEWithLogitsLoss) or "
             "output='probabilities' (a final sigmoid)")
     if kind == "probabilities":
-        valid = ((scores >= -_TOLERANCE) & (scores <= 1 + _TOLERANCE)).all(dim=1)
-        if q > 1:
-            valid &= (scores.sum(dim=1) - 1).abs() <= _SUM_TOLERANCE
-        _refuse_invalid(scores, valid, kind, offset,
+        _refuse_invalid(scores, _probability_rows(scores), kind, offset,
                         "values in [0, 1]" + (", summing to 1" if q > 1 else ""))
     elif kind == "log_probabilities":
         valid = (scores <= _TOLERANCE).all(dim=1)
@@ -161,14 +158,21 @@ def check_scores(output, kind, guessed=False, offset=0, for_gradients=True):
         _refuse_invalid(scores, valid, kind, offset,
                         "values <= 0" + (", exp summing to 1" if q > 1 else ""))
     elif guessed and for_gradients and q > 1:
-        normalised = ((scores >= -_TOLERANCE) & (scores <= 1 + _TOLERANCE)).all(dim=1) \
-            & ((scores.sum(dim=1) - 1).abs() <= _SUM_TOLERANCE)
-        if normalised.all():
+        if _probability_rows(scores).all():
             raise NetworkOutputError(
                 "the network's outputs look like probabilities (every row is non-negative "
                 "and sums to 1), but they are read as logits, which gives wrong gradients "
                 "and softmax features; pass output='probabilities' (or output='logits' if "
                 "they really are logits)")
+
+
+def _probability_rows(scores):
+    """Which rows of (n, q) scores are probabilities: in [0, 1] and, for q > 1, summing
+    to 1, within float32 rounding."""
+    rows = ((scores >= -_TOLERANCE) & (scores <= 1 + _TOLERANCE)).all(dim=1)
+    if scores.shape[1] > 1:
+        rows &= (scores.sum(dim=1) - 1).abs() <= _SUM_TOLERANCE
+    return rows
 
 
 def _refuse_invalid(scores, valid, kind, offset, what):
@@ -178,7 +182,7 @@ def _refuse_invalid(scores, valid, kind, offset, what):
     row = scores[first]
     if kind == "probabilities" and (row <= 0).all():
         hint = "log_probabilities"
-    elif kind == "log_probabilities" and (row >= 0).all() and (row <= 1).all():
+    elif kind == "log_probabilities" and _probability_rows(row[None]).all():
         hint = "probabilities"
     else:
         hint = "logits"

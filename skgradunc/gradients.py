@@ -271,14 +271,15 @@ class GradientFeatureEngine:
         found anew otherwise.
     output : {"logits", "probabilities", "log_probabilities"}, default="logits"
         What the module returns (:mod:`skgradunc._outputs`).
-    check_output : bool, default=False
-        The kind was guessed: refuse the ambiguous outputs (:func:`check_scores`).
+    output_guessed : bool, default=False
+        Nobody said what the module returns: refuse the ambiguous outputs
+        (:func:`~skgradunc._outputs.check_scores`).
     strategy : one of STRATEGIES or None
         Found by :meth:`probe` (run on the first chunk when None).
     """
 
     def __init__(self, module, target, groups, statistics, include_network, softmax,
-                 device, overwritten=(), *, output="logits", check_output=False,
+                 device, overwritten=(), *, output="logits", output_guessed=False,
                  strategy=None):
         self.module = module
         self.target = target
@@ -288,8 +289,10 @@ class GradientFeatureEngine:
         self.softmax = tuple(softmax)
         self.device = torch.device(device)
         self.output = output
-        self.check_output = check_output
+        self.output_guessed = output_guessed
         self.trainable = trainable_parameters(module)
+        if strategy is not None and strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         self.layers = _per_layer_modules(module, self.trainable)
         if strategy == "per-layer" and self.layers is None:
             raise ValueError(
@@ -533,7 +536,7 @@ class GradientFeatureEngine:
 
     def _chunk_features(self, summaries, scores, offset=0):
         # the class scores are checked (NaN, probabilities that are not) before use
-        check_scores(scores, self.output, self.check_output, offset)
+        check_scores(scores, self.output, self.output_guessed, offset)
         # one summary per parameter tensor; groups and the network combine them exactly
         columns = []
         if self.statistics:

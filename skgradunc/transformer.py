@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from ._device import resolve_device
+from ._device import check_device
 from ._outputs import NetworkOutputError, resolve_output
 from ._validation import check_positive_int, check_samples
 from .gradients import TARGETS, GradientFeatureEngine, UnsupportedNetworkError, resolve_groups
@@ -256,9 +256,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         check_positive_int(self.batch_size, "batch_size")
         if self.max_memory is not None:
             check_positive_int(self.max_memory, "max_memory")
-        device = resolve_device(self.device)
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r} but CUDA is not available here")
+        device = check_device(self.device)
         if not statistics and not softmax:
             raise ValueError("no features requested: statistics and softmax_features are empty")
         return statistics, softmax, device
@@ -297,8 +295,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self.input_shape_ = tuple(X.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
         self.groups_ = resolve_groups(self.module_, self.groups)
-        self.output_ = self._check_output_kind(self.estimator_)[0]
         engine = self._engine(statistics, softmax, device, overwritten=(), strategy=None)
+        self.output_ = engine.output
         self.feature_names_out_ = np.asarray(engine.feature_names(), dtype=object)
         # settled once on two samples, so that transform's chunks all take the same path:
         # the engine, the tensors in-place operations overwrite, the output's validity
@@ -309,21 +307,21 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         return self
 
     def _check_output_kind(self, estimator):
-        """(kind, checked) of :func:`skgradunc._outputs.resolve_output`, for ``target``."""
-        kind, checked = resolve_output(self.output, estimator)
+        """(kind, guessed) of :func:`skgradunc._outputs.resolve_output`, for ``target``."""
+        kind, guessed = resolve_output(self.output, estimator)
         if self.target == "all_ones" and kind != "logits":
             raise ValueError(
                 f"target='all_ones' takes per-class sigmoids of the logits, but the network "
                 f"returns {kind.replace('_', '-')} (output={self.output!r}); use a network "
                 "that returns logits, or another target")
-        return kind, checked
+        return kind, guessed
 
     def _engine(self, statistics, softmax, device, overwritten=None, strategy=None):
-        kind, checked = self._check_output_kind(self.estimator_)
+        kind, guessed = self._check_output_kind(self.estimator_)
         return GradientFeatureEngine(
             self.module_, self.target, self.groups_, statistics, self.include_network, softmax,
             device, self.overwritten_ if overwritten is None else overwritten,
-            output=kind, check_output=checked, strategy=strategy)
+            output=kind, output_guessed=guessed, strategy=strategy)
 
     def transform(self, X):
         """Gradient statistics and softmax features, float64 (n_samples, n_features_out)."""
