@@ -7,7 +7,8 @@ import numpy as np
 import scipy.sparse
 import torch
 
-__all__ = ["check_images", "check_labels", "check_samples", "as_float32_array", "is_int",
+__all__ = ["check_images", "image_layout", "check_labels", "check_samples", "sample_layout",
+           "check_finite", "as_float32_array", "is_int",
            "is_finite_real", "check_number", "check_positive_int", "check_non_negative_int",
            "check_positive_real", "check_fraction"]
 
@@ -32,13 +33,18 @@ def check_images(X, input_shape=None, name="X"):
     name : str
         Name used in error messages.
     """
-    X = as_float32_array(X, name)
+    X = image_layout(as_float32_array(X, name), input_shape, name)
+    return np.ascontiguousarray(check_finite(X, name))
+
+
+def image_layout(X, input_shape=None, name="X"):
+    """:func:`check_images`' shape rules alone, for a numpy array or a tensor of samples."""
     if X.ndim == 3:
         X = X[:, None]
     elif X.ndim == 2:
         if input_shape is None:
             raise ValueError(
-                f"{name} is 2-D {X.shape} but the image shape is unknown; pass images "
+                f"{name} is 2-D {tuple(X.shape)} but the image shape is unknown; pass images "
                 "as (n, channels, height, width) or set the module's in_channels/image_size")
         if X.shape[1] != int(np.prod(input_shape)):
             raise ValueError(
@@ -48,12 +54,12 @@ def check_images(X, input_shape=None, name="X"):
     elif X.ndim != 4:
         raise ValueError(
             f"{name} must be 4-D (n, channels, height, width), 3-D (n, height, width) or "
-            f"2-D (n, features); got {X.ndim}-D shape {X.shape}")
+            f"2-D (n, features); got {X.ndim}-D shape {tuple(X.shape)}")
     if input_shape is not None and tuple(X.shape[1:]) != tuple(input_shape):
         raise ValueError(
             f"{name} has images of shape {tuple(X.shape[1:])} (channels, height, width); "
             f"the network expects {tuple(input_shape)}")
-    return _check_finite(X, name)
+    return X
 
 
 def as_float32_array(X, name="X"):
@@ -62,7 +68,8 @@ def as_float32_array(X, name="X"):
         raise TypeError(f"sparse input is not supported: {name} is a sparse matrix; pass a "
                         "dense array (X.toarray())")
     if isinstance(X, torch.Tensor):
-        X = X.detach().cpu().numpy()
+        X = X.detach().cpu()
+        X = (X.float() if X.dtype == torch.bfloat16 else X).numpy()  # numpy has no bfloat16
     try:
         X = np.asarray(X)
     except (ValueError, TypeError) as exc:
@@ -84,12 +91,19 @@ def as_float32_array(X, name="X"):
     return X
 
 
-def _check_finite(X, name):
-    finite = np.isfinite(X)
-    if not finite.all():
-        bad = int((~finite).reshape(len(X), -1).any(axis=1).sum())
-        raise ValueError(f"{name} contains NaN or infinity in {bad} of {len(X)} samples")
-    return np.ascontiguousarray(X)
+def check_finite(X, name="X", offset=None):
+    """Refuse NaN or infinity in X (numpy array or tensor, first axis = samples), naming
+    the first bad sample; ``offset``: X is a block of a larger input starting there."""
+    finite = torch.isfinite(X) if isinstance(X, torch.Tensor) else np.isfinite(X)
+    if bool(finite.all()):
+        return X
+    bad_rows = ~finite.reshape(len(X), -1).all(1)
+    bad_rows = bad_rows.cpu().numpy() if isinstance(bad_rows, torch.Tensor) else bad_rows
+    first, count = int(np.argmax(bad_rows)), int(bad_rows.sum())
+    where = f"{len(X)} samples" if offset is None else \
+        f"the {len(X)} samples from sample {offset} on"
+    raise ValueError(f"{name} contains NaN or infinity in {count} of {where} (first: sample "
+                     f"{(offset or 0) + first})")
 
 
 def check_samples(X, sample_shape=None, name="X", owner="the network"):
@@ -99,20 +113,25 @@ def check_samples(X, sample_shape=None, name="X", owner="the network"):
     otherwise X must be at least 2-D, and when ``sample_shape`` is known each
     sample must have that shape.
     """
+    X = sample_layout(as_float32_array(X, name), sample_shape, name, owner)
+    return np.ascontiguousarray(check_finite(X, name))
+
+
+def sample_layout(X, sample_shape=None, name="X", owner="the network"):
+    """:func:`check_samples`' shape rules alone, for a numpy array or a tensor."""
     if sample_shape is not None and len(sample_shape) == 3:
-        return check_images(X, sample_shape, name=name)
-    X = as_float32_array(X, name)
+        return image_layout(X, sample_shape, name=name)
     if X.ndim < 2:
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features) or an image batch, got shape "
-            f"{X.shape}. Reshape your data: X.reshape(1, -1) for a single sample")
+            f"{tuple(X.shape)}. Reshape your data: X.reshape(1, -1) for a single sample")
     if sample_shape is not None and tuple(X.shape[1:]) != tuple(sample_shape):
         if X.ndim == 2 and len(sample_shape) == 1:
             raise ValueError(f"{name} has {X.shape[1]} features, but {owner} is expecting "
                              f"{sample_shape[0]} features as input")
         raise ValueError(f"{name} has samples of shape {tuple(X.shape[1:])}, {owner} expects "
                          f"{tuple(sample_shape)}")
-    return _check_finite(X, name)
+    return X
 
 
 def check_labels(y, n_samples, n_classes=None, name="y"):

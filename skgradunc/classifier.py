@@ -8,6 +8,7 @@ from skorch import NeuralNetClassifier
 from skorch.callbacks import LRScheduler
 from skorch.dataset import ValidSplit
 from torch.optim.lr_scheduler import ReduceLROnPlateau
+from skorch.helper import SliceDataset
 from torch.utils.data import Dataset
 
 from ._device import AutoDeviceMixin
@@ -231,14 +232,14 @@ class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
         self : CNNClassifier
         """
         self._check_hyperparameters()
-        if not isinstance(X, Dataset):
+        if not isinstance(X, (Dataset, SliceDataset)):
             X, y = self._check_training_data(X, y, continuing=self.warm_start)
         return self._seeded(super().fit, X, y, **fit_params)
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train for ``max_epochs`` more epochs, keeping the current weights."""
         self._check_hyperparameters()
-        if not isinstance(X, Dataset):
+        if not isinstance(X, (Dataset, SliceDataset)):
             # skorch's fit also lands here, after initialising: checks are then cheap
             X, y = self._check_training_data(X, y, continuing=True)
         return self._seeded(super().partial_fit, X, y, classes=classes, **fit_params)
@@ -290,7 +291,7 @@ class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
 
     # -- prediction ----------------------------------------------------------
     def _check_predict_input(self, X):
-        if isinstance(X, Dataset):
+        if isinstance(X, (Dataset, SliceDataset)):
             return X
         self.check_is_fitted()
         return check_images(X, self._expected_input_shape())

@@ -16,6 +16,7 @@ import warnings
 from collections import OrderedDict
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
@@ -568,50 +569,87 @@ class GradientFeatureEngine:
         per_sample = self.BYTES_PER_MATERIALISED_PARAMETER * max(materialised, 1)
         return max(1, min(batch_size, int(max_memory // per_sample)))
 
-    def transform(self, X, batch_size, max_memory=None):
-        """Features for X (numpy float32, first axis = samples) as float64 numpy.
+    def transform(self, samples, batch_size, max_memory=None, progress=None):
+        """Features of ``samples`` (a reader of :mod:`skgradunc._data`) as float64 numpy.
 
-        X goes to the device once when it fits in ``max_memory`` (on the CPU it is only
-        wrapped), else chunk by chunk; features stay on the device until one copy back
-        at the end. The module gets private copies: X is never changed, even by a network
-        working in place on its input. Running out of GPU memory halves the chunk and
-        retries it (with a warning), down to one sample."""
+        Blocks of the chunk size are read (ahead, in a thread, for inputs on the host) and
+        each chunk goes to the device as a private copy: X is never changed, even by a
+        network working in place on its input. Memory does not grow with the number of
+        samples, but for the result: on the CPU each chunk's features are written into it
+        as they are done; on a GPU they stay there until one copy back at the end.
+        Running out of GPU memory halves the chunk and retries it (with a warning), down
+        to one sample. ``progress``: called with the number of samples of each chunk
+        done."""
         params, frozen = self._weights_on_device()
-        data = torch.from_numpy(X)
-        if max_memory is None or X.nbytes <= max_memory:
-            data = data.to(self.device)
         with evaluation_mode(self.module):
             if not self._probed:
-                self.probe(data[:2], max_memory)
+                self.probe(samples.head(2), max_memory)
             summaries = self._summary_function(max_memory)
             chunk = self.chunk_size(batch_size, max_memory)
-            outputs, start = [], 0
-            while start < len(X):
-                x = data[start:start + chunk].to(self.device, copy=True)
-                try:
-                    outputs.append(self._chunk_features(*summaries(params, frozen, x),
-                                                        offset=start))
-                except _NotPerLayer as exc:
-                    # a use the probe's samples did not show: a branch only other inputs
-                    # take, data-dependent control flow that vmap cannot batch either
-                    warnings.warn(f"{exc}, for the samples from {start} on; per-sample "
-                                  "gradients are computed by autograd one sample at a time "
-                                  "from here (exact, slower)", RuntimeWarning)
-                    self._use("loop")
-                    summaries = self._summary_function(max_memory)
-                    continue
-                except torch.cuda.OutOfMemoryError:
-                    if len(x) == 1:
-                        raise
-                    chunk = len(x) // 2
-                    del x
-                    if self.device.type == "cuda":
-                        torch.cuda.empty_cache()
-                    warnings.warn(f"out of GPU memory; retrying with chunks of {chunk} samples "
-                                  "(a smaller batch_size avoids the retry)", RuntimeWarning)
-                    continue
-                start += chunk
-        return torch.cat(outputs).cpu().numpy()  # one copy back to the host
+            rows = _Rows(samples, self.device)
+            for start, block, _ in samples.blocks(chunk):
+                done = 0
+                while done < len(block):
+                    x = block[done:done + chunk].to(self.device, copy=True)
+                    try:
+                        features = self._chunk_features(*summaries(params, frozen, x),
+                                                        offset=start + done)
+                    except _NotPerLayer as exc:
+                        # a use the probe's samples did not show: a branch only other
+                        # inputs take, data-dependent control flow vmap cannot batch either
+                        warnings.warn(f"{exc}, for the samples from {start + done} on; "
+                                      "per-sample gradients are computed by autograd one "
+                                      "sample at a time from here (exact, slower)",
+                                      RuntimeWarning)
+                        self._use("loop")
+                        summaries = self._summary_function(max_memory)
+                        continue
+                    except torch.cuda.OutOfMemoryError:
+                        if len(x) == 1:
+                            raise
+                        chunk = len(x) // 2
+                        del x
+                        if self.device.type == "cuda":
+                            torch.cuda.empty_cache()
+                        warnings.warn(f"out of GPU memory; retrying with chunks of {chunk} "
+                                      "samples (a smaller batch_size avoids the retry)",
+                                      RuntimeWarning)
+                        continue
+                    rows.add(features)
+                    done += len(x)
+                    if progress is not None:
+                        progress(len(x))
+        return rows.result()
+
+
+class _Rows:
+    """The features, chunk by chunk: written into one host array as they come when
+    computing on the CPU with the number of samples known (nothing else is held); on a
+    GPU (or for an iterable of unknown length) kept as they are and joined once at the
+    end (one copy back to the host)."""
+
+    def __init__(self, samples, device):
+        self.samples, self.device = samples, device
+        self.direct = samples.n is not None and device.type == "cpu"
+        self.array, self.parts, self.filled = None, [], 0
+
+    def add(self, features):
+        n = self.samples.n
+        if self.direct:
+            if self.filled + len(features) > n:
+                raise ValueError(f"{self.samples.name} yielded more samples than its length "
+                                 f"{n}")
+            if self.array is None:
+                self.array = np.empty((n, features.shape[1]), dtype=np.float64)
+            self.array[self.filled:self.filled + len(features)] = features.numpy()
+        else:
+            self.parts.append(features)
+        self.filled += len(features)
+
+    def result(self):
+        if self.direct:
+            return self.array
+        return torch.cat(self.parts).cpu().numpy().astype(np.float64, copy=False)
 
 
 def _first_line(exc):

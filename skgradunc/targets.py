@@ -1,10 +1,15 @@
 """The meta target: was the network's prediction correct?"""
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 
 from ._outputs import check_scores, class_logits, resolve_output
-from ._validation import as_float32_array, check_samples
+from torch.utils.data import ConcatDataset, DataLoader, IterableDataset
+
+from ._data import Relabelled, as_samples, is_dataset, item_array, item_of, value_scale
+from ._validation import as_float32_array
 from .gradients import evaluation_mode
 
 __all__ = ["correctness_target", "append_out_of_distribution", "OUT_OF_DISTRIBUTION"]
@@ -12,28 +17,44 @@ __all__ = ["correctness_target", "append_out_of_distribution", "OUT_OF_DISTRIBUT
 OUT_OF_DISTRIBUTION = -1
 
 
-def _predict(estimator, X, output, batch_size=1024):
-    """Predicted classes and the labels the network knows."""
-    if isinstance(estimator, torch.nn.Module):
-        kind, guessed = resolve_output(output, estimator)
-        X = check_samples(X, getattr(estimator, "input_shape", None))
-        device = next(iter(estimator.parameters()), torch.empty(0)).device
-        predicted = []
-        with torch.no_grad(), evaluation_mode(estimator):
-            for start in range(0, len(X), batch_size):
+def _input_shape(estimator):
+    for candidate in (estimator, getattr(estimator, "estimator", None)):
+        shape = getattr(candidate, "input_shape", None) or getattr(candidate, "input_shape_",
+                                                                   None)
+        if shape is not None:
+            return tuple(shape)
+    return None
+
+
+def _predict(estimator, samples, output, labels, batch_size=1024):
+    """(predicted classes, the labels the network knows, labels read from the items or
+    None), block by block."""
+    predicted, read = [], []
+    module = estimator if isinstance(estimator, torch.nn.Module) else None
+    if module is not None:
+        kind, guessed = resolve_output(output, module)
+        device = next(iter(module.parameters()), torch.empty(0)).device
+    elif not hasattr(estimator, "predict"):
+        raise TypeError(f"{type(estimator).__name__} has no predict method: pass a fitted "
+                        "classifier, FrozenEstimator(classifier) or a torch module")
+    known = None
+    with torch.no_grad(), (evaluation_mode(module) if module is not None else nullcontext()):
+        for start, x, y in samples.blocks(batch_size, labels=labels):
+            if module is None:
+                predicted.append(np.asarray(estimator.predict(x.numpy())))
+            else:
                 # a copy: the module may work in place on its input, and X is the caller's
-                x = torch.tensor(X[start:start + batch_size], device=device)
-                scores = estimator(x)
+                scores = module(x.to(device, copy=True))
                 logits = class_logits(scores, kind, len(x))
                 # argmax: (n, q) probabilities do as well as logits, one score does not
                 check_scores(scores, kind, guessed, offset=start, for_gradients=False)
-                predicted.append(logits.argmax(1).cpu())
-        return torch.cat(predicted).numpy(), np.arange(logits.shape[1])
-    if not hasattr(estimator, "predict"):
-        raise TypeError(f"{type(estimator).__name__} has no predict method: pass a fitted "
-                        "classifier, FrozenEstimator(classifier) or a torch module")
-    predictions = np.asarray(estimator.predict(X))
-    return predictions, np.asarray(getattr(estimator, "classes_", np.unique(predictions)))
+                predicted.append(logits.argmax(1).cpu().numpy())
+                known = np.arange(logits.shape[1])
+            read.append(y)
+    predictions = np.concatenate(predicted)
+    if known is None:
+        known = np.asarray(getattr(estimator, "classes_", np.unique(predictions)))
+    return predictions, known, (np.concatenate(read) if labels else None)
 
 
 def _rows(X, rows):
@@ -45,18 +66,39 @@ def _rows(X, rows):
     return np.asarray(X)[rows]
 
 
-def correctness_target(estimator, X, y, *, output="auto"):
+def _in_memory(X):
+    """Inputs predicted as they are (an estimator's predict may want its DataFrame)."""
+    return not (is_dataset(X) or isinstance(X, (np.memmap, torch.Tensor)))
+
+
+def _check_labels(y, n_samples):
+    y = np.asarray(y.detach().cpu() if isinstance(y, torch.Tensor) else y)
+    if y.ndim != 1:
+        raise ValueError(f"y must be 1-D labels, got shape {y.shape}")
+    if n_samples is not None and len(y) != n_samples:
+        raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError("y contains NaN or infinity")
+    return y
+
+
+def correctness_target(estimator, X, y=None, *, output="auto"):
     """1 where the network's prediction equals ``y``, 0 where it is wrong or OoD.
 
     Rows whose label is -1 are out of distribution ("known unknowns"): their target
-    is 0 whatever the network predicts (they are not even predicted).
+    is 0 whatever the network predicts.
 
     Parameters
     ----------
     estimator : fitted classifier, FrozenEstimator, or torch.nn.Module returning logits
-    X : array-like of inputs the network takes
-    y : array-like of shape (n_samples,)
-        True labels, or -1 for out-of-distribution rows.
+    X : array-like, tensor, Dataset, SliceDataset or DataLoader
+        Inputs the network takes, in any form
+        :meth:`GradientMetricTransformer.transform` reads, streamed block by block
+        (a memmap or a dataset is never read whole).
+    y : array-like of shape (n_samples,), optional
+        True labels, or -1 for out-of-distribution rows. None: read from X's items
+        ``(x, y, ...)`` (a Dataset, a ``SliceDataset`` of one, a DataLoader), in the
+        same pass as the predictions.
     output : {"auto", "logits", "probabilities", "log_probabilities"}, default="auto"
         What a torch module returns, as in :class:`GradientMetricTransformer`; it
         matters only for one score per sample (a two-class network): a logit predicts
@@ -77,29 +119,38 @@ def correctness_target(estimator, X, y, *, output="auto"):
     >>> X = np.array([[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]], dtype=np.float32)
     >>> correctness_target(net, X, [0, 0, -1])       # predicted 0, 1, (OoD)
     array([1, 0, 0])
+    >>> from torch.utils.data import TensorDataset  # labels read from (x, y) items
+    >>> correctness_target(net, TensorDataset(torch.from_numpy(X), torch.tensor([0, 1, -1])))
+    array([1, 1, 0])
     """
     resolve_output(output, None)   # a valid name, whatever the estimator
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y must be 1-D labels, got shape {y.shape}")
-    n_samples = len(X) if hasattr(X, "__len__") else np.asarray(X).shape[0]
-    if len(y) != n_samples:
-        raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples")
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise ValueError("y contains NaN or infinity")
+    samples = as_samples(X, _input_shape(estimator))
+    if y is None:
+        predictions, known, y = _predict(estimator, samples, output, labels=True)
+        y = _check_labels(y, None)
+        inside = y != OUT_OF_DISTRIBUTION
+        predictions = predictions[inside]
+    else:
+        y = _check_labels(y, samples.n)
+        inside = y != OUT_OF_DISTRIBUTION
+        if not inside.any():
+            return np.zeros(len(y), dtype=np.int64)
+        subset = _in_memory(X) and not inside.all()
+        if subset:   # only the in-distribution rows are predicted
+            samples = as_samples(_rows(X, np.flatnonzero(inside)), _input_shape(estimator))
+        predictions, known, _ = _predict(estimator, samples, output, labels=False)
+        if not subset:
+            if len(predictions) != len(y):   # an iterable's length is known only now
+                raise ValueError(f"y has {len(y)} labels but X has {len(predictions)} "
+                                 "samples")
+            predictions = predictions[inside]
     target = np.zeros(len(y), dtype=np.int64)
-    inside = y != OUT_OF_DISTRIBUTION
-    if not inside.any():
-        return target
-    rows = np.flatnonzero(inside)
-    X_inside = _rows(X, rows) if len(rows) < len(y) else X
-    predictions, known = _predict(estimator, X_inside, output)
     unknown = np.setdiff1d(np.unique(y[inside]), known)
     if len(unknown):
         raise ValueError(
             f"y has labels the network does not know: {unknown[:10].tolist()} (known: "
             f"{known[:20].tolist()}); mark out-of-distribution rows with -1")
-    target[rows] = predictions == y[inside]
+    target[inside] = predictions == y[inside]
     return target
 
 
@@ -113,10 +164,23 @@ def append_out_of_distribution(X, y, X_ood):
     them: uint8 images are scaled by 1/255 (0-255 -> [0, 1]); other integer dtypes are
     refused as ambiguous.
 
+    Parameters
+    ----------
+    X : array-like, tensor, Dataset or SliceDataset
+        In-distribution samples.
+    y : array-like of shape (n_samples,) or None
+        Their labels; None when X is a dataset whose items ``(x, y)`` carry them.
+    X_ood : array-like, tensor, Dataset or SliceDataset
+        Out-of-distribution samples, of the same shape.
+
     Returns
     -------
-    X_all : ndarray, X followed by X_ood
-    y_all : ndarray, y followed by -1 for every row of X_ood
+    X_all : ndarray, or torch ConcatDataset when X or X_ood is a dataset
+        X followed by X_ood. From datasets nothing is read but the first samples: the
+        result's items are ``(x, label)``, the OoD ones labelled -1, read when needed
+        (wrap it in skorch's ``SliceDataset`` for scikit-learn's splitters).
+    y_all : ndarray, y followed by -1 for every row of X_ood; None when y is None
+        (the labels are then the items' own, as :func:`correctness_target` reads them)
 
     Examples
     --------
@@ -126,6 +190,10 @@ def append_out_of_distribution(X, y, X_ood):
     >>> X_all.shape, y_all.tolist()
     ((3, 3), [4, 7, -1])
     """
+    if is_dataset(X) or is_dataset(X_ood):
+        return _append_datasets(X, y, X_ood)
+    if y is None:
+        raise ValueError("y is None, but X is an array, which carries no labels: pass y")
     X, X_ood, y = np.asarray(X), np.asarray(X_ood), np.asarray(y)
     if X.shape[1:] != X_ood.shape[1:]:
         raise ValueError(f"X_ood has samples of shape {X_ood.shape[1:]}, X has {X.shape[1:]}")
@@ -138,3 +206,31 @@ def append_out_of_distribution(X, y, X_ood):
     labels = np.full(len(X_ood), OUT_OF_DISTRIBUTION,
                      dtype=np.result_type(y.dtype, np.int64))
     return np.concatenate([X, X_ood]), np.concatenate([y, labels])
+
+
+def _append_datasets(X, y, X_ood):
+    """append_out_of_distribution for datasets: a lazy ConcatDataset of (x, label)."""
+    first = {}
+    for name, data in (("X", X), ("X_ood", X_ood)):
+        if isinstance(data, (DataLoader, IterableDataset)):
+            raise TypeError(f"{name} is a {type(data).__name__}; append_out_of_distribution "
+                            "needs indexable samples: an array, a tensor, a Dataset or a "
+                            "SliceDataset")
+        if len(data) == 0:
+            raise ValueError(f"{name} is empty: it holds no samples")
+        first[name] = item_array(item_of(data, 0, name)[0], 0, name)
+    if first["X"].shape != first["X_ood"].shape:
+        raise ValueError(f"X_ood has samples of shape {first['X_ood'].shape}, X has "
+                         f"{first['X'].shape}")
+    if y is None and not is_dataset(X):
+        raise ValueError("y is None, but X is an array, which carries no labels: pass y")
+    if y is not None:
+        y = _check_labels(y, len(X))
+    # mixed dtypes: both on the float scale, as for arrays
+    as_float = value_scale(first["X"].dtype) != value_scale(first["X_ood"].dtype)
+    X_all = ConcatDataset([Relabelled(X, y, as_float),
+                           Relabelled(X_ood, OUT_OF_DISTRIBUTION, as_float)])
+    if y is None:
+        return X_all, None
+    labels = np.full(len(X_ood), OUT_OF_DISTRIBUTION, dtype=np.result_type(y.dtype, np.int64))
+    return X_all, np.concatenate([y, labels])

@@ -9,9 +9,12 @@ from sklearn.base import BaseEstimator, TransformerMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from tqdm.auto import tqdm
+
+from ._data import as_samples, from_input, is_dataset
 from ._device import check_device
 from ._outputs import NetworkOutputError, resolve_output
-from ._validation import check_positive_int, check_samples
+from ._validation import check_number, check_positive_int, check_samples, is_int
 from .gradients import TARGETS, GradientFeatureEngine, UnsupportedNetworkError, resolve_groups
 from .statistics import SOFTMAX_FEATURES, STATISTICS
 
@@ -74,15 +77,25 @@ def _names(value, allowed, what):
 
 
 @contextmanager
-def _network_errors(X):
+def _network_errors(sample_shape):
     """Errors of the network on X reported as the inputs' problem."""
     try:
         yield
     except (torch.cuda.OutOfMemoryError, NetworkOutputError, UnsupportedNetworkError):
         raise  # out of memory even one sample at a time, the output, the engine: not X
     except (RuntimeError, ValueError, IndexError) as exc:
+        if from_input(exc):
+            raise   # reading or validating X: its own message names the sample
         raise ValueError(f"the network could not process inputs of shape "
-                         f"{tuple(X.shape[1:])}: {exc}") from exc
+                         f"{tuple(sample_shape)}: {exc}") from exc
+
+
+@contextmanager
+def _progress(total, verbose):
+    """A progress bar (samples/s, ETA) when ``verbose``; yields its update function."""
+    with tqdm(total=total, unit="sample", desc="gradient features", disable=not verbose,
+              dynamic_ncols=True) as bar:
+        yield bar.update
 
 
 class GradientMetricTransformer(TransformerMixin, BaseEstimator):
@@ -149,6 +162,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         shrunk to fit. ``None``: no bound.
     device : str, default="auto"
         Where gradients are computed: ``"auto"`` = CUDA when available.
+    verbose : bool or int, default=False
+        Show a progress bar (samples/s, time left) while transforming.
     output : {"auto", "logits", "probabilities", "log_probabilities"}, \
             default="auto"
         What the module returns. Targets and softmax features are defined on
@@ -217,8 +232,9 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
 
     def __init__(self, estimator, *, target="predicted", groups="layer", statistics="all",
                  include_network=True, softmax_features=True, batch_size=256, max_memory=2**30,
-                 device="auto", output="auto"):
+                 device="auto", output="auto", verbose=False):
         self.estimator = estimator
+        self.verbose = verbose
         self.output = output
         self.target = target
         self.groups = groups
@@ -257,6 +273,9 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         if self.max_memory is not None:
             check_positive_int(self.max_memory, "max_memory")
         device = check_device(self.device)
+        check_number(self.verbose, "verbose",
+                     lambda v: isinstance(v, bool) or is_int(v) and v >= 0,
+                     "a bool or a non-negative integer")
         if not statistics and not softmax:
             raise ValueError("no features requested: statistics and softmax_features are empty")
         return statistics, softmax, device
@@ -266,8 +285,11 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like, (n_samples, ...)
-            Inputs as the network takes them, e.g. images (n, C, H, W).
+        X : array-like, tensor, Dataset, SliceDataset or DataLoader, (n_samples, ...)
+            Inputs as the network takes them, e.g. images (n, C, H, W); see
+            :meth:`transform`. Arrays and tensors are checked whole; inputs read from
+            where they live (memmaps, datasets, loaders) only in their first samples here,
+            and whole by :meth:`transform`.
         y : array-like, optional
             Only used to fit an unfitted estimator.
 
@@ -288,11 +310,16 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
                 "FrozenEstimator), or call fit(X, y)")
         else:
             # the network trains on what it will see in transform: validated float32
-            self.estimator_ = clone(self.estimator).fit(
-                check_samples(X, _sample_shape(self.estimator, None)), np.asarray(y))
+            # (a dataset goes to the estimator as it is: skorch reads it)
+            train_X = X if is_dataset(X) else check_samples(
+                X, _sample_shape(self.estimator, None))
+            self.estimator_ = clone(self.estimator).fit(train_X, np.asarray(y))
         self.module_ = _find_module(self.estimator_)
-        X = check_samples(X, _sample_shape(self.estimator_, self.module_))
-        self.input_shape_ = tuple(X.shape[1:])
+        samples = as_samples(X, _sample_shape(self.estimator_, self.module_))
+        if samples.in_memory:
+            samples.check_all()
+        head = samples.head(2)
+        self.input_shape_ = tuple(head.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
         self.groups_ = resolve_groups(self.module_, self.groups)
         engine = self._engine(statistics, softmax, device, overwritten=(), strategy=None)
@@ -300,8 +327,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self.feature_names_out_ = np.asarray(engine.feature_names(), dtype=object)
         # settled once on two samples, so that transform's chunks all take the same path:
         # the engine, the tensors in-place operations overwrite, the output's validity
-        with _network_errors(X):
-            self.strategy_ = engine.probe(torch.from_numpy(X[:2]), self.max_memory)
+        with _network_errors(self.input_shape_):
+            self.strategy_ = engine.probe(head, self.max_memory)
         self.overwritten_ = engine.overwritten
         self.trainable_ = list(engine.trainable)
         return self
@@ -324,10 +351,27 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             output=kind, output_guessed=guessed, strategy=strategy)
 
     def transform(self, X):
-        """Gradient statistics and softmax features, float64 (n_samples, n_features_out)."""
+        """Gradient statistics and softmax features, float64 (n_samples, n_features_out).
+
+        Parameters
+        ----------
+        X : array-like, tensor, Dataset, SliceDataset or DataLoader, (n_samples, ...)
+            The samples, read block by block: a numpy array or ``np.memmap`` (never
+            read whole), a tensor (a CUDA tensor is read where it lives), a torch
+            ``Dataset`` or ``IterableDataset`` whose items are ``x`` or ``(x, y, ...)``,
+            skorch's ``SliceDataset`` (what scikit-learn's splitters can index), or a
+            ``DataLoader`` (not shuffling), its batches re-cut to ``batch_size``. uint8
+            values are image bytes, scaled by 1/255; anything else must be float.
+            Host inputs are read in a background thread, ahead of the computation.
+
+        Returns
+        -------
+        features : ndarray of float64, shape (n_samples, n_features_out)
+            The only memory that grows with the number of samples.
+        """
         check_is_fitted(self, "groups_")
         statistics, softmax, device = self._check_params()
-        X = check_samples(X, self.input_shape_, owner=type(self).__name__)
+        samples = as_samples(X, self.input_shape_, owner=type(self).__name__)
         engine = self._engine(statistics, softmax, device, strategy=self.strategy_)
         if (list(engine.feature_names()) != list(self.feature_names_out_)
                 or engine.output != self.output_):
@@ -337,8 +381,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
                 "the network's trainable parameters changed since fit (requires_grad was "
                 f"set on {sorted(set(engine.trainable) ^ set(self.trainable_))}), which "
                 "changes every gradient feature; call fit again")
-        with _network_errors(X):
-            return engine.transform(X, self.batch_size, self.max_memory)
+        with _network_errors(self.input_shape_), _progress(samples.n, self.verbose) as progress:
+            return engine.transform(samples, self.batch_size, self.max_memory, progress)
 
     def get_feature_names_out(self, input_features=None):
         """Feature names ``"<group>__<statistic>"`` in column order."""
