@@ -28,6 +28,25 @@ def test_meta_classification_reaches_the_targets(capsys):
     assert rows["softmax baseline"][0] > 0.85
 
 
+def test_own_model_and_dataset_reads_the_torch_pipeline(capsys):
+    """Issue 11's drop-in: PNG files through ImageFolder, a user's own module trained with
+    plain skorch, labels from the items, GridSearchCV on a SliceDataset, noise appended to
+    a Dataset as known unknowns."""
+    out = run("own_model_and_dataset.py", capsys)
+
+    def number(pattern):
+        return float(re.search(pattern + r"\s*([0-9.]+)", out).group(1))
+
+    assert number(r"test accuracy") >= 0.85                          # chance is 0.10
+    best = re.search(r"best params \{'metaclassifier__C': ([0-9.]+)\}", out)
+    assert best and float(best.group(1)) in (0.1, 1, 10)
+    assert number(r"cross-validated AUROC") >= 0.80                  # correct vs wrong
+    assert number(r"held-out AUROC") >= 0.80
+    digits_only = number(r"digits vs noise AUROC, meta classifier trained on digits only:")
+    known = number(r"digits vs noise AUROC, with 200 known unknowns:")
+    assert known >= 0.95 and known >= digits_only                   # known unknowns help
+
+
 @pytest.mark.parametrize("name", ["train_digits.py", "gradient_features.py",
                                   "reproduce_protocol.py"])
 def test_other_examples_run(name, capsys):
