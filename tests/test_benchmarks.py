@@ -20,3 +20,25 @@ def test_transformer_benchmark_runs(capsys):
     assert "Opacus GradSampleModule" in out and "BackPACK BatchGrad" in out  # rate or n/a
     main(["--n", "32", "--batch-size", "16", "--repeats", "1", "--device", "cpu", "--phases"])
     assert "per-sample products" in capsys.readouterr().out
+
+
+DATA_BENCH = BENCH.with_name("bench_data.py")
+
+
+def test_data_benchmark_runs(capsys):
+    main = runpy.run_path(str(DATA_BENCH))["main"]
+    sources = {"array", "memmap", "Dataset", "DataLoader"}
+    results = main(["--n", "300", "600", "--rate-n", "300", "--repeats", "1", "--jobs", "2"])
+    assert set(results["rates"]) == sources
+    assert all(rate > 0 for rate in results["rates"].values())
+    assert results["ratios"]["array"] == 1
+    assert results["identical"] == {name: True for name in sources - {"array"}}
+    assert set(results["memory"]) == sources
+    for runs in results["memory"].values():
+        assert set(runs) == {300, 600}
+        for run in runs.values():
+            assert run["rate"] > 0 and run["samples"] > 0
+            assert 0 < run["baseline_mb"] <= run["peak_mb"]
+    assert set(results["increase_mb"]) == sources
+    out = capsys.readouterr().out
+    assert "ratio to array" in out and "peak RssAnon increase" in out
