@@ -186,7 +186,8 @@ def _batch_labels(y, n, start, name):
 
 # -- readers --------------------------------------------------------------------------
 class _Samples:
-    """Samples of X read in blocks; ``n``: how many (None until read, for an iterable)."""
+    """Samples of X read in blocks; ``n``: how many (None until read, for an iterable and
+    a DataLoader); ``expected``: how many are expected (for a progress bar)."""
 
     n = None
     on_host = True        # blocks are made on the host (read ahead in a thread)
@@ -201,8 +202,9 @@ class _Samples:
         raise NotImplementedError
 
     def _converted(self, x, start):
-        x = torch.from_numpy(np.ascontiguousarray(as_float32_array(x, self.name)))
-        return x
+        x = np.ascontiguousarray(as_float32_array(x, self.name))
+        # a read-only memmap's float32 block is a view torch will not wrap quietly
+        return torch.from_numpy(x if x.flags.writeable else x.copy())
 
     def _checked(self, raw):
         start = 0
@@ -215,18 +217,19 @@ class _Samples:
             yield start, x, y
             start += len(x)
         if start == 0:
-            raise ValueError(f"{self.name} is empty: it holds no samples")
+            raise ValueError(f"{self.name} is empty: found 0 samples while a minimum of 1 "
+                             "is required.")
         if self.n is not None and start != self.n:
             raise ValueError(f"{self.name} yielded {start} samples but its length is "
                              f"{self.n}")
-        self.n = start
+
+    @property
+    def expected(self):
+        return self.n
 
     def blocks(self, size, *, labels=False, read_ahead=True):
         """Iterator of (start, x, y): float32 tensors of ``size`` samples (the last may be
         fewer), validated, with the labels read from the items when ``labels``."""
-        if self.n == 0:
-            raise ValueError(f"{self.name} is empty: found 0 samples while a minimum of 1 "
-                             "is required.")
         checked = self._checked(self._raw_blocks(size, labels))
         return _marked(_read_ahead(checked) if read_ahead and self.on_host else checked)
 
@@ -347,9 +350,16 @@ class _LoaderSamples(_Samples):
                 f"({type(batches.sampler).__name__}), so the rows of the result would follow "
                 "an order that changes on every pass and matches no labels; pass one made "
                 "with shuffle=False")
+        # n stays unknown: a collate_fn may drop samples (broken images) or a sampler
+        # pick some; the dataset's length is what a progress bar expects
+        self._expected = None
         if (type(batches) is BatchSampler and isinstance(batches.sampler, SequentialSampler)
                 and not batches.drop_last and not isinstance(X.dataset, IterableDataset)):
-            self.n = len(X.dataset)
+            self._expected = len(X.dataset)
+
+    @property
+    def expected(self):
+        return self._expected
 
     def _raw_blocks(self, size, labels):
         batches = iter(self.X)  # here, not in the reader thread: worker processes start now

@@ -263,6 +263,12 @@ class CNNClassifier(AutoDeviceMixin, NeuralNetClassifier):
 
     def _split_failure(self, y, exc):
         split = _describe_split(self.train_split)
+        if y is None and self.train_split.stratified:
+            return (f"fit got a data set without y, but the internal validation split {split} "
+                    "stratifies by the labels: pass them as y (a dataset's items may carry "
+                    "them too), or pass train_split=ValidSplit(5, stratified=False), or "
+                    f"train_split=None to train without a validation split. (scikit-learn: "
+                    f"{exc})")
         if y is None:
             data = "the data set"
         else:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
+from ._data import as_samples
 from ._outputs import NetworkOutputError, check_scores, class_logits, first_scores
 from .layer_gradients import block_budget, layer_summaries, summarize_gradient, supported_layer
 from .statistics import combine, finalize, softmax_features, zero_summary
@@ -570,7 +571,8 @@ class GradientFeatureEngine:
         return max(1, min(batch_size, int(max_memory // per_sample)))
 
     def transform(self, samples, batch_size, max_memory=None, progress=None):
-        """Features of ``samples`` (a reader of :mod:`skgradunc._data`) as float64 numpy.
+        """Features of ``samples`` (a reader of :mod:`skgradunc._data`, or anything
+        :func:`~skgradunc._data.as_samples` takes) as float64 numpy.
 
         Blocks of the chunk size are read (ahead, in a thread, for inputs on the host) and
         each chunk goes to the device as a private copy: X is never changed, even by a
@@ -580,6 +582,8 @@ class GradientFeatureEngine:
         Running out of GPU memory halves the chunk and retries it (with a warning), down
         to one sample. ``progress``: called with the number of samples of each chunk
         done."""
+        if not hasattr(samples, "blocks"):
+            samples = as_samples(samples)
         params, frozen = self._weights_on_device()
         with evaluation_mode(self.module):
             if not self._probed:

@@ -41,7 +41,7 @@ def _predict(estimator, samples, output, labels, batch_size=1024):
     with torch.no_grad(), (evaluation_mode(module) if module is not None else nullcontext()):
         for start, x, y in samples.blocks(batch_size, labels=labels):
             if module is None:
-                predicted.append(np.asarray(estimator.predict(x.numpy())))
+                predicted.append(np.asarray(estimator.predict(x.cpu().numpy())))
             else:
                 # a copy: the module may work in place on its input, and X is the caller's
                 scores = module(x.to(device, copy=True))

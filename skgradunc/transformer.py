@@ -116,7 +116,9 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     forward, a pruning mask, a QAT layer, ``F.linear(h, self.embed.weight)``
     all go to vmap). The network and X are never changed. X reaches the module
     as float32 (a module that starts with an Embedding casts it back:
-    ``x.long()``).
+    ``x.long()``). X may be an array, a memmap, a tensor, a torch Dataset or
+    DataLoader, or skorch's ``SliceDataset`` (see :meth:`transform`); it is read
+    block by block, so memory does not grow with the number of samples.
 
     Parameters
     ----------
@@ -291,7 +293,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             where they live (memmaps, datasets, loaders) only in their first samples here,
             and whole by :meth:`transform`.
         y : array-like, optional
-            Only used to fit an unfitted estimator.
+            Only used to fit an unfitted estimator (None with a dataset of ``(x, y)``
+            items: skorch reads the labels from them).
 
         Returns
         -------
@@ -303,7 +306,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             raise ValueError("estimator is None: pass a fitted classifier or torch module")
         if _is_fitted(self.estimator):
             self.estimator_ = self.estimator
-        elif y is None:
+        elif y is None and not is_dataset(X):
             raise NotFittedError(
                 f"the {type(self.estimator).__name__} given as estimator is not fitted and no "
                 "y was passed to fit it: fit the network first (and wrap it in "
@@ -313,7 +316,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             # (a dataset goes to the estimator as it is: skorch reads it)
             train_X = X if is_dataset(X) else check_samples(
                 X, _sample_shape(self.estimator, None))
-            self.estimator_ = clone(self.estimator).fit(train_X, np.asarray(y))
+            self.estimator_ = clone(self.estimator).fit(
+                train_X, None if y is None else np.asarray(y))   # None: the items' labels
         self.module_ = _find_module(self.estimator_)
         samples = as_samples(X, _sample_shape(self.estimator_, self.module_))
         if samples.in_memory:
@@ -381,7 +385,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
                 "the network's trainable parameters changed since fit (requires_grad was "
                 f"set on {sorted(set(engine.trainable) ^ set(self.trainable_))}), which "
                 "changes every gradient feature; call fit again")
-        with _network_errors(self.input_shape_), _progress(samples.n, self.verbose) as progress:
+        with _network_errors(self.input_shape_), \
+                _progress(samples.expected, self.verbose) as progress:
             return engine.transform(samples, self.batch_size, self.max_memory, progress)
 
     def get_feature_names_out(self, input_features=None):
