@@ -201,19 +201,21 @@ class _Samples:
         read (numpy array or tensor), y the labels read from the items when ``labels``."""
         raise NotImplementedError
 
-    def _converted(self, x, start):
-        x = np.ascontiguousarray(as_float32_array(x, self.name))
-        # a read-only memmap's float32 block is a view torch will not wrap quietly
-        return torch.from_numpy(x if x.flags.writeable else x.copy())
+    def _converted(self, x):
+        return np.ascontiguousarray(as_float32_array(x, self.name))
 
     def _checked(self, raw):
         start = 0
         for x, y in raw:
-            x = sample_layout(self._converted(x, start), self.sample_shape, self.name,
-                              self.owner)
+            x = sample_layout(self._converted(x), self.sample_shape, self.name, self.owner)
             if self.sample_shape is None:
                 self.sample_shape = tuple(x.shape[1:])  # later blocks must match the first
+            # on the host in numpy, single-threaded: the reader thread does not compete
+            # with the computation's threads
             check_finite(x, self.name, offset=start)
+            if isinstance(x, np.ndarray):
+                # a read-only memmap's float32 block is a view torch will not wrap quietly
+                x = torch.from_numpy(x if x.flags.writeable else x.copy())
             yield start, x, y
             start += len(x)
         if start == 0:
@@ -268,7 +270,7 @@ class _DeviceTensorSamples(_ArraySamples):
 
     on_host = False
 
-    def _converted(self, x, start):
+    def _converted(self, x):
         if x.dtype == torch.uint8:
             return x.float() / 255
         if not x.is_floating_point():

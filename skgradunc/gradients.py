@@ -627,33 +627,34 @@ class GradientFeatureEngine:
 
 
 class _Rows:
-    """The features, chunk by chunk: written into one host array as they come when
-    computing on the CPU with the number of samples known (nothing else is held); on a
-    GPU (or for an iterable of unknown length) kept as they are and joined once at the
-    end (one copy back to the host)."""
+    """The features, chunk by chunk. On the CPU they are written as they come into one
+    host array of the expected number of rows (nothing else is held; grown by joining
+    should more come, cut should fewer, as a DataLoader whose collate_fn drops samples
+    may do); on a GPU they stay there, joined and copied back once at the end."""
 
     def __init__(self, samples, device):
-        self.samples, self.device = samples, device
-        self.direct = samples.n is not None and device.type == "cpu"
+        self.expected = samples.expected if device.type == "cpu" else None
         self.array, self.parts, self.filled = None, [], 0
 
     def add(self, features):
-        n = self.samples.n
-        if self.direct:
-            if self.filled + len(features) > n:
-                raise ValueError(f"{self.samples.name} yielded more samples than its length "
-                                 f"{n}")
+        features = features.to(torch.float64)
+        end = self.filled + len(features)
+        if self.expected is not None and end <= self.expected:
             if self.array is None:
-                self.array = np.empty((n, features.shape[1]), dtype=np.float64)
-            self.array[self.filled:self.filled + len(features)] = features.numpy()
+                self.array = np.empty((self.expected, features.shape[1]), dtype=np.float64)
+            self.array[self.filled:end] = features.numpy()
         else:
+            if self.array is not None:   # more rows than expected
+                self.parts.append(torch.from_numpy(self.array[:self.filled]))
+                self.array, self.expected = None, None
             self.parts.append(features)
-        self.filled += len(features)
+        self.filled = end
 
     def result(self):
-        if self.direct:
-            return self.array
-        return torch.cat(self.parts).cpu().numpy().astype(np.float64, copy=False)
+        if self.array is not None:
+            return self.array if self.filled == len(self.array) else \
+                self.array[:self.filled].copy()
+        return torch.cat(self.parts).cpu().numpy()
 
 
 def _first_line(exc):

@@ -417,3 +417,15 @@ def test_ctrl_c_during_a_long_transform_leaves_everything_as_it_was():
     assert "interrupted cleanly" in done.stdout
     assert "skgradunc-reader" not in done.stdout
     assert "gradient features" in done.stderr     # the progress bar was running
+
+
+def test_a_loader_adding_samples_gives_every_row_it_yields(data):
+    """More rows than the dataset's length (a collate_fn repeating each batch, as test-time
+    augmentation may): the result grows past the expected size."""
+    X, _ = data
+    loader = DataLoader(TensorDataset(torch.from_numpy(X)), batch_size=8,
+                        collate_fn=lambda items: torch.stack([x for (x,) in items]).repeat(
+                            2, 1, 1, 1))
+    repeated = np.concatenate([np.concatenate([X[i:i + 8]] * 2) for i in range(0, N, 8)])
+    grad = GradientMetricTransformer(small_cnn(), batch_size=BATCH).fit(X)
+    np.testing.assert_array_equal(grad.transform(loader), grad.transform(repeated))
