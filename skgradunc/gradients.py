@@ -5,7 +5,7 @@ the trainable weights w is computed without touching the user's module: its
 parameters are passed to :func:`torch.func.functional_call` as detached copies,
 so ``.grad``, ``requires_grad`` and the weights stay as they are, and train/eval
 flags are restored module by module afterwards. Networks of supported layers
-(:mod:`skgradunc.layer_gradients`, exact type or the same forward, no hooks, each
+(:mod:`skgradunc._layers`, exact type or the same forward, no hooks, each
 weight used only in its layer's call) get one forward, one backward to the layer
 outputs and per-layer products; anything else ``torch.func.vmap`` over ``grad``, and
 what vmap cannot batch (nn.GRU) one sample at a time. The module's output is read as

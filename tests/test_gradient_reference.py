@@ -137,9 +137,9 @@ def test_conv1d_network_matches_reference(target):
 def test_convolutions_by_kernel_offsets_match_reference(target, monkeypatch):
     """Every stride-1 convolution through the shifted-view products: 'same', 'valid',
     asymmetric kernels and padding, Conv1d."""
-    from skgradunc import layer_gradients as gradients
+    from skgradunc._layers import conv as gradients, products
     monkeypatch.setattr(gradients, "SHIFTED_MIN_CHANNELS", 1)
-    monkeypatch.setattr(gradients, "LOW_RANK_GAIN", 0)
+    monkeypatch.setattr(products, "LOW_RANK_GAIN", 0)
     used = []
     original = gradients._shifted_conv_gradient
     monkeypatch.setattr(gradients, "_shifted_conv_gradient",
@@ -178,8 +178,8 @@ def test_layers_with_several_positions_match_reference_materialised_or_low_rank(
         target, gain, monkeypatch):
     """Every multi-position layer (convolutions, a Linear over a sequence) forced through
     the materialised product (gain 0) or the factored LowRank summary (gain inf)."""
-    from skgradunc import layer_gradients
-    monkeypatch.setattr(layer_gradients, "LOW_RANK_GAIN", gain)
+    from skgradunc._layers import products
+    monkeypatch.setattr(products, "LOW_RANK_GAIN", gain)
     torch.manual_seed(9)
     # 6x6 images: 36, 9 and 1 positions (LowRank's r^2 x r^2 contractions stay small)
     cnn = randomized(PaperCNN(in_channels=2, image_size=6, n_classes=4), seed=9)

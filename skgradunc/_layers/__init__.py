@@ -1,0 +1,26 @@
+"""Per-layer rules: one per layer type, one file per layer family, registered by exact
+type (the pattern of Opacus's ``register_grad_sampler``).
+
+A rule (:class:`LayerRule`) owns everything about its layer type: whether it is exact for
+an instance in its configuration (``applies``), the per-sample gradients of the layer's
+parameters from the layer's input and the loss gradient at its output (``gradients``, in
+a form of :mod:`._forms`: outer product, low rank, rows, or dense), and the bytes one
+sample's gradients take while summarised (``bytes_per_sample``). Families:
+:mod:`.linear` and :mod:`.conv` (sums of outer products, :mod:`.products`),
+:mod:`.norm`, :mod:`.embedding`.
+
+:func:`rule_for` dispatches and cannot misroute a subclass: a layer gets the rule of its
+own type, or of a registered base type whose forward (and the methods the forward calls)
+it inherits unchanged; none when a hook may change its input, weights or output, a
+parametrisation computes its weights, or a forward method was replaced on the instance or
+on the type.
+"""
+
+from . import conv, embedding, linear, norm
+from ._forms import LowRank, Outer, Rows, dense, summarize_gradient
+from ._registry import LayerRule, register_rule, registered_rule, rule_for
+
+FAMILIES = (linear, conv, norm, embedding)   # importing each registered its rules
+
+__all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "Outer", "LowRank",
+           "Rows", "dense", "summarize_gradient"]

@@ -1,0 +1,88 @@
+"""The registry of per-layer rules: one rule per layer type, registered by exact type."""
+
+from torch.nn.utils import parametrize
+
+__all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule"]
+
+# the methods a layer's call goes through: a subclass or an instance that replaces one
+# computes something else than the registered type's forward
+FORWARD_METHODS = ("__call__", "_call_impl", "forward", "_conv_forward", "_check_input_dim")
+
+_RULES = {}       # layer type -> rule
+_FORWARDS = {}    # layer type -> {method name: function} when it was registered
+
+
+class LayerRule:
+    """How the per-sample gradients of one layer type's parameters are computed.
+
+    Subclass it, implement :meth:`gradients` (and :meth:`applies` where only some
+    configurations are covered, :meth:`bytes_per_sample` for the memory bound), and
+    register it for the layer types it is exact for with :func:`register_rule`.
+    """
+
+    def applies(self, layer):
+        """Whether the rule is exact for this instance's configuration."""
+        return True
+
+    def gradients(self, layer, x, grad_out):
+        """{parameter name: per-sample gradient} for one call of ``layer`` on the batch
+        ``x`` (its first positional input) whose output got the gradient ``grad_out``;
+        each gradient (n, ...) in any element order, or a factored form of
+        :mod:`skgradunc._layers._forms`. A parameter that is None is left out."""
+        raise NotImplementedError
+
+    def bytes_per_sample(self, layer, x, grad_out):
+        """Bytes one sample's gradients occupy while summarised (gradient, inputs,
+        statistics' temporaries): samples are processed in blocks that fit the bound."""
+        size = grad_out.element_size()
+        return size * 3 * sum(p.numel() for p in layer.parameters(recurse=False))
+
+
+def register_rule(*layer_types, torch_only=False):
+    """Class decorator: register an instance of the decorated :class:`LayerRule` for
+    each of ``layer_types`` (exact types). The types' forward methods are recorded now; a
+    layer whose type or instance has other ones later gets no rule. ``torch_only``: a
+    type whose forward methods are not torch's own (patched before this import) gets
+    none either."""
+    def decorator(rule_class):
+        rule = rule_class()
+        for kind in layer_types:
+            methods = {m: getattr(kind, m) for m in FORWARD_METHODS if hasattr(kind, m)}
+            if torch_only and not all(getattr(f, "__module__", "").startswith(
+                    "torch.nn.modules.") for f in methods.values()):
+                continue
+            _RULES[kind], _FORWARDS[kind] = rule, methods
+        return rule_class
+    return decorator
+
+
+def registered_rule(layer):
+    """The rule registered for the layer's type or a base type, with no check of the
+    instance (for a layer :func:`rule_for` already accepted)."""
+    return next((_RULES[k] for k in type(layer).__mro__ if k in _RULES), None)
+
+
+def _rule_type(layer):
+    """The registered type whose rule is exact for ``layer``: its own type, or a base type
+    whose forward (and what the forward calls) it inherits unchanged; None otherwise, and
+    for a layer whose hooks may change its input, weight or output, or whose parameters
+    are computed by a parametrisation."""
+    kind = next((k for k in type(layer).__mro__ if k in _RULES), None)
+    if kind is None:
+        return None
+    if any(getattr(type(layer), m, None) is not f for m, f in _FORWARDS[kind].items()):
+        return None
+    if any(m in vars(layer) for m in FORWARD_METHODS):
+        return None   # replaced on the instance (as accelerate's hooks do)
+    if layer._forward_hooks or layer._forward_pre_hooks or parametrize.is_parametrized(layer):
+        return None
+    return kind
+
+
+def rule_for(layer):
+    """The rule exact for this layer instance, or None."""
+    kind = _rule_type(layer)
+    if kind is None:
+        return None
+    rule = _RULES[kind]
+    return rule if rule.applies(layer) else None
