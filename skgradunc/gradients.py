@@ -22,7 +22,8 @@ from torch.func import functional_call, grad, vmap
 
 from ._data import as_samples
 from ._outputs import NetworkOutputError, check_scores, class_logits, first_scores
-from .layer_gradients import block_budget, layer_summaries, summarize_gradient, supported_layer
+from ._layers import LOCAL, choose_rule
+from .layer_gradients import block_budget, layer_summaries, summarize_gradient
 from .statistics import combine, finalize, softmax_features, zero_summary
 
 __all__ = ["TARGETS", "STRATEGIES", "target_loss", "resolve_groups", "evaluation_mode",
@@ -142,14 +143,15 @@ def evaluation_mode(module):
 
 
 def _per_layer_modules(module, trainable):
-    """Layer name -> module when every trainable parameter is the weight or bias of a
-    layer whose per-layer rule is exact for it (:func:`supported_layer`: Linear,
-    Conv1d/2d, BatchNorm, LayerNorm, Embedding of exactly that forward, no hooks) and
-    held by that layer alone: their per-sample gradients are exact products, sums or
-    scatters of the layer's input and output gradient. None otherwise (e.g. tied
-    weights, a subclass with its own forward; vmap handles them). A weight also used
-    outside its layer's call, or a layer called by keyword, shows in the autograd graph
-    of each chunk's forward (:meth:`GradientFeatureEngine._check_uses`)."""
+    """Layer name -> (module, rule) when every trainable parameter belongs to a layer
+    with a rule for it (:func:`skgradunc._layers.choose_rule`: the registered rule exact
+    for that instance, Linear, Conv1d/2d, BatchNorm, LayerNorm, Embedding; else the
+    layer-local fallback, for a layer whose own weights are all it holds) and held by
+    that layer alone: their per-sample gradients come from the layer's input and output
+    gradient. None otherwise (e.g. tied weights, a weight of a module that is not
+    called; vmap handles them). A weight also used outside its layer's call, or a layer
+    called by keyword or with several inputs, shows in the autograd graph of each
+    chunk's forward (:meth:`GradientFeatureEngine._check_uses`)."""
     if _global_forward_hooks():
         return None   # they may replace any layer's output
     owners = {}
@@ -158,13 +160,17 @@ def _per_layer_modules(module, trainable):
             owners[id(p)] = owners.get(id(p), 0) + 1
     if any(owners[id(p)] > 1 for name, p in module.named_parameters() if name in trainable):
         return None
-    layers = {}
+    names = {}
     for name in trainable:
         layer_name, _, param = name.rpartition(".")
+        names.setdefault(layer_name, []).append(param)
+    layers = {}
+    for layer_name, params in names.items():
         layer = module.get_submodule(layer_name)
-        if not supported_layer(layer) or param not in ("weight", "bias"):
+        rule = choose_rule(layer, params)
+        if rule is None:
             return None
-        layers[layer_name] = layer
+        layers[layer_name] = (layer, rule)
     return layers
 
 
@@ -307,6 +313,7 @@ class GradientFeatureEngine:
         self._probed = strategy is not None
         self.overwritten = frozenset(overwritten)
         self._membership_mask = None
+        self._per_call = {}
 
     def feature_names(self):
         names = [f"{g}__{s}" for g in self.groups for s in self.statistics]
@@ -440,25 +447,27 @@ class GradientFeatureEngine:
         output and the calls. Those that in-place operations overwrite
         (``self.overwritten``: (layer, call, "input"/"output")) are isolated: the layer
         gets a private copy of its input, the rest of the network a copy of its output.
-        A call without a positional input (``layer(input=x)``) is not recorded, and so
-        fails :meth:`_check_uses`."""
+        A call with anything but one tensor (``layer(input=x)``, ``layer(x, mask)``) or
+        returning anything but a tensor is not recorded, and so fails
+        :meth:`_check_uses`."""
         calls = {name: [] for name in self.layers}
         overwritten = self.overwritten
 
         def recorder(name):
-            def hook(layer, inputs, output):
-                if not inputs:
+            def hook(layer, args, kwargs, output):
+                if (len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor)
+                        or not isinstance(output, torch.Tensor)):
                     return None
                 call = len(calls[name])
-                saved = inputs[0].detach()
+                saved = args[0].detach()
                 if (name, call, "input") in overwritten:
                     saved = saved.clone()
                 calls[name].append((saved, output, saved._version, output._version))
                 return output.clone() if (name, call, "output") in overwritten else None
             return hook
 
-        handles = [layer.register_forward_hook(recorder(name))
-                   for name, layer in self.layers.items()]
+        handles = [layer.register_forward_hook(recorder(name), with_kwargs=True)
+                   for name, (layer, _) in self.layers.items()]
         try:
             output = functional_call(self.module, (params, frozen), (x,))
         finally:
@@ -466,14 +475,42 @@ class GradientFeatureEngine:
                 handle.remove()
         return output, calls
 
-    def _check_uses(self, scores, leaves, calls):
-        """Each weight's gradient must come from its layer's recorded calls alone (one
-        edge of the autograd graph per call), or the per-layer products would miss a use
-        (``F.linear(h, self.embed.weight)`` elsewhere, a layer called by keyword): raises
-        :class:`_NotPerLayer` naming them."""
+    def _layer_tensors(self, name, params, frozen):
+        """The parameters and buffers of layer ``name`` (its children's included) on the
+        device, by their names in the layer."""
+        prefix = f"{name}." if name else ""
+        return {full[len(prefix):]: t for tensors in (params, frozen)
+                for full, t in tensors.items() if full.startswith(prefix)}
+
+    def _uses_per_call(self, name, calls, params, frozen):
+        """{parameter: edges of the autograd graph into it} in one call of layer
+        ``name``: one for a rule's layer; for the layer-local fallback, counted once on
+        the layer alone, re-run on its first recorded input."""
+        layer, rule = self.layers[name]
+        if rule is not LOCAL or not calls[name]:
+            return {}
+        if name not in self._per_call:
+            tensors = self._layer_tensors(name, params, frozen)
+            own = {p: tensors.pop(p) for p in rule.parameters(layer)}
+            with torch.enable_grad():
+                leaves = _requiring_grad(own)
+                out = functional_call(layer, (leaves, tensors), (calls[name][0][0][:1],))
+            self._per_call[name] = _gradient_uses(out, leaves, layer) if out.grad_fn else {}
+        return self._per_call[name]
+
+    def _check_uses(self, scores, leaves, calls, frozen):
+        """Each weight's gradient must come from its layer's recorded calls alone (for a
+        rule's layer one edge of the autograd graph per call; for the layer-local
+        fallback as many as the layer alone has), or the per-layer gradients would miss
+        a use (``F.linear(h, self.embed.weight)`` elsewhere, a layer called by keyword):
+        raises :class:`_NotPerLayer` naming them."""
         uses = _gradient_uses(scores, leaves, self.module)
-        other = [name for name in self.trainable
-                 if uses.get(name, 0) != len(calls[name.rpartition(".")[0]])]
+        other = []
+        for name in self.trainable:
+            layer_name, _, param = name.rpartition(".")
+            per_call = self._uses_per_call(layer_name, calls, leaves, frozen).get(param, 1)
+            if uses.get(name, 0) != len(calls[layer_name]) * per_call:
+                other.append(name)
         if other:
             raise _NotPerLayer(f"weights whose gradient has other uses than their layer's "
                                f"recorded calls: {other}")
@@ -496,12 +533,12 @@ class GradientFeatureEngine:
             leaves = _requiring_grad(params)
             output, calls = self._forward(leaves, frozen, x)
             logits = class_logits(output, self.output, len(x))
-            self._check_uses(first_scores(output), leaves, calls)
+            self._check_uses(first_scores(output), leaves, calls, frozen)
             outputs = [out for name in self.layers for _, out, _, _ in calls[name]]
             grad_outputs = iter(torch.autograd.grad(
                 target_loss(logits, self.target).sum(), outputs))
         summaries, budget = {}, block_budget(max_memory, self.device)
-        for name, layer in self.layers.items():
+        for name, (layer, rule) in self.layers.items():
             records = [(inp, next(grad_outputs)) for inp, _, _, _ in calls[name]]
             calls[name] = None  # let this layer's saved tensors go once summarised
             prefix = f"{name}." if name else ""
@@ -509,7 +546,9 @@ class GradientFeatureEngine:
                 for param, weight in layer.named_parameters(recurse=False):
                     summaries[prefix + param] = zero_summary(len(x), weight.numel(), x.device)
                 continue
-            for param, summary in layer_summaries(layer, records, budget).items():
+            tensors = self._layer_tensors(name, params, frozen)
+            for param, summary in layer_summaries(layer, records, budget, rule,
+                                                  tensors).items():
                 summaries[prefix + param] = summary
         scores = first_scores(output)
         return summaries, scores.detach()

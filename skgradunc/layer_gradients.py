@@ -17,17 +17,23 @@ def supported_layer(layer):
     return rule_for(layer) is not None
 
 
-def per_sample_layer_gradient(layer, x, grad_out):
-    """{"weight": ..., "bias": ...} per-sample gradients for one call of ``layer``, by its
-    rule. Each entry holds every element of the per-sample gradient, in an order chosen
-    for speed (a convolution's weight gradient comes transposed); only order-free
-    statistics are taken of them."""
-    return registered_rule(layer).gradients(layer, x, grad_out)
+def _tensors(layer):
+    return dict(layer.named_parameters()) | dict(layer.named_buffers())
 
 
-def bytes_per_sample(layer, x, grad_out):
+def per_sample_layer_gradient(layer, x, grad_out, rule=None, tensors=None):
+    """{"weight": ..., "bias": ...} per-sample gradients for one call of ``layer``, by
+    ``rule`` (default: its registered one), from ``tensors`` (its parameters and buffers
+    on the computation's device; default: its own). Each entry holds every element of
+    the per-sample gradient, in an order chosen for speed (a convolution's weight
+    gradient comes transposed); only order-free statistics are taken of them."""
+    rule = rule or registered_rule(layer)
+    return rule.gradients(layer, x, grad_out, _tensors(layer) if tensors is None else tensors)
+
+
+def bytes_per_sample(layer, x, grad_out, rule=None):
     """Bytes one sample's gradients of ``layer`` occupy while summarised, by its rule."""
-    return registered_rule(layer).bytes_per_sample(layer, x, grad_out)
+    return (rule or registered_rule(layer)).bytes_per_sample(layer, x, grad_out)
 
 
 def weight_gradient_form(layer, x, grad_out):
@@ -61,21 +67,24 @@ def sample_block(n, per_sample, budget):
     return max(1, min(n, int(budget // max(per_sample, 1))))
 
 
-def layer_summaries(layer, records, budget):
+def layer_summaries(layer, records, budget, rule=None, tensors=None):
     """Per-parameter summaries (n, 9) of one layer's per-sample gradients, computed in
     sample blocks so that about ``budget`` bytes of them exist at once (see
     :func:`block_budget`).
 
     records: (input, output gradient) of each call of the layer; the calls' gradients
-    add up (a layer used twice)."""
+    add up (a layer used twice). ``rule`` and ``tensors``: as for
+    :func:`per_sample_layer_gradient`."""
     n = records[0][0].shape[0]
-    block = sample_block(n, max(bytes_per_sample(layer, x, g) for x, g in records), budget)
+    block = sample_block(n, max(bytes_per_sample(layer, x, g, rule) for x, g in records),
+                         budget)
     parts = {}
     for start in range(0, n, block):
         grads = {}
         for x, grad_out in records:
             rows = slice(start, start + block)
-            for param, g in per_sample_layer_gradient(layer, x[rows], grad_out[rows]).items():
+            for param, g in per_sample_layer_gradient(layer, x[rows], grad_out[rows], rule,
+                                                      tensors).items():
                 grads[param] = dense(grads[param]) + dense(g) if param in grads else g
         for param, g in grads.items():
             parts.setdefault(param, []).append(summarize_gradient(g))

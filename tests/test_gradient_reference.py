@@ -111,10 +111,19 @@ def test_resnet18_with_batchnorm_matches_reference(target):
     assert len(names) == (len(layers) + 1) * len(STATISTICS) + 2  # + network, + softmax
 
 
-def _strategy(module, target="predicted"):
+def _engine(module, target="predicted"):
     from skgradunc.gradients import GradientFeatureEngine, resolve_groups
     return GradientFeatureEngine(module, target, resolve_groups(module), ["l2"], True, (),
-                                 "cpu").strategy
+                                 "cpu")
+
+
+def _strategy(module, target="predicted"):
+    return _engine(module, target).strategy
+
+
+def _rules(module):
+    """{layer name: the name of the rule its per-sample gradients come from}."""
+    return {name: type(rule).__name__ for name, (_, rule) in _engine(module).layers.items()}
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -225,13 +234,21 @@ def test_embedding_network_matches_reference(target, vocabulary, length, twice):
     assert "embed__min" in names
 
 
-def test_embedding_options_that_couple_rows_go_through_vmap():
+@pytest.mark.parametrize("target", TARGETS)
+def test_embedding_options_that_couple_rows_leave_the_embedding_rule(target):
+    """max_norm renormalises the weight in the forward: whole-network vmap. Frequency
+    scaling couples a batch's samples: the layer-local fallback, one sample at a time
+    (before issue 12: the whole network on vmap)."""
     net = TokenClassifier()
     net.embed.max_norm = 1.0
     assert _strategy(net) == "vmap"
-    net = TokenClassifier()
+    torch.manual_seed(8)
+    net = randomized(TokenClassifier(), seed=8)
     net.embed.scale_grad_by_freq = True
-    assert _strategy(net) == "vmap"
+    assert _strategy(net) == "per-layer"
+    X = torch.randint(0, 7, (5, 12)).float().numpy()
+    X[1, :] = 2    # one id everywhere: a frequency of 12
+    check(net, X, target)
 
 
 class TiedAutoencoderClassifier(torch.nn.Module):
@@ -396,7 +413,8 @@ def test_a_forward_replaced_on_the_instance_matches_reference(target):
     net = _small_mlp(14)
     net[2].forward = types.MethodType(
         lambda self, x: torch.nn.functional.linear(2 * x, self.weight ** 2, self.bias), net[2])
-    assert _strategy(net) == "vmap"
+    # never the Linear rule: the layer-local fallback runs the instance's own forward
+    assert _rules(net) == {"0": "LinearRule", "2": "LocalRule", "4": "LinearRule"}
     check(net, torch.randn(6, 5).numpy(), target)
 
 
@@ -506,16 +524,18 @@ class _Cube(torch.autograd.Function):
 
 
 class CustomFunction(torch.nn.Module):
-    """The custom function after a PReLU (no per-layer rule): vmap, which fails."""
+    """The custom function after a weight of the network itself (no layer of its own,
+    so no per-layer path): vmap, which fails. (Before issue 12 a PReLU did this; it now
+    takes the layer-local fallback.)"""
 
     def __init__(self):
         super().__init__()
         self.hidden = torch.nn.Linear(5, 6)
-        self.act = torch.nn.PReLU(6)
+        self.slope = torch.nn.Parameter(torch.full((6,), 0.25))
         self.out = torch.nn.Linear(6, 3)
 
     def forward(self, x):
-        return self.out(_Cube.apply(torch.tanh(self.act(self.hidden(x)))))
+        return self.out(_Cube.apply(torch.tanh(self.hidden(x) * self.slope)))
 
 
 @pytest.mark.parametrize("target", TARGETS)

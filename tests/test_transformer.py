@@ -244,8 +244,8 @@ def test_max_memory_bounds_each_layers_gradient_block(monkeypatch):
         return g.numel() * g.element_size()
     original = gradients.per_sample_layer_gradient
 
-    def spy(layer, x, grad_out):
-        grads = original(layer, x, grad_out)
+    def spy(layer, x, grad_out, *rule_and_tensors):
+        grads = original(layer, x, grad_out, *rule_and_tensors)
         held.append((x.shape[0], sum(materialised(g) for g in grads.values())))
         return grads
     monkeypatch.setattr(gradients, "per_sample_layer_gradient", spy)
@@ -311,9 +311,8 @@ def test_sample_block_and_vmap_chunk_follow_max_memory():
     assert block_budget(None, "cpu") == BLOCK_BYTES == block_budget(2**40, "cpu")
     assert block_budget(1000, "cpu") == 1000
     assert block_budget(None, "cuda") is None and block_budget(2**40, "cuda") == 2**40
-    # GroupNorm has no per-layer rule: vmap holds every weight's gradient per sample
-    module = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GroupNorm(4, 16),
-                                 torch.nn.Linear(16, 3))
+    # a top-level weight beside layers: vmap holds every weight's gradient per sample
+    module = _Scaled(8)
     engine = GradientFeatureEngine(module, "predicted", resolve_groups(module), ["l2"], True,
                                    (), "cpu")
     assert engine.strategy == "vmap"
@@ -377,10 +376,26 @@ def test_networks_vmap_cannot_batch_are_computed_one_sample_at_a_time():
     assert_matches_reference(list(grad.get_feature_names_out()), features, reference)
 
 
+class _Scaled(torch.nn.Module):
+    """A Linear network whose output is scaled by a weight of the network itself."""
+
+    def __init__(self, n_in=4):
+        super().__init__()
+        self.hidden = torch.nn.Linear(n_in, 16)
+        self.out = torch.nn.Linear(16, 3)
+        self.scale = torch.nn.Parameter(torch.ones(3))
+
+    def forward(self, x):
+        return self.out(torch.relu(self.hidden(x))) * self.scale
+
+
 def test_strategy_says_how_gradients_are_computed():
     mlp = torch.nn.Sequential(torch.nn.Linear(4, 3))
     X = np.random.rand(3, 4).astype(np.float32)
     assert GradientMetricTransformer(mlp).fit(X).strategy_ == "per-layer"
+    # a layer without a rule (GroupNorm): the layer-local fallback, still per layer
     norm = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GroupNorm(2, 4),
                                torch.nn.Linear(4, 3))
-    assert GradientMetricTransformer(norm).fit(X).strategy_ == "vmap"
+    assert GradientMetricTransformer(norm).fit(X).strategy_ == "per-layer"
+    # a weight of a module whose children hold weights: no layer of its own, vmap
+    assert GradientMetricTransformer(_Scaled()).fit(X).strategy_ == "vmap"

@@ -7,7 +7,8 @@ parameters from the layer's input and the loss gradient at its output (``gradien
 a form of :mod:`._forms`: outer product, low rank, rows, or dense), and the bytes one
 sample's gradients take while summarised (``bytes_per_sample``). Families:
 :mod:`.linear` and :mod:`.conv` (sums of outer products, :mod:`.products`),
-:mod:`.norm`, :mod:`.embedding`.
+:mod:`.norm`, :mod:`.embedding`. A layer without one gets the layer-local fallback of
+:mod:`.local` (:func:`choose_rule`).
 
 :func:`rule_for` dispatches and cannot misroute a subclass: a layer gets the rule of its
 own type, or of a registered base type whose forward (and the methods the forward calls)
@@ -19,8 +20,19 @@ on the type.
 from . import conv, embedding, linear, norm
 from ._forms import LowRank, Outer, Rows, dense, summarize_gradient
 from ._registry import LayerRule, register_rule, registered_rule, rule_for
+from .local import LOCAL
+
+__all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "choose_rule", "LOCAL",
+           "Outer", "LowRank", "Rows", "dense", "summarize_gradient"]
 
 FAMILIES = (linear, conv, norm, embedding)   # importing each registered its rules
 
-__all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "Outer", "LowRank",
-           "Rows", "dense", "summarize_gradient"]
+
+def choose_rule(layer, names):
+    """The rule for the per-sample gradients of ``names``, the layer's own trainable
+    parameters: its registered rule when that is exact for the instance and covers them,
+    else the layer-local fallback (:mod:`.local`) where it applies, else None."""
+    rule = rule_for(layer)
+    if rule is not None and set(names) <= set(rule.parameters(layer)):
+        return rule
+    return LOCAL if LOCAL.applies(layer) else None

@@ -24,11 +24,22 @@ class LayerRule:
         """Whether the rule is exact for this instance's configuration."""
         return True
 
-    def gradients(self, layer, x, grad_out):
+    def parameters(self, layer):
+        """Names of the layer's own parameters the rule computes gradients of."""
+        return ("weight", "bias")
+
+    def local_ok(self, layer):
+        """Whether the layer-local fallback may take a layer of this type where the rule
+        does not apply (not when its forward changes the layer's state)."""
+        return True
+
+    def gradients(self, layer, x, grad_out, tensors):
         """{parameter name: per-sample gradient} for one call of ``layer`` on the batch
-        ``x`` (its first positional input) whose output got the gradient ``grad_out``;
-        each gradient (n, ...) in any element order, or a factored form of
-        :mod:`skgradunc._layers._forms`. A parameter that is None is left out."""
+        ``x`` (its one input) whose output got the gradient ``grad_out``; each gradient
+        (n, ...) in any element order, or a factored form of
+        :mod:`skgradunc._layers._forms`. A parameter that is None is left out.
+        ``tensors``: the layer's parameters and buffers by name (its own and its
+        children's), on the device of the computation: use them, not the layer's."""
         raise NotImplementedError
 
     def bytes_per_sample(self, layer, x, grad_out):

@@ -107,7 +107,7 @@ class ConvRule(LayerRule):
         return product_form(*self.shape(layer, x, grad_out),
                             shiftable=_shiftable(layer, grad_out))
 
-    def gradients(self, layer, x, grad_out):
+    def gradients(self, layer, x, grad_out, tensors):
         n = x.shape[0]
         b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
         form = self.form(layer, x, grad_out)

@@ -10,10 +10,14 @@ from ._registry import LayerRule, register_rule
 class EmbeddingRule(LayerRule):
     def applies(self, layer):
         # max_norm renormalises the weight in the forward; scale_grad_by_freq couples the
-        # samples of a batch: both go through vmap
+        # samples of a batch (the layer-local fallback takes it, one sample at a time)
         return layer.max_norm is None and not layer.scale_grad_by_freq
 
-    def gradients(self, layer, index, grad_out):
+    def local_ok(self, layer):
+        # max_norm renormalises the weight in place in the forward: whole-network paths
+        return layer.max_norm is None
+
+    def gradients(self, layer, index, grad_out, tensors):
         """The output gradients of a sample's positions added up per distinct index (the
         padding index's row stays zero), in at most min(positions, num_embeddings)
         slots."""

@@ -17,7 +17,7 @@ class LinearRule(LayerRule):
     def form(self, layer, x, grad_out):
         return product_form(*self.shape(layer, x, grad_out))
 
-    def gradients(self, layer, x, grad_out):
+    def gradients(self, layer, x, grad_out, tensors):
         n = x.shape[0]
         a = x.reshape(n, -1, x.shape[-1])                                  # (n, T, I)
         b = grad_out.reshape(n, -1, grad_out.shape[-1])                   # (n, T, O)
