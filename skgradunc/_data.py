@@ -26,8 +26,7 @@ import threading
 import numpy as np
 import torch
 from skorch.helper import SliceDataset
-from torch.utils.data import (BatchSampler, DataLoader, Dataset, IterableDataset, RandomSampler,
-                              SequentialSampler, SubsetRandomSampler, WeightedRandomSampler)
+from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
 from ._validation import as_float32_array, check_finite, sample_layout
 
@@ -82,7 +81,9 @@ def item_of(X, index, name="X"):
     """(x, y or None) of sample ``index`` of an indexable X (array, tensor, Dataset,
     SliceDataset: its label from the dataset's item)."""
     if isinstance(X, SliceDataset):
-        item = X.dataset[X.indices_[index]]
+        if not _plain_slice_dataset(X):
+            return _read(X, index, name), None   # its own indexing: x only
+        item = _read(X.dataset, int(X.indices_[index]), name, index)
         x = X.transform(item[X.idx])
         label = _split(item, index, name)[1] if X.idx == 0 else None
         return x, label
@@ -91,12 +92,21 @@ def item_of(X, index, name="X"):
     return X[index], None
 
 
-def _read(dataset, index, name):
+def _plain_slice_dataset(X):
+    """A SliceDataset that indexes as skorch's does (its dataset's items can be read
+    whole, labels included); a subclass with its own indexing is read through it."""
+    return all(getattr(type(X), m) is getattr(SliceDataset, m)
+               for m in ("__getitem__", "_select_item"))
+
+
+def _read(dataset, index, name, position=None):
+    """dataset[index]; its error gets a note naming the sample (Python 3.11+)."""
     try:
         return dataset[index]
     except Exception as exc:
         if hasattr(exc, "add_note"):
-            exc.add_note(f"(skgradunc: while reading sample {index} of {name})")
+            where = index if position is None else position
+            exc.add_note(f"(skgradunc: while reading sample {where} of {name})")
         raise
 
 
@@ -169,6 +179,10 @@ def _labels(values, start, name):
         if value.size != 1 or value.dtype.kind not in "iuf":
             raise TypeError(f"the label of sample {start + offset} of {name} is not one "
                             f"number: {value!r}")
+        if value.dtype.kind == "f" and not (np.isfinite(value) and value == np.round(value)):
+            raise ValueError(f"the label of sample {start + offset} of {name} is "
+                             f"{value.item()!r}, not a class (an integer, or -1 for "
+                             "out of distribution)")
         labels.append(value.reshape(()))
     return np.stack(labels) if labels else np.empty(0, dtype=np.int64)
 
@@ -178,10 +192,12 @@ def _batch_labels(y, n, start, name):
     if y is None:
         return _labels([None], start, name)   # refused: no labels
     y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+    if y.shape == (n, 1):
+        y = y[:, 0]
     if y.shape != (n,) or y.dtype.kind not in "iuf":
         raise TypeError(f"the labels of the batch from sample {start} of {name} are not "
                         f"{n} numbers (shape {y.shape}, dtype {y.dtype})")
-    return y
+    return _labels(list(y), start, name)
 
 
 # -- readers --------------------------------------------------------------------------
@@ -300,26 +316,57 @@ class _DatasetSamples(_Samples):
             yield np.stack(xs), (_labels(ys, start, self.name) if labels else None)
 
 
+def _join(parts):
+    if parts[0] is None:
+        return None
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def _recut(pieces, size):
-    """Re-cut an iterator of (x, y) pieces (arrays of any length) into blocks of
-    ``size``: DataLoader batches or single items give the blocks an array gives."""
+    """Re-cut an iterator of (x, y) pieces (arrays of any length; y None or labels)
+    into blocks of ``size``: DataLoader batches or single items give the blocks an array
+    gives. Each sample is copied once, whatever the pieces' sizes."""
     xs, ys, held = [], [], 0
     for x, y in pieces:
         xs.append(x)
         ys.append(y)
         held += len(x)
         while held >= size:
-            x_all = np.concatenate(xs)
-            y_all = None if ys[0] is None else np.concatenate(ys)
-            yield x_all[:size], None if y_all is None else y_all[:size]
-            xs, ys, held = [x_all[size:]], [None if y_all is None else y_all[size:]], \
-                held - size
+            block_x, block_y, wanted = [], [], size
+            while wanted:
+                x, y = xs[0], ys[0]
+                if len(x) <= wanted:
+                    block_x.append(x)
+                    block_y.append(y)
+                    del xs[0], ys[0]
+                    wanted -= len(x)
+                else:
+                    block_x.append(x[:wanted])
+                    block_y.append(None if y is None else y[:wanted])
+                    xs[0], ys[0] = x[wanted:], None if y is None else y[wanted:]
+                    wanted = 0
+            held -= size
+            yield _join(block_x), _join(block_y)
     if held:
-        yield np.concatenate(xs), None if ys[0] is None else np.concatenate(ys)
+        yield _join(xs), _join(ys)
+
+
+def _refuse_one_shot(dataset, name):
+    """An IterableDataset is read once by fit and again by transform: one whose
+    ``iter()`` gives the same iterator each time would lose its first samples."""
+    if iter(dataset) is iter(dataset):
+        raise ValueError(
+            f"the IterableDataset given as {name} returns the same iterator on every "
+            "iter() (a generator stored once?), so a second pass would start where the "
+            "first stopped; make __iter__ start a new pass each time")
 
 
 class _IterableSamples(_Samples):
     """An IterableDataset: its items in iteration order (its length is not needed)."""
+
+    def __init__(self, X, *args):
+        super().__init__(X, *args)
+        _refuse_one_shot(X, self.name)
 
     def _raw_blocks(self, size, labels):
         consistency = _Consistency(self.name)
@@ -333,30 +380,44 @@ class _IterableSamples(_Samples):
         return _recut(items(), size)
 
 
-_SHUFFLING = (RandomSampler, SubsetRandomSampler, WeightedRandomSampler)
-
-
 class _LoaderSamples(_Samples):
-    """A DataLoader: its batches ``x`` or ``(x, y, ...)``, re-cut into blocks."""
+    """A DataLoader: its batches ``x`` or ``(x, y, ...)``, re-cut into blocks. Only a
+    loader whose order is X's order is read: batches of a sequential sampler, in order
+    (or an IterableDataset's own order, from one process); anything else would give rows
+    that match neither X nor labels read in another pass."""
 
     def __init__(self, X, *args):
         super().__init__(X, *args)
-        if X.batch_size is None:
+        batches = X.batch_sampler
+        if batches is None:
             raise ValueError(
                 f"the DataLoader given as {self.name} has batch_size=None (it yields single "
                 "samples, not batches); give it a batch size, or pass its dataset")
-        batches = X.batch_sampler
-        if isinstance(getattr(batches, "sampler", None), _SHUFFLING):
+        if isinstance(X.dataset, IterableDataset):
+            _refuse_one_shot(X.dataset, self.name)
+            if X.num_workers > 1:
+                raise ValueError(
+                    f"the DataLoader given as {self.name} reads an IterableDataset with "
+                    f"{X.num_workers} workers: their samples interleave in an order that "
+                    "depends on how the dataset shards itself; use num_workers <= 1")
+        else:
+            sampler = getattr(batches, "sampler", None)
+            if not (type(batches) is BatchSampler and type(sampler) is SequentialSampler):
+                what = type(sampler if type(batches) is BatchSampler else batches).__name__
+                raise ValueError(
+                    f"the DataLoader given as {self.name} draws its samples with {what}, so "
+                    "the rows of the result would not follow its dataset's order (and "
+                    "labels read in another pass would not match them); pass one made "
+                    "with shuffle=False and no sampler, or select the samples with "
+                    "torch.utils.data.Subset")
+        if getattr(X, "in_order", True) is False:
             raise ValueError(
-                f"the DataLoader given as {self.name} shuffles its samples "
-                f"({type(batches.sampler).__name__}), so the rows of the result would follow "
-                "an order that changes on every pass and matches no labels; pass one made "
-                "with shuffle=False")
-        # n stays unknown: a collate_fn may drop samples (broken images) or a sampler
-        # pick some; the dataset's length is what a progress bar expects
+                f"the DataLoader given as {self.name} has in_order=False: its workers' "
+                "batches come in the order they finish; pass one with in_order=True")
+        # n stays unknown: a collate_fn may drop samples (broken images); the dataset's
+        # length is what a progress bar expects
         self._expected = None
-        if (type(batches) is BatchSampler and isinstance(batches.sampler, SequentialSampler)
-                and not batches.drop_last and not isinstance(X.dataset, IterableDataset)):
+        if not isinstance(X.dataset, IterableDataset) and not batches.drop_last:
             self._expected = len(X.dataset)
 
     @property
@@ -370,15 +431,34 @@ class _LoaderSamples(_Samples):
         def pieces():
             start = 0
             for batch in batches:
+                _refuse_sample_lists(batch, start, self.name)
                 x, y = _split(batch, start, self.name)
                 x = item_array(x, start, self.name)
                 if x.ndim == 0:
                     raise ValueError(f"the DataLoader given as {self.name} yields scalars, "
                                      "not batches of samples")
+                if y is not None and len(y) != len(x):
+                    raise ValueError(
+                        f"the batch from sample {start} of the DataLoader given as "
+                        f"{self.name} holds {len(x)} samples but {len(y)} labels: batches "
+                        "must be x or (x, y, ...), stacked")
                 consistency.check(x, start, x.shape[1:])
                 yield x, (_batch_labels(y, len(x), start, self.name) if labels else None)
                 start += len(x)
         return _recut(pieces(), size)
+
+
+def _refuse_sample_lists(batch, start, name):
+    """A batch that is a list of samples (``collate_fn=list``) looks like (x, y, ...):
+    its elements all have one shape, which an (x, y) batch's never have."""
+    if isinstance(batch, (list, tuple)) and len(batch) > 1 and all(
+            isinstance(e, (torch.Tensor, np.ndarray)) and e.ndim >= 1
+            and tuple(e.shape) == tuple(batch[0].shape) for e in batch):
+        raise ValueError(
+            f"the batch from sample {start} of the DataLoader given as {name} is a "
+            f"{type(batch).__name__} of {len(batch)} arrays of one shape "
+            f"{tuple(batch[0].shape)}: samples not stacked (a collate_fn returning a "
+            "list?); batches must be x or (x, y, ...) with x stacked")
 
 
 def _marked(blocks):
@@ -425,17 +505,21 @@ def _read_ahead(blocks, depth=2):
 
     reader = threading.Thread(target=read, name="skgradunc-reader", daemon=True)
     reader.start()
+    finished = False
     try:
         while True:
             block, error = ready.get()
             if error is not None:
                 raise error
             if block is _END:
+                finished = True
                 return
             yield block
     finally:
         stop.set()
-        reader.join()
+        # stopped early (an error, Ctrl-C): the reader ends after the read it is in,
+        # which is not waited for long (a stalled file system must not hold Ctrl-C)
+        reader.join(None if finished else 2.0)
 
 
 class Relabelled(Dataset):
@@ -452,9 +536,12 @@ class Relabelled(Dataset):
 
     def __getitem__(self, index):
         x, y = item_of(self.X, index)
+        x = item_array(x, index, "X")
         if self.as_float:
-            x = as_float32_array(item_array(x, index, "X")[None])[0]
-        if self.labels is None:
-            return x, y
-        label = self.labels if np.ndim(self.labels) == 0 else self.labels[index]
-        return x, label
+            x = as_float32_array(x[None])[0]
+        if self.labels is not None:
+            y = self.labels if np.ndim(self.labels) == 0 else self.labels[index]
+        # one type for every item, whichever part it comes from, so that a DataLoader's
+        # default collate can batch them: a tensor and an int
+        x = torch.as_tensor(x if x.flags.writeable else x.copy())
+        return x, (None if y is None else int(_labels([y], index, "X")[0]))

@@ -4,11 +4,10 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
-
-from ._outputs import check_scores, class_logits, resolve_output
 from torch.utils.data import ConcatDataset, DataLoader, IterableDataset
 
 from ._data import Relabelled, as_samples, is_dataset, item_array, item_of, value_scale
+from ._outputs import check_scores, class_logits, resolve_output
 from ._validation import as_float32_array
 from .gradients import evaluation_mode
 
@@ -68,7 +67,17 @@ def _rows(X, rows):
 
 def _in_memory(X):
     """Inputs predicted as they are (an estimator's predict may want its DataFrame)."""
-    return not (is_dataset(X) or isinstance(X, (np.memmap, torch.Tensor)))
+    return not (is_dataset(X) or isinstance(X, np.memmap))
+
+
+def _predict_in_memory(estimator, X, output):
+    """(predictions, known labels) for X held in memory: a module's argmax block by
+    block; an estimator's own predict on X as given."""
+    if isinstance(estimator, torch.nn.Module) or not hasattr(estimator, "predict"):
+        samples = as_samples(X, _input_shape(estimator))
+        return _predict(estimator, samples, output, labels=False)[:2]
+    predictions = np.asarray(estimator.predict(X))
+    return predictions, np.asarray(getattr(estimator, "classes_", np.unique(predictions)))
 
 
 def _check_labels(y, n_samples):
@@ -78,7 +87,8 @@ def _check_labels(y, n_samples):
     if n_samples is not None and len(y) != n_samples:
         raise ValueError(f"y has {len(y)} labels but X has {n_samples} samples")
     if y.dtype.kind == "f" and not np.isfinite(y).all():
-        raise ValueError("y contains NaN or infinity")
+        raise ValueError(f"y contains NaN or infinity (first: sample "
+                         f"{int(np.flatnonzero(~np.isfinite(y))[0])})")
     return y
 
 
@@ -124,32 +134,39 @@ def correctness_target(estimator, X, y=None, *, output="auto"):
     array([1, 1, 0])
     """
     resolve_output(output, None)   # a valid name, whatever the estimator
-    samples = as_samples(X, _input_shape(estimator))
     if y is None:
+        samples = as_samples(X, _input_shape(estimator))
         predictions, known, y = _predict(estimator, samples, output, labels=True)
         y = _check_labels(y, None)
         inside = y != OUT_OF_DISTRIBUTION
         predictions = predictions[inside]
-    else:
+    elif _in_memory(X):
+        y = _check_labels(y, len(X))
+        inside = y != OUT_OF_DISTRIBUTION
+        if not inside.any():
+            return np.zeros(len(y), dtype=np.int64)
+        # only the in-distribution rows are predicted, by an estimator's predict on X as
+        # it is given (its DataFrame, its dtypes)
+        X_inside = X if inside.all() else _rows(X, np.flatnonzero(inside))
+        predictions, known = _predict_in_memory(estimator, X_inside, output)
+    else:   # streamed: every row predicted (never a copy of the rest), the OoD ones dropped
+        samples = as_samples(X, _input_shape(estimator))
         y = _check_labels(y, samples.n)
         inside = y != OUT_OF_DISTRIBUTION
         if not inside.any():
             return np.zeros(len(y), dtype=np.int64)
-        subset = _in_memory(X) and not inside.all()
-        if subset:   # only the in-distribution rows are predicted
-            samples = as_samples(_rows(X, np.flatnonzero(inside)), _input_shape(estimator))
         predictions, known, _ = _predict(estimator, samples, output, labels=False)
-        if not subset:
-            if len(predictions) != len(y):   # an iterable's length is known only now
-                raise ValueError(f"y has {len(y)} labels but X has {len(predictions)} "
-                                 "samples")
-            predictions = predictions[inside]
+        if len(predictions) != len(y):   # an iterable's length is known only now
+            raise ValueError(f"y has {len(y)} labels but X has {len(predictions)} samples")
+        predictions = predictions[inside]
     target = np.zeros(len(y), dtype=np.int64)
     unknown = np.setdiff1d(np.unique(y[inside]), known)
     if len(unknown):
+        first = int(np.flatnonzero(np.isin(y, unknown))[0])
         raise ValueError(
             f"y has labels the network does not know: {unknown[:10].tolist()} (known: "
-            f"{known[:20].tolist()}); mark out-of-distribution rows with -1")
+            f"{known[:20].tolist()}; first: sample {first}); mark out-of-distribution rows "
+            "with -1")
     target[inside] = predictions == y[inside]
     return target
 
@@ -210,26 +227,30 @@ def append_out_of_distribution(X, y, X_ood):
 
 def _append_datasets(X, y, X_ood):
     """append_out_of_distribution for datasets: a lazy ConcatDataset of (x, label)."""
-    first = {}
+    first, parts = {}, {}
     for name, data in (("X", X), ("X_ood", X_ood)):
         if isinstance(data, (DataLoader, IterableDataset)):
             raise TypeError(f"{name} is a {type(data).__name__}; append_out_of_distribution "
                             "needs indexable samples: an array, a tensor, a Dataset or a "
                             "SliceDataset")
+        if not (is_dataset(data) or isinstance(data, (np.ndarray, torch.Tensor))):
+            data = np.asarray(data)   # a DataFrame's [i] would be a column
         if len(data) == 0:
             raise ValueError(f"{name} is empty: it holds no samples")
-        first[name] = item_array(item_of(data, 0, name)[0], 0, name)
-    if first["X"].shape != first["X_ood"].shape:
-        raise ValueError(f"X_ood has samples of shape {first['X_ood'].shape}, X has "
-                         f"{first['X'].shape}")
-    if y is None and not is_dataset(X):
-        raise ValueError("y is None, but X is an array, which carries no labels: pass y")
+        parts[name] = data
+        first[name] = item_of(data, 0, name)
+    x, x_ood = (item_array(first[name][0], 0, name) for name in ("X", "X_ood"))
+    if x.shape != x_ood.shape:
+        raise ValueError(f"X_ood has samples of shape {x_ood.shape}, X has {x.shape}")
+    if y is None and first["X"][1] is None:
+        raise ValueError("y is None, but X's items carry no labels (they are x, not "
+                         "(x, y)): pass y")
     if y is not None:
         y = _check_labels(y, len(X))
     # mixed dtypes: both on the float scale, as for arrays
-    as_float = value_scale(first["X"].dtype) != value_scale(first["X_ood"].dtype)
-    X_all = ConcatDataset([Relabelled(X, y, as_float),
-                           Relabelled(X_ood, OUT_OF_DISTRIBUTION, as_float)])
+    as_float = value_scale(x.dtype) != value_scale(x_ood.dtype)
+    X_all = ConcatDataset([Relabelled(parts["X"], y, as_float),
+                           Relabelled(parts["X_ood"], OUT_OF_DISTRIBUTION, as_float)])
     if y is None:
         return X_all, None
     labels = np.full(len(X_ood), OUT_OF_DISTRIBUTION, dtype=np.result_type(y.dtype, np.int64))

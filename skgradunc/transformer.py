@@ -93,7 +93,10 @@ def _network_errors(sample_shape):
 @contextmanager
 def _progress(total, verbose):
     """A progress bar (samples/s, ETA) when ``verbose``; yields its update function."""
-    with tqdm(total=total, unit="sample", desc="gradient features", disable=not verbose,
+    if not verbose:   # no tqdm at all: it would start its monitor thread
+        yield lambda done: None
+        return
+    with tqdm(total=total, unit="sample", desc="gradient features",
               dynamic_ncols=True) as bar:
         yield bar.update
 
@@ -276,7 +279,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             check_positive_int(self.max_memory, "max_memory")
         device = check_device(self.device)
         check_number(self.verbose, "verbose",
-                     lambda v: isinstance(v, bool) or is_int(v) and v >= 0,
+                     lambda v: isinstance(v, (bool, np.bool_)) or is_int(v) and v >= 0,
                      "a bool or a non-negative integer")
         if not statistics and not softmax:
             raise ValueError("no features requested: statistics and softmax_features are empty")
@@ -293,8 +296,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             where they live (memmaps, datasets, loaders) only in their first samples here,
             and whole by :meth:`transform`.
         y : array-like, optional
-            Only used to fit an unfitted estimator (None with a dataset of ``(x, y)``
-            items: skorch reads the labels from them).
+            Only used to fit an unfitted estimator (None with a torch Dataset of
+            ``(x, y)`` items: skorch reads the labels from them).
 
         Returns
         -------

@@ -320,7 +320,7 @@ def bad_item(index, value):
      r"NaN or infinity in 1 of the 16 samples from sample 16 on \(first: sample 21\)"),
     (Items(0, None), ValueError, "X is empty"),
     (DataLoader(TensorDataset(torch.rand(N, *SHAPE)), batch_size=4, shuffle=True),
-     ValueError, "shuffles its samples.*shuffle=False"),
+     ValueError, "draws its samples with RandomSampler.*shuffle=False"),
     (DataLoader(TensorDataset(torch.rand(N, *SHAPE)), batch_size=None), ValueError,
      "batch_size=None"),
 ])
@@ -429,3 +429,152 @@ def test_a_loader_adding_samples_gives_every_row_it_yields(data):
     repeated = np.concatenate([np.concatenate([X[i:i + 8]] * 2) for i in range(0, N, 8)])
     grad = GradientMetricTransformer(small_cnn(), batch_size=BATCH).fit(X)
     np.testing.assert_array_equal(grad.transform(loader), grad.transform(repeated))
+
+
+# -- defects found in review (each failed before its fix) --------------------------------
+def test_an_estimators_predict_gets_x_as_given():
+    """Not float32 blocks: a DataFrame pipeline selecting columns by name, int features,
+    and a float64 decision boundary that float32 would move."""
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline as pipeline
+    from sklearn.preprocessing import StandardScaler
+    clf = LogisticRegression().fit([[0.0], [1.0]], [0, 1])
+    boundary = -clf.intercept_[0] / clf.coef_[0, 0]
+    X = np.array([[np.nextafter(boundary, 1)], [np.nextafter(boundary, -1)]])
+    np.testing.assert_array_equal(sgu.correctness_target(clf, X, clf.predict(X)), [1, 1])
+    frame = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    y = [0, 1, 0, 1]
+    model = pipeline(make_column_transformer((StandardScaler(), ["a", "b"])),
+                     LogisticRegression()).fit(frame, y)
+    np.testing.assert_array_equal(sgu.correctness_target(model, frame, model.predict(frame)),
+                                  1)
+    ints = np.array([[0], [1], [2], [3]])
+    clf = LogisticRegression().fit(ints, y)
+    assert sgu.correctness_target(clf, ints, clf.predict(ints)).all()
+
+
+class LogOfInput(torch.nn.Module):
+    """NaN outputs for negative inputs: the out-of-distribution rows below."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(2, 2)
+
+    def forward(self, x):
+        return self.linear(torch.log(x))
+
+
+def test_out_of_distribution_rows_of_a_tensor_are_not_predicted():
+    X = torch.tensor([[1.0, 2.0], [2.0, 1.0], [-1.0, -1.0]])
+    target = sgu.correctness_target(LogOfInput(), X, [0, 1, -1], output="logits")
+    assert target[2] == 0
+
+
+@pytest.mark.parametrize("make_loader, match", [
+    (lambda ds: DataLoader(ds, batch_size=3, sampler=[3, 1, 2, 0, 4, 5]), "draws its samples"),
+    (lambda ds: DataLoader(ds, batch_size=3, sampler=torch.utils.data.DistributedSampler(
+        ds, num_replicas=1, rank=0)), "DistributedSampler"),
+    (lambda ds: DataLoader(ds, batch_size=4, collate_fn=list), "samples not stacked"),
+    (lambda ds: DataLoader(Stream(np.zeros((4, *SHAPE), np.float32), np.zeros(4)),
+                           batch_size=2, num_workers=2), "2 workers"),
+])
+def test_loaders_whose_rows_would_not_follow_x_are_refused(make_loader, match):
+    dataset = Items(N, lambda i: torch.rand(*SHAPE))
+    grad = GradientMetricTransformer(small_cnn(), batch_size=BATCH)
+    grad.fit(np.random.default_rng(0).random((2, *SHAPE), dtype=np.float32))
+    with pytest.raises(ValueError, match=match):
+        grad.transform(make_loader(dataset))
+
+
+def test_a_sequential_batch_sampler_is_read(data):
+    X, y = data
+    pairs = TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
+    loader = DataLoader(pairs, batch_sampler=torch.utils.data.BatchSampler(
+        torch.utils.data.SequentialSampler(pairs), 5, False))
+    grad = GradientMetricTransformer(small_cnn(), batch_size=BATCH).fit(X)
+    np.testing.assert_array_equal(grad.transform(loader), grad.transform(X))
+
+
+class OneShot(IterableDataset):
+    def __init__(self, X):
+        self.items = iter(torch.from_numpy(X))
+
+    def __iter__(self):
+        return self.items
+
+
+def test_an_iterable_dataset_that_cannot_start_again_is_refused(data):
+    with pytest.raises(ValueError, match="same iterator on every iter"):
+        GradientMetricTransformer(small_cnn()).fit_transform(OneShot(data[0]))
+
+
+class Halved(SliceDataset):
+    """A SliceDataset with its own indexing."""
+
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        return item / 2 if isinstance(i, (int, np.integer)) else item
+
+
+def test_a_slice_dataset_with_its_own_indexing_is_read_through_it(data):
+    X, y = data
+    module = small_cnn()
+    halved = Halved(TensorDataset(torch.from_numpy(X), torch.from_numpy(y)))
+    np.testing.assert_array_equal(
+        GradientMetricTransformer(module, batch_size=BATCH).fit_transform(halved),
+        GradientMetricTransformer(module, batch_size=BATCH).fit_transform(X / 2))
+
+
+def test_appending_to_a_dataframe_appends_its_rows(data):
+    import pandas as pd
+    X, y = data
+    flat = X.reshape(N, -1)
+    joined, labels = sgu.append_out_of_distribution(
+        pd.DataFrame(flat), y, TensorDataset(torch.rand(3, flat.shape[1])))
+    np.testing.assert_array_equal(joined[0][0].numpy(), flat[0])
+    assert labels[-1] == -1 and len(joined) == N + 3
+
+
+def test_an_appended_dataset_goes_through_a_dataloader(data):
+    X, y = data
+    joined, _ = sgu.append_out_of_distribution(
+        TensorDataset(torch.from_numpy(X), torch.from_numpy(y)), None, X[:5])
+    batches = list(DataLoader(joined, batch_size=8))
+    assert sum(len(x) for x, _ in batches) == N + 5
+    assert torch.cat([labels for _, labels in batches]).tolist() == y.tolist() + [-1] * 5
+    with pytest.raises(ValueError, match="carry no labels"):
+        sgu.append_out_of_distribution(TensorDataset(torch.from_numpy(X)), None, X[:5])
+
+
+def test_labels_read_from_items_name_the_bad_sample(data):
+    X, y = data
+    labels = y.astype(np.float32)
+    labels[7] = np.nan
+    with pytest.raises(ValueError, match="label of sample 7 of X is nan"):
+        sgu.correctness_target(small_cnn(), TensorDataset(torch.from_numpy(X),
+                                                          torch.from_numpy(labels)))
+    labels = y.copy()
+    labels[9] = 5
+    with pytest.raises(ValueError, match="does not know: \\[5\\].*first: sample 9"):
+        sgu.correctness_target(small_cnn(), TensorDataset(torch.from_numpy(X),
+                                                          torch.from_numpy(labels)))
+
+
+def test_an_error_is_not_held_back_by_a_stalled_read(data):
+    """The reader is not waited for once the computation has failed."""
+    import time
+    X, _ = data
+
+    def item(i):
+        if i == BATCH + 2:
+            time.sleep(6)
+        return X[i]
+    module = _InterruptedOnCall(call=0)
+    grad = GradientMetricTransformer(module, batch_size=BATCH).fit(X)
+    module.call = module.calls + 1         # the first chunk
+    started = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        grad.transform(Items(N, item))
+    assert time.perf_counter() - started < 4
