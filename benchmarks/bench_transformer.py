@@ -4,11 +4,13 @@ Methods (benchmarks/methods.py): the package's engine; the engine forced onto
 torch.func.vmap; Opacus GradSampleModule and BackPACK BatchGrad (``pip install '.[bench]'``;
 their per-sample gradients go through the same statistics code); a naive per-sample loop;
 and the plain batched forward + backward of the summed loss (no per-sample gradients) as
-the cost floor. Models: the paper CNN (2,048 x 1x28x28) and torchvision's ResNet-18 with
-random weights (256 x 3x32x32). Rates are interleaved best-of-N rounds in one process;
-``--memory`` adds each method's peak resident memory, measured in a process of its own.
+the cost floor. Models: the paper CNN (2,048 x 1x28x28), torchvision's ResNet-18 with
+random weights (256 x 3x32x32), and for layers without rules (64 x 3x32x32) a GroupNorm
+ResNet-18, MobileNetV3-small (depthwise convolutions) and a small VisionTransformer. Rates
+are interleaved best-of-N rounds in one process; ``--memory`` adds each method's peak
+resident memory, measured in a process of its own.
 
-Run: python benchmarks/bench_transformer.py [--model cnn|resnet18] [--memory]
+Run: python benchmarks/bench_transformer.py [--model cnn|resnet18|resnet18-gn|...] [--memory]
      python benchmarks/bench_transformer.py --phases     # where one CNN chunk's time goes
 """
 
@@ -30,10 +32,28 @@ from skgradunc import PaperCNN  # noqa: E402
 from skgradunc._device import resolve_device  # noqa: E402
 from skgradunc.gradients import target_loss  # noqa: E402
 
+
+def _torchvision(name, **kwargs):
+    return lambda: getattr(__import__("torchvision").models, name)(num_classes=10, **kwargs)
+
+
+def _group_norm(channels):
+    return torch.nn.GroupNorm(min(32, channels // 2), channels)
+
+
+def _small_vit():
+    from torchvision.models import VisionTransformer
+    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                             hidden_dim=64, mlp_dim=128, num_classes=10)
+
+
 MODELS = {  # model, input shape, n, naive n, repeats
     "cnn": (lambda: PaperCNN(), (1, 28, 28), 2048, 512, 7),
-    "resnet18": (lambda: __import__("torchvision").models.resnet18(num_classes=10),
-                 (3, 32, 32), 256, 32, 1),
+    "resnet18": (_torchvision("resnet18"), (3, 32, 32), 256, 32, 1),
+    # issue 12: layers without rules (GroupNorm; depthwise convolutions; attention)
+    "resnet18-gn": (_torchvision("resnet18", norm_layer=_group_norm), (3, 32, 32), 64, 16, 1),
+    "mobilenet_v3_small": (_torchvision("mobilenet_v3_small"), (3, 32, 32), 64, 16, 3),
+    "vit": (_small_vit, (3, 32, 32), 64, 16, 3),
 }
 
 
@@ -133,7 +153,7 @@ def phases(module, X, batch_size, device, repeats):
         calls = {}
         hooks = [layer.register_forward_hook(
             lambda m, i, o, name=name: calls.__setitem__(name, (i[0].detach(), o)))
-            for name, layer in engine.layers.items()]
+            for name, (layer, _) in engine.layers.items()]
         live = {k: v.detach().requires_grad_() for k, v in weights.items()}
         logits = functional_call(module, (live, frozen), (x,))
         sync(device)
@@ -145,9 +165,11 @@ def phases(module, X, batch_size, device, repeats):
         sync(device)
         marks.append(time.perf_counter())
         summaries = {}
-        for (name, layer), grad_out in zip(engine.layers.items(), grad_outputs):
+        for (name, (layer, rule)), grad_out in zip(engine.layers.items(), grad_outputs):
             records = [(calls[name][0], grad_out)]
-            for param, summary in layer_summaries(layer, records, budget).items():
+            tensors = engine._layer_tensors(name, weights, frozen)
+            for param, summary in layer_summaries(layer, records, budget, rule,
+                                                  tensors).items():
                 summaries[f"{name}.{param}"] = summary
         sync(device)
         marks.append(time.perf_counter())

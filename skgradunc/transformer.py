@@ -109,15 +109,16 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     whole network, into the statistics of Oberdiek et al. (2018); the softmax
     entropy and maximum probability are appended. Gradients are computed
     batched, in chunks of ``batch_size`` on ``device``: layer by layer from one
-    forward and one backward pass for Linear, Conv1d/2d, BatchNorm, LayerNorm
-    and Embedding layers, with ``torch.func.vmap`` over ``grad`` for anything
-    else, and one sample at a time (with a warning) where vmap cannot batch the
-    network (e.g. ``nn.GRU``); all three are exact. A per-layer rule is used
-    only where it is exact for that layer instance: its exact type or a
-    subclass that keeps the base forward, without forward hooks or
-    parametrisations, its weights used in no other call (a subclass with its own
-    forward, a pruning mask, a QAT layer, ``F.linear(h, self.embed.weight)``
-    all go to vmap). The network and X are never changed. X reaches the module
+    forward and one backward pass, by a rule for Linear, Conv1d/2d, BatchNorm,
+    LayerNorm and Embedding layers and by ``torch.func.vmap`` over that layer
+    alone for any other layer; with ``torch.func.vmap`` over the whole network
+    where weights are shared or used outside their layer's call; and one sample
+    at a time (with a warning) where vmap cannot batch the network (e.g.
+    ``nn.GRU``); all are exact. A rule is used only where it is exact for that
+    layer instance: its exact type or a subclass that keeps the base forward,
+    without forward hooks or parametrisations, its weights used in no other call
+    (a subclass with its own forward, a pruning mask, a QAT layer take the
+    layer-local path; ``F.linear(h, self.embed.weight)`` the whole network's). The network and X are never changed. X reaches the module
     as float32 (a module that starts with an Embedding casts it back:
     ``x.long()``). X may be an array, a memmap, a tensor, a torch Dataset or
     DataLoader, or skorch's ``SliceDataset`` (see :meth:`transform`); it is read
@@ -158,13 +159,12 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         memory is halved and retried (with a ``RuntimeWarning``).
     max_memory : int or None, default=2**30
         Approximate bound, in bytes, on the per-sample gradients held at once.
-        Networks of the layers above build each layer's per-sample gradients
-        in blocks of samples that fit it (a single sample's layer gradient is
-        the floor), summarise and discard them, so memory follows the largest
-        layer, not the whole network. Other networks go through ``vmap``,
-        which holds every weight's gradient per sample (a ResNet-18 with
-        GroupNorm instead of BatchNorm: ~84 MB a sample); their chunk is
-        shrunk to fit. ``None``: no bound.
+        Layer by layer, each layer's per-sample gradients are built in blocks
+        of samples that fit it (a single sample's layer gradient is the floor),
+        summarised and discarded, so memory follows the largest layer, not the
+        whole network. A network on the whole-network ``vmap`` holds every
+        weight's gradient per sample (ResNet-18: ~84 MB a sample); its chunk
+        is shrunk to fit. ``None``: no bound.
     device : str, default="auto"
         Where gradients are computed: ``"auto"`` = CUDA when available.
     verbose : bool or int, default=False
