@@ -110,19 +110,21 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     entropy and maximum probability are appended. Gradients are computed
     batched, in chunks of ``batch_size`` on ``device``: layer by layer from one
     forward and one backward pass, by a rule for Linear, Conv1d/2d, BatchNorm,
-    LayerNorm and Embedding layers and by ``torch.func.vmap`` over that layer
-    alone for any other layer; with ``torch.func.vmap`` over the whole network
-    where weights are shared or used outside their layer's call; and one sample
-    at a time (with a warning) where vmap cannot batch the network (e.g.
-    ``nn.GRU``); all are exact. A rule is used only where it is exact for that
-    layer instance: its exact type or a subclass that keeps the base forward,
-    without forward hooks or parametrisations, its weights used in no other call
-    (a subclass with its own forward, a pruning mask, a QAT layer take the
-    layer-local path; ``F.linear(h, self.embed.weight)`` the whole network's). The network and X are never changed. X reaches the module
-    as float32 (a module that starts with an Embedding casts it back:
-    ``x.long()``). X may be an array, a memmap, a tensor, a torch Dataset or
-    DataLoader, or skorch's ``SliceDataset`` (see :meth:`transform`); it is read
-    block by block, so memory does not grow with the number of samples.
+    LayerNorm, GroupNorm, InstanceNorm, PReLU and Embedding layers and by
+    ``torch.func.vmap`` over that layer alone for any other layer; with
+    ``torch.func.vmap`` over the whole network where weights are shared or used
+    outside their layer's call; and one sample at a time (with a warning) where
+    vmap cannot batch the network (e.g. ``nn.GRU``); all are exact. A rule is
+    used only where it is exact for that layer instance: its exact type or a
+    subclass that keeps the base forward, without forward hooks or
+    parametrisations, its weights used in no other call (a subclass with its own
+    forward, a pruning mask, a QAT layer take the layer-local path;
+    ``F.linear(h, self.embed.weight)`` the whole network's). The network and X
+    are never changed. X reaches the module as float32 (a module that starts
+    with an Embedding casts it back: ``x.long()``). X may be an array, a memmap,
+    a tensor, a torch Dataset or DataLoader, or skorch's ``SliceDataset`` (see
+    :meth:`transform`); it is read block by block, so memory does not grow with
+    the number of samples.
 
     Parameters
     ----------

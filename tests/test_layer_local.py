@@ -28,8 +28,8 @@ def mixed_image_network():
 @pytest.mark.parametrize("target", TARGETS)
 def test_groupnorm_prelu_depthwise_instancenorm_transposed_conv(target):
     net = randomized(mixed_image_network(), seed=21)
-    assert _rules(net) == {"0": "ConvRule", "1": "LocalRule", "2": "LocalRule",
-                           "3": "LocalRule", "4": "LocalRule", "5": "LocalRule",
+    assert _rules(net) == {"0": "ConvRule", "1": "GroupNormRule", "2": "PReLURule",
+                           "3": "LocalRule", "4": "InstanceNormRule", "5": "LocalRule",
                            "8": "LinearRule"}
     check(net, torch.rand(5, 2, 8, 8).numpy(), target)
 
@@ -39,7 +39,7 @@ def test_volumes_conv3d_and_batchnorm3d(target):
     net = randomized(nn.Sequential(
         nn.Conv3d(1, 3, 3, padding=1), nn.BatchNorm3d(3), nn.ReLU(), nn.Flatten(),
         nn.Linear(3 * 4 * 4 * 4, 3)), seed=22)
-    assert set(_rules(net).values()) == {"LocalRule", "LinearRule"}
+    assert _rules(net) == {"0": "LocalRule", "1": "BatchNormRule", "4": "LinearRule"}
     check(net, torch.rand(4, 1, 4, 4, 4).numpy(), target, groups="parameter")
 
 
@@ -139,3 +139,16 @@ def test_network_and_x_are_never_changed_by_the_fallback():
     GradientMetricTransformer(net, device="cpu").fit_transform(X)
     assert_same_snapshot(before, snapshot(net))
     np.testing.assert_array_equal(X, X_before)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_new_rules_in_their_other_configurations(target):
+    """One PReLU weight for all channels, GroupNorm on sequences; an InstanceNorm with
+    running statistics normalises as BatchNorm does in eval mode: the fallback."""
+    net = randomized(nn.Sequential(
+        nn.Linear(5, 8), nn.PReLU(), nn.Unflatten(1, (4, 2)), nn.GroupNorm(2, 4),
+        nn.InstanceNorm1d(4, affine=True, track_running_stats=True), nn.Flatten(),
+        nn.Linear(8, 3)), seed=28)
+    assert _rules(net) == {"0": "LinearRule", "1": "PReLURule", "3": "GroupNormRule",
+                           "4": "LocalRule", "6": "LinearRule"}
+    check(net, torch.randn(6, 5).numpy(), target, groups="parameter")

@@ -1,6 +1,7 @@
-"""nn.BatchNorm1d/2d (eval mode, running statistics) and nn.LayerNorm: y = x_hat * weight
-+ bias elementwise, so the per-sample gradients are sums over positions of grad * x_hat
-and grad."""
+"""Normalisations with an affine output, y = x_hat * weight + bias elementwise, so the
+per-sample gradients are sums over positions of grad * x_hat and grad: nn.BatchNorm1d/2d/3d
+(eval mode, running statistics), nn.LayerNorm, nn.GroupNorm and nn.InstanceNorm1d/2d/3d
+(per-sample statistics)."""
 
 import torch
 from torch import nn
@@ -27,7 +28,7 @@ class _AffineNormRule(LayerRule):
         return grad_out.element_size() * 3 * x[0].numel()
 
 
-@register_rule(nn.BatchNorm1d, nn.BatchNorm2d, torch_only=True)
+@register_rule(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, torch_only=True)
 class BatchNormRule(_AffineNormRule):
     def applies(self, layer):
         # eval mode with running statistics: samples do not interact
@@ -55,3 +56,40 @@ class LayerNormRule(_AffineNormRule):
 
     def summed_dims(self, layer, grad_out):
         return tuple(range(1, grad_out.dim() - len(layer.normalized_shape)))
+
+
+@register_rule(nn.GroupNorm, torch_only=True)
+class GroupNormRule(_AffineNormRule):
+    """Per-sample statistics over each group of channels (and all positions)."""
+
+    def applies(self, layer):
+        return layer.affine
+
+    def normalised(self, layer, x, tensors):
+        n, groups = x.shape[0], layer.num_groups
+        grouped = x.reshape(n, groups, -1)
+        mean = grouped.mean(dim=2, keepdim=True)
+        var = grouped.var(dim=2, unbiased=False, keepdim=True)
+        return ((grouped - mean) / torch.sqrt(var + layer.eps)).reshape(x.shape)
+
+    def summed_dims(self, layer, grad_out):
+        return tuple(range(2, grad_out.dim()))
+
+
+@register_rule(nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d, torch_only=True)
+class InstanceNormRule(_AffineNormRule):
+    """Per-sample, per-channel statistics over the positions (without running
+    statistics: with them, eval mode normalises as BatchNorm does, which the fallback
+    takes)."""
+
+    def applies(self, layer):
+        return layer.affine and not layer.track_running_stats
+
+    def normalised(self, layer, x, tensors):
+        dims = tuple(range(2, x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        var = x.var(dim=dims, unbiased=False, keepdim=True)
+        return (x - mean) / torch.sqrt(var + layer.eps)
+
+    def summed_dims(self, layer, grad_out):
+        return tuple(range(2, grad_out.dim()))
