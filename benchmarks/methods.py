@@ -105,7 +105,7 @@ def opacus(module, X, batch_size, device):
             if isinstance(m, torch.nn.Dropout):
                 m.eval()
         return GradSampleModule(copy_of_module, loss_reduction="sum")
-    return _per_sample_library(module, X, batch_size, device, wrap, step)
+    return _tried(module, X, batch_size, device, wrap, step)
 
 
 def backpack(module, X, batch_size, device):
@@ -122,11 +122,15 @@ def backpack(module, X, batch_size, device):
         with backpack_context(BatchGrad()):
             loss(logits, logits.argmax(1).detach()).backward()
         return logits.detach(), [p.grad_batch for p in wrapped.parameters()]
+    return _tried(module, X, batch_size, device, extend, step)
+
+
+def _tried(module, X, batch_size, device, wrap, step):
+    """A library's run, after one trial on two samples: a model it cannot run is n/a."""
     try:
-        run = _per_sample_library(module, X, batch_size, device, extend, step)
-        run_once = _per_sample_library(module, X[:2], 2, device, extend, step)
-        run_once()
-    except (NotImplementedError, RuntimeError) as exc:  # e.g. in-place ReLU after its hooks
+        run = _per_sample_library(module, X, batch_size, device, wrap, step)
+        _per_sample_library(module, X[:2], 2, device, wrap, step)()
+    except (NotImplementedError, RuntimeError, AttributeError) as exc:  # in-place ReLU, ...
         raise Unavailable(f"fails on this model: {str(exc).splitlines()[0][:60]}") from exc
     return run
 
