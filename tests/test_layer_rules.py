@@ -1,0 +1,83 @@
+"""The public extension point (skgradunc.layer_rules): a user's rule for their own layer
+type, and check_layer_rule against float64 per-sample autograd."""
+
+import pytest
+import torch
+
+from skgradunc.gradients import TARGETS
+from skgradunc.layer_rules import LayerRule, check_layer_rule, register_layer_rule
+
+from test_gradient_reference import _rules, check, randomized
+
+nn = torch.nn
+
+
+class SoftGate(nn.Module):
+    """A user's layer: y = x * sigmoid(weight) + bias, per feature."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.weight = nn.Parameter(torch.linspace(-1, 1, n))
+        self.bias = nn.Parameter(torch.zeros(n))
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.weight) + self.bias
+
+
+@register_layer_rule(SoftGate)
+class SoftGateRule(LayerRule):
+    def gradients(self, layer, x, grad_out, tensors):
+        gate = torch.sigmoid(tensors["weight"])
+        return {"weight": grad_out * x * gate * (1 - gate), "bias": grad_out}
+
+
+class WrongRule(SoftGateRule):
+    def gradients(self, layer, x, grad_out, tensors):
+        grads = super().gradients(layer, x, grad_out, tensors)
+        grads["weight"] = grads["weight"] * 1.01
+        return grads
+
+
+def test_a_users_rule_is_checked_and_used(monkeypatch):
+    gate = randomized(SoftGate(6), seed=30)
+    check_layer_rule(gate, torch.randn(5, 6))
+    with pytest.raises(AssertionError, match="'weight', sample 0: the rule's gradient differs"):
+        check_layer_rule(gate, torch.randn(5, 6), WrongRule())
+    net = randomized(nn.Sequential(nn.Linear(4, 6), SoftGate(6), nn.Tanh(),
+                                   nn.Linear(6, 3)), seed=30)
+    assert _rules(net)["1"] == "SoftGateRule"
+    for target in TARGETS:
+        check(net, torch.randn(6, 4).numpy(), target, groups="parameter")
+
+
+@pytest.mark.parametrize("layer, x", [
+    (nn.Conv2d(3, 4, 3, padding=1), torch.randn(3, 3, 6, 6)),
+    (nn.Conv2d(4, 4, 3, groups=4), torch.randn(3, 4, 6, 6)),         # the fallback
+    (nn.Linear(5, 4), torch.randn(3, 7, 5)),
+    (nn.GroupNorm(2, 4), torch.randn(3, 4, 5)),
+    (nn.PReLU(4), torch.randn(3, 4, 5)),
+    (nn.LayerNorm(5), torch.randn(3, 2, 5)),
+    (nn.Embedding(7, 3, padding_idx=0), torch.randint(0, 7, (3, 9))),
+])
+def test_every_built_in_rule_passes_the_check(layer, x):
+    check_layer_rule(randomized(layer, seed=31), x)
+
+
+def test_the_check_leaves_the_layer_as_it_was():
+    layer = randomized(nn.BatchNorm2d(3), seed=32).train()
+    before = {k: v.clone() for k, v in layer.state_dict().items()}
+    check_layer_rule(layer, torch.randn(4, 3, 5, 5))
+    assert layer.training
+    assert all(torch.equal(before[k], v) for k, v in layer.state_dict().items())
+
+
+def test_a_layer_nothing_applies_to_is_refused():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.inner(x)
+    with pytest.raises(ValueError, match="no rule applies to this Shared"):
+        check_layer_rule(Shared(), torch.randn(2, 2))
