@@ -152,3 +152,15 @@ def test_new_rules_in_their_other_configurations(target):
     assert _rules(net) == {"0": "LinearRule", "1": "PReLURule", "3": "GroupNormRule",
                            "4": "LocalRule", "6": "LinearRule"}
     check(net, torch.randn(6, 5).numpy(), target, groups="parameter")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_small_vision_transformer(target):
+    """Class token and position embedding (weights of modules whose children hold
+    weights) and MultiheadAttention (three inputs): today the whole-network vmap."""
+    from torchvision.models import VisionTransformer
+    torch.manual_seed(29)
+    net = randomized(VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2,
+                                       hidden_dim=16, mlp_dim=32, num_classes=4), seed=29)
+    assert _strategy(net) == "vmap"
+    check(net, torch.rand(3, 3, 16, 16).numpy(), target, batch_size=2)
