@@ -22,8 +22,8 @@ from torch.func import functional_call, grad, vmap
 
 from ._data import as_samples
 from ._outputs import NetworkOutputError, check_scores, class_logits, first_scores
-from ._layers import LOCAL, choose_rule
-from .layer_gradients import block_budget, layer_summaries, summarize_gradient
+from ._layers import LOCAL, choose_rule, rule_for
+from .layer_gradients import block_budget, layer_summaries, replay_summaries, summarize_gradient
 from .statistics import combine, finalize, softmax_features, zero_summary
 
 __all__ = ["TARGETS", "STRATEGIES", "target_loss", "resolve_groups", "evaluation_mode",
@@ -162,16 +162,43 @@ def _per_layer_modules(module, trainable):
         return None
     names = {}
     for name in trainable:
-        layer_name, _, param = name.rpartition(".")
-        names.setdefault(layer_name, []).append(param)
-    layers = {}
+        unit = _composite_unit(module, name)
+        if unit is None:
+            unit = name.rpartition(".")[0]
+        names.setdefault(unit, []).append(name[len(unit) + 1:] if unit else name)
+    layers, broadcast = {}, []
     for layer_name, params in names.items():
         layer = module.get_submodule(layer_name)
         rule = choose_rule(layer, params)
-        if rule is None:
+        if rule is not None:
+            layers[layer_name] = (layer, rule)
+        elif all(_broadcast_shaped(layer, param) for param in params):
+            prefix = f"{layer_name}." if layer_name else ""
+            broadcast += [prefix + param for param in params]
+        else:
             return None
-        layers[layer_name] = (layer, rule)
-    return layers
+    return layers, broadcast
+
+
+def _composite_unit(module, name):
+    """The outermost module above parameter ``name`` whose rule takes its children's
+    weights too (nn.MultiheadAttention and its out_proj), or None."""
+    parts = name.split(".")
+    for k in range(len(parts) - 1):
+        prefix = ".".join(parts[:k])
+        rule = rule_for(module.get_submodule(prefix))
+        if rule is not None and rule.composite:
+            return prefix
+    return None
+
+
+def _broadcast_shaped(layer, param):
+    """A weight of a module whose children hold weights, with a leading dimension of 1
+    (a ViT's class token, its position embedding): a candidate for the per-sample
+    gradient of a copy with one row per sample (checked in :meth:`probe`)."""
+    weight = getattr(layer, param, None)
+    return (isinstance(weight, torch.Tensor) and weight.dim() >= 2 and weight.shape[0] == 1
+            and any(True for c in layer.children() for _ in c.parameters()))
 
 
 def _global_forward_hooks():
@@ -243,6 +270,11 @@ def _refuse_cut_off(unreached, ran):
             "or let the gradient through")
 
 
+def _per_sample_copy(weight, n):
+    """A weight of leading dimension 1 repeated to n rows, a leaf of its own."""
+    return weight.detach().expand(n, *weight.shape[1:]).clone().requires_grad_()
+
+
 class _NotPerLayer(Exception):
     """A chunk's forward showed that the per-layer rules do not cover this network."""
 
@@ -301,7 +333,14 @@ class GradientFeatureEngine:
         self.trainable = trainable_parameters(module)
         if strategy is not None and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-        self.layers = _per_layer_modules(module, self.trainable)
+        plan = _per_layer_modules(module, self.trainable)
+        self.layers, self.broadcast = plan if plan is not None else (None, [])
+        # parameter name -> (its unit in self.layers, its name there)
+        self._units = {}
+        for name in self.trainable:
+            unit = _composite_unit(module, name)
+            unit = name.rpartition(".")[0] if unit is None else unit
+            self._units[name] = (unit, name[len(unit) + 1:] if unit else name)
         if strategy == "per-layer" and self.layers is None:
             raise ValueError(
                 f"the network changed since fit: {type(module).__name__}'s layers no longer all "
@@ -344,6 +383,11 @@ class GradientFeatureEngine:
         failures = []
         with evaluation_mode(self.module):
             self._check_graph(params, frozen, x)
+            if self.strategy == "per-layer" and self.broadcast:
+                try:
+                    self._check_broadcast(params, frozen, x)
+                except _NotPerLayer:
+                    self._use("vmap")
             while True:
                 try:
                     self._features(params, frozen, x, max_memory)
@@ -369,6 +413,41 @@ class GradientFeatureEngine:
         if isinstance(scores, torch.Tensor):
             uses = _gradient_uses(scores, leaves, self.module) if scores.grad_fn else {}
             _refuse_cut_off([n for n in self.trainable if not uses.get(n)], ran)
+
+    def _check_broadcast(self, params, frozen, x):
+        """The weights of ``self.broadcast`` get their per-sample gradients from a copy
+        with one row per sample; exact when every use broadcasts that row over the batch
+        (``class_token.expand(n, -1, -1)``, ``x + pos_embedding``). Checked here: the copy
+        gives the same outputs, and changing sample k's row changes no other sample's
+        output; else raises :class:`_NotPerLayer`."""
+        n = len(x)
+        if n < 2:
+            return
+
+        def scores(rows):
+            with torch.no_grad():
+                out = functional_call(self.module, ({**params, **rows}, frozen), (x.clone(),))
+            return first_scores(out)
+        try:
+            rows = {name: _per_sample_copy(params[name], n).detach()
+                    for name in self.broadcast}
+            plain, same = scores({}), scores(rows)
+            if not torch.allclose(plain, same, rtol=1e-5, atol=1e-6):
+                raise _NotPerLayer("a per-sample copy of the broadcast weights changes the "
+                                   "outputs")
+            for k in range(n):
+                moved = {name: row.clone() for name, row in rows.items()}
+                for row in moved.values():
+                    row[k] += 1.0
+                others = [j for j in range(n) if j != k]
+                if not torch.allclose(scores(moved)[others], same[others], rtol=1e-5,
+                                      atol=1e-6):
+                    raise _NotPerLayer(f"the weights {self.broadcast} mix the samples")
+        except _NotPerLayer:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a use that does not broadcast that row
+            raise _NotPerLayer(f"the weights {self.broadcast} are not used row by row: "
+                               f"{_first_line(exc)}") from exc
 
     def _use(self, strategy):
         self.strategy = strategy
@@ -466,8 +545,23 @@ class GradientFeatureEngine:
                 return output.clone() if (name, call, "output") in overwritten else None
             return hook
 
-        handles = [layer.register_forward_hook(recorder(name), with_kwargs=True)
-                   for name, (layer, _) in self.layers.items()]
+        def replayer(name, rule):
+            def hook(layer, args, kwargs, output):
+                replay = rule.record(layer, args, kwargs, output)
+                if replay is None:
+                    return None
+                calls[name].append(replay)
+                # the rest of the network gets copies: in-place changes of them leave
+                # the recorded outputs as they were
+                if isinstance(output, tuple):
+                    return tuple(o.clone() if isinstance(o, torch.Tensor) else o
+                                 for o in output)
+                return output.clone()
+            return hook
+
+        handles = [layer.register_forward_hook(
+            replayer(name, rule) if rule.composite else recorder(name), with_kwargs=True)
+            for name, (layer, rule) in self.layers.items()]
         try:
             output = functional_call(self.module, (params, frozen), (x,))
         finally:
@@ -487,15 +581,23 @@ class GradientFeatureEngine:
         ``name``: one for a rule's layer; for the layer-local fallback, counted once on
         the layer alone, re-run on its first recorded input."""
         layer, rule = self.layers[name]
-        if rule is not LOCAL or not calls[name]:
+        if not (rule is LOCAL or rule.composite) or not calls[name]:
             return {}
         if name not in self._per_call:
             tensors = self._layer_tensors(name, params, frozen)
             own = {p: tensors.pop(p) for p in rule.parameters(layer)}
             with torch.enable_grad():
                 leaves = _requiring_grad(own)
-                out = functional_call(layer, (leaves, tensors), (calls[name][0][0][:1],))
-            self._per_call[name] = _gradient_uses(out, leaves, layer) if out.grad_fn else {}
+                if rule.composite:
+                    replay = calls[name][0]
+                    out = functional_call(layer, (leaves, tensors), (), replay.arguments)
+                    outs = out if isinstance(out, tuple) else (out,)
+                    out = sum(o.sum() for o in outs
+                              if isinstance(o, torch.Tensor) and o.grad_fn is not None)
+                else:
+                    out = functional_call(layer, (leaves, tensors), (calls[name][0][0][:1],))
+            uses = isinstance(out, torch.Tensor) and out.grad_fn is not None
+            self._per_call[name] = _gradient_uses(out, leaves, layer) if uses else {}
         return self._per_call[name]
 
     def _check_uses(self, scores, leaves, calls, frozen):
@@ -507,9 +609,11 @@ class GradientFeatureEngine:
         uses = _gradient_uses(scores, leaves, self.module)
         other = []
         for name in self.trainable:
-            layer_name, _, param = name.rpartition(".")
-            per_call = self._uses_per_call(layer_name, calls, leaves, frozen).get(param, 1)
-            if uses.get(name, 0) != len(calls[layer_name]) * per_call:
+            if name in self.broadcast:
+                continue   # every use goes through its per-sample copy
+            unit, param = self._units[name]
+            per_call = self._uses_per_call(unit, calls, leaves, frozen).get(param, 1)
+            if uses.get(name, 0) != len(calls[unit]) * per_call:
                 other.append(name)
         if other:
             raise _NotPerLayer(f"weights whose gradient has other uses than their layer's "
@@ -520,7 +624,8 @@ class GradientFeatureEngine:
         overwrote a saved tensor not yet known to be (later chunks isolate it at once).
         The first pass gets a copy of x: the module may change its input in place."""
         output, calls = self._record_calls(params, frozen, x.clone())
-        found = _overwritten(calls)
+        found = _overwritten({name: records for name, records in calls.items()
+                              if not self.layers[name][1].composite})
         if found:
             self.overwritten = self.overwritten | found
             output, calls = self._record_calls(params, frozen, x)
@@ -531,25 +636,40 @@ class GradientFeatureEngine:
         per-sample gradients built and summarised block by block, never all at once."""
         with torch.enable_grad():
             leaves = _requiring_grad(params)
+            for name in self.broadcast:   # one row per sample: its gradient, per sample
+                leaves[name] = _per_sample_copy(leaves[name], len(x))
             output, calls = self._forward(leaves, frozen, x)
             logits = class_logits(output, self.output, len(x))
             self._check_uses(first_scores(output), leaves, calls, frozen)
-            outputs = [out for name in self.layers for _, out, _, _ in calls[name]]
-            grad_outputs = iter(torch.autograd.grad(
-                target_loss(logits, self.target).sum(), outputs))
+            outputs = [out for name, (_, rule) in self.layers.items() for call in calls[name]
+                       for out in (call.outputs if rule.composite else call[1:2])]
+            outputs += [leaves[name] for name in self.broadcast]
+            grads = torch.autograd.grad(target_loss(logits, self.target).sum(), outputs,
+                                        allow_unused=True)
+            # an output that does not reach the loss (attention weights not used) has none
+            grad_outputs = iter(torch.zeros_like(o) if g is None else g
+                                for o, g in zip(outputs, grads))
         summaries, budget = {}, block_budget(max_memory, self.device)
         for name, (layer, rule) in self.layers.items():
-            records = [(inp, next(grad_outputs)) for inp, _, _, _ in calls[name]]
+            if rule.composite:
+                records = [(call, [next(grad_outputs) for _ in call.outputs])
+                           for call in calls[name]]
+            else:
+                records = [(inp, next(grad_outputs)) for inp, _, _, _ in calls[name]]
             calls[name] = None  # let this layer's saved tensors go once summarised
             prefix = f"{name}." if name else ""
             if not records:   # never called (an auxiliary head in eval mode): zero gradient
-                for param, weight in layer.named_parameters(recurse=False):
+                for param, weight in layer.named_parameters(recurse=rule.composite):
                     summaries[prefix + param] = zero_summary(len(x), weight.numel(), x.device)
                 continue
             tensors = self._layer_tensors(name, params, frozen)
-            for param, summary in layer_summaries(layer, records, budget, rule,
-                                                  tensors).items():
+            summarised = (replay_summaries(layer, rule, records, tensors, budget, len(x))
+                          if rule.composite else
+                          layer_summaries(layer, records, budget, rule, tensors))
+            for param, summary in summarised.items():
                 summaries[prefix + param] = summary
+        for name in self.broadcast:
+            summaries[name] = summarize_gradient(next(grad_outputs))
         scores = first_scores(output)
         return summaries, scores.detach()
 

@@ -8,7 +8,8 @@ import torch
 from ._layers import LowRank, Outer, Rows, dense, registered_rule, rule_for, summarize_gradient
 
 __all__ = ["supported_layer", "per_sample_layer_gradient", "summarize_gradient",
-           "layer_summaries", "block_budget", "sample_block", "Outer", "LowRank", "Rows"]
+           "layer_summaries", "replay_summaries", "block_budget", "sample_block", "Outer",
+           "LowRank", "Rows"]
 
 
 def supported_layer(layer):
@@ -87,5 +88,22 @@ def layer_summaries(layer, records, budget, rule=None, tensors=None):
                                                       tensors).items():
                 grads[param] = dense(grads[param]) + dense(g) if param in grads else g
         for param, g in grads.items():
+            parts.setdefault(param, []).append(summarize_gradient(g))
+    return {param: torch.cat(summaries) for param, summaries in parts.items()}
+
+
+def replay_summaries(layer, rule, records, tensors, budget, n):
+    """Per-parameter summaries (n, 9) of a unit replayed per sample (a composite rule:
+    nn.MultiheadAttention), in sample blocks of about ``budget`` bytes. records: (replay,
+    gradients of its outputs) of each call; the calls' gradients add up."""
+    per_sample = max(rule.bytes_per_sample(layer, replay, grads) for replay, grads in records)
+    block = sample_block(n, per_sample, budget)
+    parts = {}
+    for start in range(0, n, block):
+        rows, total = slice(start, min(n, start + block)), {}
+        for replay, grads in records:
+            for param, g in rule.replay_gradients(layer, replay, grads, tensors, rows).items():
+                total[param] = total[param] + g if param in total else g
+        for param, g in total.items():
             parts.setdefault(param, []).append(summarize_gradient(g))
     return {param: torch.cat(summaries) for param, summaries in parts.items()}

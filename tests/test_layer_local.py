@@ -157,10 +157,89 @@ def test_new_rules_in_their_other_configurations(target):
 @pytest.mark.parametrize("target", TARGETS)
 def test_small_vision_transformer(target):
     """Class token and position embedding (weights of modules whose children hold
-    weights) and MultiheadAttention (three inputs): today the whole-network vmap."""
+    weights: per-sample copies) and MultiheadAttention (a unit with its out_proj, replayed
+    per sample): per layer (before: the whole network on vmap)."""
     from torchvision.models import VisionTransformer
+    from test_gradient_reference import _engine
     torch.manual_seed(29)
-    net = randomized(VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2,
+    net = randomized(VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2,
                                        hidden_dim=16, mlp_dim=32, num_classes=4), seed=29)
-    assert _strategy(net) == "vmap"
-    check(net, torch.rand(3, 3, 16, 16).numpy(), target, batch_size=2)
+    engine = _engine(net)
+    assert engine.strategy == "per-layer"
+    assert engine.broadcast == ["class_token", "encoder.pos_embedding"]
+    assert _rules(net)["encoder.layers.encoder_layer_1.self_attention"] == "AttentionRule"
+    check(net, torch.rand(5, 3, 16, 16).numpy(), target, batch_size=2)
+
+
+class Attending(nn.Module):
+    """Tokens through MultiheadAttention in its other configurations."""
+
+    def __init__(self, batch_first=True, cross=False, weights_used=False, mask=None):
+        super().__init__()
+        self.embed = nn.Linear(3, 8)
+        self.memory = nn.Linear(3, 8)
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=batch_first, kdim=8, vdim=8)
+        self.out = nn.Linear(8, 3)
+        self.batch_first, self.cross, self.weights_used, self.mask = (
+            batch_first, cross, weights_used, mask)
+
+    def forward(self, x):                       # x: (n, tokens, 3)
+        h = self.embed(x)
+        k = self.memory(x.flip(1)) if self.cross else h
+        padding = x[:, :, 0] > 1.2               # some tokens masked, never all
+        padding[:, 0] = False
+        if not self.batch_first:
+            h, k = h.transpose(0, 1), k.transpose(0, 1)
+        mask = self.mask
+        if mask == "per sample and head":
+            mask = torch.zeros(len(x) * 2, 5, 5)
+            mask[::3, :, -1] = float("-inf")
+        y, weights = self.attention(h, k, k, key_padding_mask=padding,
+                                    need_weights=self.weights_used, attn_mask=mask)
+        if not self.batch_first:
+            y = y.transpose(0, 1)
+        pooled = y.mean(dim=1)
+        if self.weights_used:
+            pooled = pooled * weights.sum(dim=(1, 2))[:, None]
+        return self.out(torch.tanh(pooled))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("config", [
+    dict(), dict(batch_first=False), dict(cross=True), dict(weights_used=True),
+    dict(mask=torch.triu(torch.full((5, 5), float("-inf")), diagonal=1))],
+    ids=["self", "sequence-first", "cross", "weights-used", "causal-mask"])
+def test_multihead_attention_configurations(target, config):
+    torch.manual_seed(33)
+    net = randomized(Attending(**config), seed=33)
+    assert _rules(net)["attention"] == "AttentionRule"
+    check(net, (1.5 * torch.rand(6, 5, 3)).numpy(), target)
+
+
+def test_attention_with_one_mask_per_sample_and_head_takes_the_whole_network_path():
+    torch.manual_seed(33)
+    net = randomized(Attending(mask="per sample and head"), seed=33)
+    X = (1.5 * torch.rand(6, 5, 3)).numpy()
+    assert GradientMetricTransformer(net, device="cpu").fit(X).strategy_ == "vmap"
+    check(net, X, "predicted")
+
+
+class MixesItsToken(nn.Module):
+    """A (1, d) weight used by a reduction over its rows: not a per-sample broadcast."""
+
+    def __init__(self):
+        super().__init__()
+        self.token = nn.Parameter(torch.linspace(-1, 1, 6)[None])
+        self.hidden, self.out = nn.Linear(5, 6), nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.hidden(x) + self.token.sum(dim=0)
+                                   * self.token.mean()))
+
+
+def test_a_token_weight_that_mixes_rows_takes_the_whole_network_path():
+    torch.manual_seed(34)
+    net = randomized(MixesItsToken(), seed=34)
+    X = torch.randn(6, 5).numpy()
+    assert GradientMetricTransformer(net, device="cpu").fit(X).strategy_ == "vmap"
+    check(net, X, "predicted")

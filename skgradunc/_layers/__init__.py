@@ -7,7 +7,8 @@ parameters from the layer's input and the loss gradient at its output (``gradien
 a form of :mod:`._forms`: outer product, low rank, rows, or dense), and the bytes one
 sample's gradients take while summarised (``bytes_per_sample``). Families:
 :mod:`.linear` and :mod:`.conv` (sums of outer products, :mod:`.products`),
-:mod:`.norm`, :mod:`.embedding`, :mod:`.activation`. A layer without one gets the
+:mod:`.norm`, :mod:`.embedding`, :mod:`.activation`, :mod:`.attention`. A layer without
+one gets the
 layer-local fallback of :mod:`.local` (:func:`choose_rule`).
 
 :func:`rule_for` dispatches and cannot misroute a subclass: a layer gets the rule of its
@@ -17,7 +18,7 @@ parametrisation computes its weights, or a forward method was replaced on the in
 on the type.
 """
 
-from . import activation, conv, embedding, linear, norm
+from . import activation, attention, conv, embedding, linear, norm
 from ._forms import LowRank, Outer, Rows, dense, summarize_gradient
 from ._registry import LayerRule, register_rule, registered_rule, rule_for
 from .local import LOCAL
@@ -25,7 +26,8 @@ from .local import LOCAL
 __all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "choose_rule", "LOCAL",
            "Outer", "LowRank", "Rows", "dense", "summarize_gradient"]
 
-FAMILIES = (linear, conv, norm, embedding, activation)   # importing each registered its rules
+# importing each family registered its rules
+FAMILIES = (linear, conv, norm, embedding, activation, attention)
 
 
 def choose_rule(layer, names):

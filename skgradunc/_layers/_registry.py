@@ -20,6 +20,8 @@ class LayerRule:
     register it for the layer types it is exact for with :func:`register_rule`.
     """
 
+    composite = False   # True: a unit of the layer's weights and its children's
+
     def applies(self, layer):
         """Whether the rule is exact for this instance's configuration."""
         return True

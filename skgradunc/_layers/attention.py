@@ -1,0 +1,126 @@
+"""nn.MultiheadAttention: one unit with all its weights (its input projections, and the
+out_proj it uses without calling it), called with query, key, value and keywords. Its
+per-sample gradients come from ``torch.func.vmap`` over the vjp of the attention alone on
+one sample, replayed from its recorded arguments and the gradients of its outputs: the
+layer-local fallback, for a layer called with several tensors.
+
+A call is replayed only when every tensor argument has a known batch dimension (query,
+key and value: 0 with ``batch_first``, else 1; ``key_padding_mask``: 0) or none (a 2-D
+``attn_mask``); a 3-D ``attn_mask`` (one mask per sample and head) is not recorded, so
+the engine's check of each weight's uses sends the network to an exact whole-network
+path.
+"""
+
+import inspect
+
+import torch
+from torch import nn
+from torch.func import functional_call, vjp, vmap
+from torch.nn.utils import parametrize
+
+from ._registry import LayerRule, register_rule
+
+
+class Replay:
+    """A recorded call: its bound arguments (tensors cloned: private), the batch
+    dimension of each tensor argument (None: shared by the samples) and its outputs."""
+
+    def __init__(self, arguments, batch_dims, outputs, output_dims):
+        self.arguments, self.batch_dims = arguments, batch_dims
+        self.outputs, self.output_dims = outputs, output_dims
+
+    def __len__(self):
+        name, dim = next((k, d) for k, d in self.batch_dims.items() if d is not None)
+        return self.arguments[name].shape[dim]
+
+
+@register_rule(nn.MultiheadAttention, torch_only=True)
+class AttentionRule(LayerRule):
+    composite = True   # a unit of all its weights, its children's included
+
+    def applies(self, layer):
+        modules = list(layer.modules())
+        return not any(m._forward_hooks or m._forward_pre_hooks
+                       or parametrize.is_parametrized(m) for m in modules)
+
+    def parameters(self, layer):
+        return tuple(name for name, _ in layer.named_parameters())
+
+    def record(self, layer, args, kwargs, output):
+        """A :class:`Replay` of this call, or None when it cannot be replayed."""
+        try:
+            bound = inspect.signature(layer.forward).bind(*args, **kwargs)
+        except TypeError:
+            return None
+        arguments = dict(bound.arguments)
+        first = 0 if layer.batch_first else 1
+        dims = {}
+        for name, value in arguments.items():
+            if not isinstance(value, torch.Tensor):
+                continue
+            if name in ("query", "key", "value"):
+                dims[name] = first
+            elif name == "key_padding_mask":
+                dims[name] = 0
+            elif name == "attn_mask" and value.dim() == 2:
+                dims[name] = None
+            else:
+                return None
+        if any(name not in arguments for name in ("query", "key", "value")):
+            return None
+        # private copies, keeping which arguments were the same tensor (self-attention)
+        copies = {}
+        for name in dims:
+            value = arguments[name]
+            copies.setdefault(id(value), value.detach().clone())
+            arguments[name] = copies[id(value)]
+        outputs = output if isinstance(output, tuple) else (output,)
+        tensors = tuple(o for o in outputs if isinstance(o, torch.Tensor))
+        output_dims = (first,) + (0,) * (len(tensors) - 1)   # attention weights: dim 0
+        return Replay(arguments, dims, tensors, output_dims)
+
+    def replay_gradients(self, layer, replay, grads, tensors, rows):
+        """{parameter: per-sample gradient (samples of ``rows``, ...)} of one call."""
+        own = {name: tensors[name].detach() for name in self.parameters(layer)}
+        rest = {name: t for name, t in tensors.items() if name not in own}
+        batched = [name for name, d in replay.batch_dims.items() if d is not None]
+        # one vmapped input per distinct tensor: query is key is value stays so
+        distinct, index = [], {}
+        for name in batched:
+            value = replay.arguments[name]
+            if id(value) not in index:
+                index[id(value)] = len(distinct)
+                distinct.append((value, replay.batch_dims[name]))
+        slot = {name: index[id(replay.arguments[name])] for name in batched}
+        cotangents = [torch.zeros_like(o) if g is None else g
+                      for o, g in zip(replay.outputs, grads)]
+
+        def sliced(t, dim):
+            return t.narrow(dim, rows.start, rows.stop - rows.start)
+
+        def one_sample(*values):
+            samples, cots = values[:len(distinct)], values[len(distinct):]
+
+            def forward(params):
+                arguments = dict(replay.arguments)
+                for name in batched:
+                    dim = replay.batch_dims[name]
+                    arguments[name] = samples[slot[name]].unsqueeze(dim)
+                out = functional_call(layer, (params, rest), (), arguments)
+                out = out if isinstance(out, tuple) else (out,)
+                return tuple(o for o in out if isinstance(o, torch.Tensor))
+            _, pullback = vjp(forward, own)
+            return pullback(tuple(c.unsqueeze(d) for c, d in zip(cots, replay.output_dims)))[0]
+
+        in_dims = tuple(d for _, d in distinct) + replay.output_dims
+        inputs = [sliced(v, d) for v, d in distinct] + [
+            sliced(c, d) for c, d in zip(cotangents, replay.output_dims)]
+        with torch.enable_grad():
+            return vmap(one_sample, in_dims=in_dims)(*inputs)
+
+    def bytes_per_sample(self, layer, replay, grads):
+        size = replay.outputs[0].element_size()
+        weights = sum(p.numel() for p in layer.parameters())
+        activations = sum(t.numel() // len(replay) for t in replay.arguments.values()
+                          if isinstance(t, torch.Tensor))
+        return size * (3 * weights + 8 * activations)
