@@ -43,8 +43,9 @@ def _group_norm(channels):
 
 def _small_vit():
     from torchvision.models import VisionTransformer
-    return VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
-                             hidden_dim=64, mlp_dim=128, num_classes=10)
+    # ViT-Tiny's width (192, 3 heads, MLP 768) at 4 layers, 32x32 images in 4x4 patches
+    return VisionTransformer(image_size=32, patch_size=4, num_layers=4, num_heads=3,
+                             hidden_dim=192, mlp_dim=768, num_classes=10)
 
 
 MODELS = {  # model, input shape, n, naive n, repeats

@@ -12,6 +12,7 @@ path.
 """
 
 import inspect
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -19,6 +20,14 @@ from torch.func import functional_call, vjp, vmap
 from torch.nn.utils import parametrize
 
 from ._registry import LayerRule, register_rule
+
+try:   # torch >= 2.3
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    def _batchable_attention():
+        return sdpa_kernel(SDPBackend.MATH)
+except ImportError:
+    _batchable_attention = nullcontext
 
 
 class Replay:
@@ -115,7 +124,9 @@ class AttentionRule(LayerRule):
         in_dims = tuple(d for _, d in distinct) + replay.output_dims
         inputs = [sliced(v, d) for v, d in distinct] + [
             sliced(c, d) for c, d in zip(cotangents, replay.output_dims)]
-        with torch.enable_grad():
+        # the math kernel of scaled_dot_product_attention: vmap has batching rules for
+        # its operations, not for the fused kernels (a loop over the samples instead)
+        with torch.enable_grad(), _batchable_attention():
             return vmap(one_sample, in_dims=in_dims)(*inputs)
 
     def bytes_per_sample(self, layer, replay, grads):
