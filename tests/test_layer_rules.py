@@ -81,3 +81,5 @@ def test_a_layer_nothing_applies_to_is_refused():
             return self.inner(x)
     with pytest.raises(ValueError, match="no rule applies to this Shared"):
         check_layer_rule(Shared(), torch.randn(2, 2))
+    with pytest.raises(ValueError, match="AttentionRule replays whole calls"):
+        check_layer_rule(nn.MultiheadAttention(4, 2), torch.randn(2, 3, 4))
