@@ -420,9 +420,9 @@ class GradientFeatureEngine:
         (``class_token.expand(n, -1, -1)``, ``x + pos_embedding``). Checked here: the copy
         gives the same outputs, and changing sample k's row changes no other sample's
         output; else raises :class:`_NotPerLayer`."""
+        if len(x) < 2:   # two rows to tell apart, even from one sample
+            x = torch.cat([x, x])
         n = len(x)
-        if n < 2:
-            return
 
         def scores(rows):
             with torch.no_grad():

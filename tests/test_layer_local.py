@@ -110,6 +110,7 @@ def test_a_layer_called_with_more_than_its_input_is_never_replayed_without_it():
     net = randomized(CallsWithMask(), seed=24)
     X = torch.randn(6, 5).numpy()
     assert GradientMetricTransformer(net, device="cpu").fit(X).strategy_ == "vmap"
+    assert GradientMetricTransformer(net, device="cpu").fit(X[:1]).strategy_ == "vmap"
     check(net, X, "predicted")
 
 
@@ -242,4 +243,5 @@ def test_a_token_weight_that_mixes_rows_takes_the_whole_network_path():
     net = randomized(MixesItsToken(), seed=34)
     X = torch.randn(6, 5).numpy()
     assert GradientMetricTransformer(net, device="cpu").fit(X).strategy_ == "vmap"
+    assert GradientMetricTransformer(net, device="cpu").fit(X[:1]).strategy_ == "vmap"
     check(net, X, "predicted")
