@@ -142,7 +142,18 @@ def evaluation_mode(module):
             m.training = mode
 
 
-def _per_layer_modules(module, trainable):
+def _parameter_units(module, trainable):
+    """Parameter name -> (its unit, its name there): the module whose rule computes its
+    per-sample gradient, its layer or a composite unit above it (:func:`_composite_unit`)."""
+    units = {}
+    for name in trainable:
+        unit = _composite_unit(module, name)
+        unit = name.rpartition(".")[0] if unit is None else unit
+        units[name] = (unit, name[len(unit) + 1:] if unit else name)
+    return units
+
+
+def _per_layer_modules(module, trainable, units):
     """Layer name -> (module, rule) when every trainable parameter belongs to a layer
     with a rule for it (:func:`skgradunc._layers.choose_rule`: the registered rule exact
     for that instance, Linear, Conv1d/2d, BatchNorm, LayerNorm, Embedding; else the
@@ -162,10 +173,8 @@ def _per_layer_modules(module, trainable):
         return None
     names = {}
     for name in trainable:
-        unit = _composite_unit(module, name)
-        if unit is None:
-            unit = name.rpartition(".")[0]
-        names.setdefault(unit, []).append(name[len(unit) + 1:] if unit else name)
+        unit, param = units[name]
+        names.setdefault(unit, []).append(param)
     layers, broadcast = {}, []
     for layer_name, params in names.items():
         layer = module.get_submodule(layer_name)
@@ -333,14 +342,9 @@ class GradientFeatureEngine:
         self.trainable = trainable_parameters(module)
         if strategy is not None and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
-        plan = _per_layer_modules(module, self.trainable)
+        self._units = _parameter_units(module, self.trainable)
+        plan = _per_layer_modules(module, self.trainable, self._units)
         self.layers, self.broadcast = plan if plan is not None else (None, [])
-        # parameter name -> (its unit in self.layers, its name there)
-        self._units = {}
-        for name in self.trainable:
-            unit = _composite_unit(module, name)
-            unit = name.rpartition(".")[0] if unit is None else unit
-            self._units[name] = (unit, name[len(unit) + 1:] if unit else name)
         if strategy == "per-layer" and self.layers is None:
             raise ValueError(
                 f"the network changed since fit: {type(module).__name__}'s layers no longer all "
