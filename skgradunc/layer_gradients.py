@@ -5,7 +5,8 @@ follows one layer, not the network.
 
 import torch
 
-from ._layers import LowRank, Outer, Rows, dense, registered_rule, rule_for, summarize_gradient
+from ._layers import (LowRank, Outer, Rows, dense, layer_tensors, registered_rule, rule_for,
+                      summarize_gradient)
 
 __all__ = ["supported_layer", "per_sample_layer_gradient", "summarize_gradient",
            "layer_summaries", "replay_summaries", "block_budget", "sample_block", "Outer",
@@ -18,10 +19,6 @@ def supported_layer(layer):
     return rule_for(layer) is not None
 
 
-def _tensors(layer):
-    return dict(layer.named_parameters()) | dict(layer.named_buffers())
-
-
 def per_sample_layer_gradient(layer, x, grad_out, rule=None, tensors=None):
     """{"weight": ..., "bias": ...} per-sample gradients for one call of ``layer``, by
     ``rule`` (default: its registered one), from ``tensors`` (its parameters and buffers
@@ -29,7 +26,7 @@ def per_sample_layer_gradient(layer, x, grad_out, rule=None, tensors=None):
     the per-sample gradient, in an order chosen for speed (a convolution's weight
     gradient comes transposed); only order-free statistics are taken of them."""
     rule = rule or registered_rule(layer)
-    return rule.gradients(layer, x, grad_out, _tensors(layer) if tensors is None else tensors)
+    return rule.gradients(layer, x, grad_out, layer_tensors(layer) if tensors is None else tensors)
 
 
 def bytes_per_sample(layer, x, grad_out, rule=None):

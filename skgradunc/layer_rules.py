@@ -32,7 +32,7 @@ import copy
 import numpy as np
 import torch
 
-from ._layers import LayerRule, choose_rule, dense, register_rule
+from ._layers import LayerRule, choose_rule, dense, layer_tensors, register_rule
 
 __all__ = ["LayerRule", "register_layer_rule", "check_layer_rule"]
 
@@ -101,7 +101,7 @@ def check_layer_rule(layer, x, rule=None, *, rtol=1e-4, atol=1e-6, seed=0):
                                     allow_unused=True, materialize_grads=True)
         expected.append(dict(zip(wanted, grads)))
     layer32 = copy.deepcopy(layer).eval()    # the user's layer keeps its mode
-    tensors = dict(layer32.named_parameters()) | dict(layer32.named_buffers())
+    tensors = layer_tensors(layer32)
     with torch.no_grad():
         found = rule.gradients(layer32, x.float() if x.is_floating_point() else x,
                                grad_out.float(), tensors)

@@ -20,11 +20,11 @@ on the type.
 
 from . import activation, attention, conv, embedding, linear, norm
 from ._forms import LowRank, Outer, Rows, dense, summarize_gradient
-from ._registry import LayerRule, register_rule, registered_rule, rule_for
+from ._registry import LayerRule, layer_tensors, register_rule, registered_rule, rule_for
 from .local import LOCAL
 
 __all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "choose_rule", "LOCAL",
-           "Outer", "LowRank", "Rows", "dense", "summarize_gradient"]
+           "layer_tensors", "Outer", "LowRank", "Rows", "dense", "summarize_gradient"]
 
 # importing each family registered its rules
 FAMILIES = (linear, conv, norm, embedding, activation, attention)

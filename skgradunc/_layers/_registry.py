@@ -2,7 +2,7 @@
 
 from torch.nn.utils import parametrize
 
-__all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule"]
+__all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "layer_tensors"]
 
 # the methods a layer's call goes through: a subclass or an instance that replaces one
 # computes something else than the registered type's forward
@@ -49,6 +49,12 @@ class LayerRule:
         statistics' temporaries): samples are processed in blocks that fit the bound."""
         size = grad_out.element_size()
         return size * 3 * sum(p.numel() for p in layer.parameters(recurse=False))
+
+
+def layer_tensors(layer):
+    """The ``tensors`` argument of :meth:`LayerRule.gradients` from the layer itself: its
+    parameters and buffers (its children's included) by their names in the layer."""
+    return dict(layer.named_parameters()) | dict(layer.named_buffers())
 
 
 def register_rule(*layer_types, torch_only=False):
