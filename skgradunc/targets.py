@@ -7,6 +7,7 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, IterableDataset
 
 from ._data import Relabelled, as_samples, is_dataset, item_array, item_of, value_scale
+from ._network import sample_shape
 from ._outputs import check_scores, class_logits, resolve_output
 from ._validation import as_float32_array
 from .gradients import evaluation_mode
@@ -17,12 +18,9 @@ OUT_OF_DISTRIBUTION = -1
 
 
 def _input_shape(estimator):
-    for candidate in (estimator, getattr(estimator, "estimator", None)):
-        shape = getattr(candidate, "input_shape", None) or getattr(candidate, "input_shape_",
-                                                                   None)
-        if shape is not None:
-            return tuple(shape)
-    return None
+    """The shape of one sample of the estimator's network, None if unknown."""
+    module = estimator if isinstance(estimator, torch.nn.Module) else None
+    return sample_shape(estimator, module)
 
 
 def _predict(estimator, samples, output, labels, batch_size=1024):

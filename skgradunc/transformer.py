@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from ._data import as_samples, from_input, is_dataset
 from ._device import check_device
+from ._network import find_module, sample_shape
 from ._outputs import NetworkOutputError, resolve_output
 from ._validation import check_number, check_positive_int, check_samples, is_int
 from .gradients import TARGETS, GradientFeatureEngine, UnsupportedNetworkError, resolve_groups
@@ -35,31 +36,6 @@ def _is_fitted(estimator):
     except NotFittedError:
         return False
     return True
-
-
-def _chain(estimator):
-    """The estimator and whatever it wraps (FrozenEstimator.estimator, ...)."""
-    while estimator is not None:
-        yield estimator
-        estimator = getattr(estimator, "estimator", None)
-
-
-def _find_module(estimator):
-    for candidate in _chain(estimator):
-        if isinstance(candidate, torch.nn.Module):
-            return candidate
-        if isinstance(getattr(candidate, "module_", None), torch.nn.Module):
-            return candidate.module_
-    raise TypeError(
-        f"cannot find a torch module in {type(estimator).__name__}: pass a fitted skorch "
-        "net, FrozenEstimator(net) or a torch.nn.Module returning logits")
-
-
-def _sample_shape(estimator, module):
-    shape = getattr(module, "input_shape", None)
-    for candidate in _chain(estimator):
-        shape = shape or getattr(candidate, "input_shape_", None)
-    return tuple(shape) if shape is not None else None
 
 
 def _names(value, allowed, what):
@@ -320,11 +296,11 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             # the network trains on what it will see in transform: validated float32
             # (a dataset goes to the estimator as it is: skorch reads it)
             train_X = X if is_dataset(X) else check_samples(
-                X, _sample_shape(self.estimator, None))
+                X, sample_shape(self.estimator, None))
             self.estimator_ = clone(self.estimator).fit(
                 train_X, None if y is None else np.asarray(y))   # None: the items' labels
-        self.module_ = _find_module(self.estimator_)
-        samples = as_samples(X, _sample_shape(self.estimator_, self.module_))
+        self.module_ = find_module(self.estimator_)
+        samples = as_samples(X, sample_shape(self.estimator_, self.module_))
         if samples.in_memory:
             samples.check_all()
         head = samples.head(2)
