@@ -2,7 +2,8 @@
 
 from torch.nn.utils import parametrize
 
-__all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "layer_tensors"]
+__all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "layer_tensors",
+           "unaltered"]
 
 # the methods a layer's call goes through: a subclass or an instance that replaces one
 # computes something else than the registered type's forward
@@ -51,6 +52,13 @@ class LayerRule:
         return size * 3 * sum(p.numel() for p in layer.parameters(recurse=False))
 
 
+def unaltered(module):
+    """No forward hooks or pre-hooks (they may change its input, weights or output) and no
+    parametrisation (which computes its weights) on this module."""
+    return not (module._forward_hooks or module._forward_pre_hooks
+                or parametrize.is_parametrized(module))
+
+
 def layer_tensors(layer):
     """The ``tensors`` argument of :meth:`LayerRule.gradients` from the layer itself: its
     parameters and buffers (its children's included) by their names in the layer."""
@@ -93,7 +101,7 @@ def _rule_type(layer):
         return None
     if any(m in vars(layer) for m in FORWARD_METHODS):
         return None   # replaced on the instance (as accelerate's hooks do)
-    if layer._forward_hooks or layer._forward_pre_hooks or parametrize.is_parametrized(layer):
+    if not unaltered(layer):
         return None
     return kind
 

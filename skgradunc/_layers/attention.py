@@ -17,9 +17,8 @@ from contextlib import nullcontext
 import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
-from torch.nn.utils import parametrize
 
-from ._registry import LayerRule, register_rule
+from ._registry import LayerRule, register_rule, unaltered
 
 try:   # torch >= 2.3
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -48,9 +47,7 @@ class AttentionRule(LayerRule):
     composite = True   # a unit of all its weights, its children's included
 
     def applies(self, layer):
-        modules = list(layer.modules())
-        return not any(m._forward_hooks or m._forward_pre_hooks
-                       or parametrize.is_parametrized(m) for m in modules)
+        return all(unaltered(m) for m in layer.modules())
 
     def parameters(self, layer):
         return tuple(name for name, _ in layer.named_parameters())

@@ -13,9 +13,8 @@ engine's check of each weight's uses sends the network to an exact whole-network
 
 import torch
 from torch.func import functional_call, vjp, vmap
-from torch.nn.utils import parametrize
 
-from ._registry import LayerRule, registered_rule
+from ._registry import LayerRule, registered_rule, unaltered
 
 __all__ = ["LocalRule", "LOCAL"]
 
@@ -23,8 +22,7 @@ __all__ = ["LocalRule", "LOCAL"]
 class LocalRule(LayerRule):
     def applies(self, layer):
         return (bool(self.parameters(layer))
-                and not (layer._forward_hooks or layer._forward_pre_hooks)
-                and not parametrize.is_parametrized(layer)
+                and unaltered(layer)
                 and not isinstance(layer, torch.jit.ScriptModule)
                 and (registered_rule(layer) is None or registered_rule(layer).local_ok(layer))
                 # its children hold no weights: theirs would be used inside its call
