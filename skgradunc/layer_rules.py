@@ -45,6 +45,10 @@ def register_layer_rule(*layer_types):
     are used in their own calls alone (checked on every chunk); check it first with
     :func:`check_layer_rule`. A type registered again replaces its rule.
     """
+    if not layer_types or not all(isinstance(t, type) and issubclass(t, torch.nn.Module)
+                                  for t in layer_types):
+        raise TypeError(f"register_layer_rule takes torch.nn.Module classes, got "
+                        f"{layer_types!r}")
     return register_rule(*layer_types)
 
 
@@ -77,6 +81,14 @@ def check_layer_rule(layer, x, rule=None, *, rtol=1e-4, atol=1e-6, seed=0):
     ValueError
         When no rule applies to ``layer``.
     """
+    if not isinstance(layer, torch.nn.Module):
+        raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
+    x = torch.as_tensor(x)
+    if x.dim() == 0 or len(x) == 0:
+        raise ValueError(f"x must hold at least one sample along its first axis, got shape "
+                         f"{tuple(x.shape)}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise ValueError("x contains NaN or infinity")
     names = [name for name, _ in layer.named_parameters(recurse=False)]
     rule = rule or choose_rule(layer, names)
     if rule is None:
@@ -86,7 +98,6 @@ def check_layer_rule(layer, x, rule=None, *, rtol=1e-4, atol=1e-6, seed=0):
                          f"{type(layer).__name__} (several inputs): check it on a network with "
                          "the float64 reference instead")
     layer64 = copy.deepcopy(layer).double().eval()
-    x = torch.as_tensor(x)
     x64 = x.double() if x.is_floating_point() else x
     with torch.no_grad():
         out = layer64(x64)

@@ -83,3 +83,14 @@ def test_a_layer_nothing_applies_to_is_refused():
         check_layer_rule(Shared(), torch.randn(2, 2))
     with pytest.raises(ValueError, match="AttentionRule replays whole calls"):
         check_layer_rule(nn.MultiheadAttention(4, 2), torch.randn(2, 3, 4))
+
+
+def test_bad_arguments_are_refused_clearly():
+    with pytest.raises(TypeError, match="torch.nn.Module classes"):
+        register_layer_rule(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match="must be a torch.nn.Module"):
+        check_layer_rule("linear", torch.randn(2, 2))
+    with pytest.raises(ValueError, match="NaN or infinity"):
+        check_layer_rule(nn.Linear(2, 2), torch.tensor([[1.0, float("nan")]]))
+    with pytest.raises(ValueError, match="at least one sample"):
+        check_layer_rule(nn.Linear(2, 2), torch.empty(0, 2))
