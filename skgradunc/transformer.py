@@ -52,6 +52,15 @@ def _names(value, allowed, what):
     return names
 
 
+def _layer_rules(engine):
+    """{layer or parameter name: how its per-sample gradients are computed} of a probed
+    engine (see ``layer_rules_``)."""
+    if engine.strategy != "per-layer":
+        return {}
+    rules = {name: type(rule).__name__ for name, (_, rule) in engine.layers.items()}
+    return rules | {name: "per-sample copy" for name in engine.broadcast}
+
+
 @contextmanager
 def _network_errors(sample_shape):
     """Errors of the network on X reported as the inputs' problem."""
@@ -193,6 +202,16 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         sample at a time. All exact; in decreasing speed.
     output_ : {"logits", "probabilities", "log_probabilities"}
         How the module's output is read (``output`` with "auto" resolved).
+    layer_rules_ : dict of str to str
+        With ``strategy_ == "per-layer"``: how each layer's per-sample
+        gradients are computed, by layer name (``""``: the module itself):
+        the name of its rule (``"LinearRule"``, ``"ConvRule"``,
+        ``"FoldedConvRule"``, ``"AttentionRule"``, a rule registered with
+        :func:`skgradunc.layer_rules.register_layer_rule`, ...) or
+        ``"LocalRule"``, the layer-local fallback (exact, slower: see
+        docs/gradient_metrics.md); parameters used outside a leaf module (a
+        ViT's class token) map to ``"per-sample copy"``. Empty for the other
+        strategies.
     trainable_ : list of str
         The parameters gradients are taken of (those with ``requires_grad``;
         all of them when none has it); ``transform`` refuses a network whose
@@ -316,6 +335,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             self.strategy_ = engine.probe(head, self.max_memory)
         self.overwritten_ = engine.overwritten
         self.trainable_ = list(engine.trainable)
+        self.layer_rules_ = _layer_rules(engine)
         return self
 
     def _check_output_kind(self, estimator):

@@ -29,9 +29,43 @@ def mixed_image_network():
 def test_groupnorm_prelu_depthwise_instancenorm_transposed_conv(target):
     net = randomized(mixed_image_network(), seed=21)
     assert _rules(net) == {"0": "ConvRule", "1": "GroupNormRule", "2": "PReLURule",
-                           "3": "LocalRule", "4": "InstanceNormRule", "5": "LocalRule",
+                           "3": "ConvRule", "4": "InstanceNormRule", "5": "FoldedConvRule",
                            "8": "LinearRule"}
     check(net, torch.rand(5, 2, 8, 8).numpy(), target)
+
+
+class Convolutions(nn.Module):
+    """Every configuration of the folded convolutions (skgradunc/_layers/conv_folded.py)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv1d(4, 6, 3, groups=2, dilation=2, padding="same",
+                            padding_mode="reflect")
+        self.c2 = nn.Conv2d(6, 6, (3, 2), stride=(2, 1), groups=3, padding=1,
+                            padding_mode="circular", bias=False)
+        self.t1 = nn.ConvTranspose1d(6, 4, 3, stride=2, padding=1, output_padding=1,
+                                     groups=2)
+        self.t2 = nn.ConvTranspose2d(4, 2, 3, stride=2, dilation=2, output_padding=1)
+        self.c3 = nn.Conv3d(2, 2, (2, 3, 3), padding="same", groups=2)
+        self.t3 = nn.ConvTranspose3d(2, 1, 2, stride=(1, 2, 2))
+        self.out = nn.Linear(120, 3)
+
+    def forward(self, x):                          # x: (n, 4, 10)
+        h = torch.tanh(self.c1(x)).unsqueeze(-1).expand(-1, -1, -1, 2)   # (n, 6, 10, 2)
+        h = torch.tanh(self.t1(torch.tanh(self.c2(h)).mean(-1)))     # (n, 4, 10)
+        h = torch.tanh(self.t2(h[:, :, :4, None].expand(-1, -1, -1, 3)))  # (n, 2, 12, 10)
+        h = torch.tanh(self.c3(h[:, :, None, :4, :4].expand(-1, -1, 3, -1, -1)))
+        h = self.t3(h)                             # (n, 1, 4, 8, 8) -> 256
+        return self.out(h.flatten(1)[:, :120])
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_folded_convolutions_in_every_configuration(target):
+    net = randomized(Convolutions(), seed=23)
+    assert _rules(net) == {"c1": "ConvRule", "c2": "ConvRule", "t1": "FoldedConvRule",
+                           "t2": "FoldedConvRule", "c3": "FoldedConvRule",
+                           "t3": "FoldedConvRule", "out": "LinearRule"}
+    check(net, torch.randn(5, 4, 10).numpy(), target, groups="parameter")
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -39,7 +73,7 @@ def test_volumes_conv3d_and_batchnorm3d(target):
     net = randomized(nn.Sequential(
         nn.Conv3d(1, 3, 3, padding=1), nn.BatchNorm3d(3), nn.ReLU(), nn.Flatten(),
         nn.Linear(3 * 4 * 4 * 4, 3)), seed=22)
-    assert _rules(net) == {"0": "LocalRule", "1": "BatchNormRule", "4": "LinearRule"}
+    assert _rules(net) == {"0": "FoldedConvRule", "1": "BatchNormRule", "4": "LinearRule"}
     check(net, torch.rand(4, 1, 4, 4, 4).numpy(), target, groups="parameter")
 
 
@@ -74,6 +108,14 @@ def test_a_users_own_layer_called_twice(target):
     net = randomized(OwnLayerNetwork(), seed=23)
     assert _rules(net)["own"] == "LocalRule"
     check(net, torch.randn(6, 5).numpy(), target, groups="parameter")
+
+
+def test_the_fitted_transformer_names_each_layers_rule():
+    """layer_rules_ shows users which layers take the (slower) layer-local fallback."""
+    net = randomized(OwnLayerNetwork(), seed=23)
+    fitted = GradientMetricTransformer(net, device="cpu").fit(torch.randn(4, 5).numpy())
+    assert fitted.layer_rules_ == {"hidden": "LinearRule", "own": "LocalRule",
+                                   "out": "LinearRule"}
 
 
 def test_a_weight_also_used_outside_its_layer_leaves_the_per_layer_path():
@@ -127,7 +169,7 @@ def test_groupnorm_resnet18(target):
 def test_mobilenet_v3_small(target):
     net = randomized(torchvision.models.mobilenet_v3_small(num_classes=4), seed=26)
     rules = _rules(net)
-    assert rules["features.1.block.0.0"] == "LocalRule"            # depthwise
+    assert rules["features.1.block.0.0"] == "ConvRule"             # depthwise: folded
     assert rules["features.1.block.1.fc1"] == "ConvRule"           # squeeze-excitation
     check(net, torch.rand(3, 3, 32, 32).numpy(), target, batch_size=2)
 
@@ -170,6 +212,11 @@ def test_small_vision_transformer(target):
     assert engine.broadcast == ["class_token", "encoder.pos_embedding"]
     assert _rules(net)["encoder.layers.encoder_layer_1.self_attention"] == "AttentionRule"
     check(net, torch.rand(5, 3, 16, 16).numpy(), target, batch_size=2)
+    rules = GradientMetricTransformer(net, device="cpu").fit(
+        torch.rand(2, 3, 16, 16).numpy()).layer_rules_
+    assert rules["class_token"] == rules["encoder.pos_embedding"] == "per-sample copy"
+    assert rules["encoder.layers.encoder_layer_0.self_attention"] == "AttentionRule"
+    assert rules["conv_proj"] == "ConvRule" and rules["heads.head"] == "LinearRule"
 
 
 class Attending(nn.Module):
@@ -221,7 +268,8 @@ def test_attention_with_one_mask_per_sample_and_head_takes_the_whole_network_pat
     torch.manual_seed(33)
     net = randomized(Attending(mask="per sample and head"), seed=33)
     X = (1.5 * torch.rand(6, 5, 3)).numpy()
-    assert GradientMetricTransformer(net, device="cpu").fit(X).strategy_ == "vmap"
+    fitted = GradientMetricTransformer(net, device="cpu").fit(X)
+    assert fitted.strategy_ == "vmap" and fitted.layer_rules_ == {}
     check(net, X, "predicted")
 
 

@@ -52,7 +52,10 @@ def test_a_users_rule_is_checked_and_used(monkeypatch):
 
 @pytest.mark.parametrize("layer, x", [
     (nn.Conv2d(3, 4, 3, padding=1), torch.randn(3, 3, 6, 6)),
-    (nn.Conv2d(4, 4, 3, groups=4), torch.randn(3, 4, 6, 6)),         # the fallback
+    (nn.Conv2d(4, 4, 3, groups=4), torch.randn(3, 4, 6, 6)),         # depthwise: folded
+    (nn.Conv3d(2, 3, 2, stride=2), torch.randn(3, 2, 4, 4, 4)),
+    (nn.ConvTranspose2d(4, 2, 3, stride=2, groups=2), torch.randn(3, 4, 5, 5)),
+    (nn.Conv1d(2, 2, 3, padding=2, padding_mode="replicate"), torch.randn(3, 2, 7)),
     (nn.Linear(5, 4), torch.randn(3, 7, 5)),
     (nn.GroupNorm(2, 4), torch.randn(3, 4, 5)),
     (nn.PReLU(4), torch.randn(3, 4, 5)),

@@ -7,8 +7,8 @@ parameters from the layer's input and the loss gradient at its output (``gradien
 a form of :mod:`._forms`: outer product, low rank, rows, or dense), and the bytes one
 sample's gradients take while summarised (``bytes_per_sample``). Families:
 :mod:`.linear` and :mod:`.conv` (sums of outer products, :mod:`.products`),
-:mod:`.norm`, :mod:`.embedding`, :mod:`.activation`, :mod:`.attention`. A layer without
-one gets the
+:mod:`.conv_folded` (grouped convolutions, Conv3d, transposed convolutions), :mod:`.norm`,
+:mod:`.embedding`, :mod:`.activation`, :mod:`.attention`. A layer without one gets the
 layer-local fallback of :mod:`.local` (:func:`choose_rule`).
 
 :func:`rule_for` dispatches and cannot misroute a subclass: a layer gets the rule of its
@@ -18,7 +18,7 @@ parametrisation computes its weights, or a forward method was replaced on the in
 on the type.
 """
 
-from . import activation, attention, conv, embedding, linear, norm
+from . import activation, attention, conv, conv_folded, embedding, linear, norm
 from ._forms import LowRank, Outer, Rows, dense, summarize_gradient
 from ._registry import LayerRule, layer_tensors, register_rule, registered_rule, rule_for
 from .local import LOCAL
@@ -27,7 +27,7 @@ __all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "choose_
            "layer_tensors", "Outer", "LowRank", "Rows", "dense", "summarize_gradient"]
 
 # importing each family registered its rules
-FAMILIES = (linear, conv, norm, embedding, activation, attention)
+FAMILIES = (linear, conv, conv_folded, norm, embedding, activation, attention)
 
 
 def choose_rule(layer, names):

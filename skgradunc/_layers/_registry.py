@@ -7,7 +7,8 @@ __all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "layer_t
 
 # the methods a layer's call goes through: a subclass or an instance that replaces one
 # computes something else than the registered type's forward
-FORWARD_METHODS = ("__call__", "_call_impl", "forward", "_conv_forward", "_check_input_dim")
+FORWARD_METHODS = ("__call__", "_call_impl", "forward", "_conv_forward", "_check_input_dim",
+                   "_output_padding")
 
 _RULES = {}       # layer type -> rule
 _FORWARDS = {}    # layer type -> {method name: function} when it was registered

@@ -1,12 +1,15 @@
-"""nn.Conv1d and nn.Conv2d (one group, zero padding): per output position, the outer
-product of the output gradient and the input window; stride-1 convolutions with enough
-channels by kernel offsets on shifted views of the input instead of copying windows."""
+"""nn.Conv1d and nn.Conv2d. With one group and zero padding: per output position, the
+outer product of the output gradient and the input window; stride-1 convolutions with
+enough channels by kernel offsets on shifted views of the input instead of copying
+windows. Grouped (depthwise) ones and other padding modes: by folding the samples into
+the groups (:mod:`.conv_folded`)."""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ._registry import LayerRule, register_rule
+from .conv_folded import conv_gradients, folded_bytes
 from .products import position_gradient, product_bytes, product_form
 
 # Stride-1 convolutions with at least this many input channels get their weight gradient
@@ -95,8 +98,9 @@ def _shiftable(layer, grad_out):
 
 @register_rule(nn.Conv1d, nn.Conv2d, torch_only=True)
 class ConvRule(LayerRule):
-    def applies(self, layer):
-        return layer.groups == 1 and layer.padding_mode == "zeros"
+    def folded(self, layer):
+        """Whether the layer's configuration is one the products do not cover."""
+        return layer.groups != 1 or layer.padding_mode != "zeros"
 
     def shape(self, layer, x, grad_out):
         """(r output positions, a output channels, b = C * kernel elements)."""
@@ -104,6 +108,8 @@ class ConvRule(LayerRule):
         return grad_out[0].numel() // a, a, layer.weight[0].numel()
 
     def form(self, layer, x, grad_out):
+        if self.folded(layer):
+            return "folded"
         return product_form(*self.shape(layer, x, grad_out),
                             shiftable=_shiftable(layer, grad_out))
 
@@ -111,6 +117,8 @@ class ConvRule(LayerRule):
         n = x.shape[0]
         b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
         form = self.form(layer, x, grad_out)
+        if form == "folded":
+            return conv_gradients(layer, x, grad_out)
         if form == "shifted":
             grads = {"weight": _shifted_conv_gradient(layer, x, b)}
         else:
@@ -127,6 +135,8 @@ class ConvRule(LayerRule):
     def bytes_per_sample(self, layer, x, grad_out):
         form, (r, a, b) = self.form(layer, x, grad_out), self.shape(layer, x, grad_out)
         size = grad_out.element_size()
+        if form == "folded":
+            return folded_bytes(layer, x, grad_out)
         if form == "shifted":  # no windows: the padded input, the grad
             return size * 2 * (x[0].numel() + grad_out[0].numel()) + size * 3 * a * b
         return product_bytes(form, r, a, b, size)
