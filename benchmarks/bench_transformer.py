@@ -44,8 +44,11 @@ def _group_norm(channels):
 def _small_vit():
     from torchvision.models import VisionTransformer
     # ViT-Tiny's width (192, 3 heads, MLP 768) at 4 layers, 32x32 images in 4x4 patches
-    return VisionTransformer(image_size=32, patch_size=4, num_layers=4, num_heads=3,
-                             hidden_dim=192, mlp_dim=768, num_classes=10)
+    vit = VisionTransformer(image_size=32, patch_size=4, num_layers=4, num_heads=3,
+                            hidden_dim=192, mlp_dim=768, num_classes=10)
+    # torchvision starts the head at zero: every other gradient would be zero
+    torch.nn.init.normal_(vit.heads.head.weight, std=0.05)
+    return vit
 
 
 MODELS = {  # model, input shape, n, naive n, repeats
