@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._registry import LayerRule, register_rule
-from .conv_folded import conv_gradients, folded_bytes
+from .conv_folded import conv_gradients, folded_bytes, same_padding
 from .products import position_gradient, product_bytes, product_form
 
 # Stride-1 convolutions with at least this many input channels get their weight gradient
@@ -34,11 +34,7 @@ def _conv_padding(x, kernel_size, dilation, padding):
     if padding == "valid":
         return x
     if padding == "same":
-        pads = []
-        for k, d in zip(reversed(kernel_size), reversed(dilation)):
-            total = d * (k - 1)
-            pads += [total // 2, total - total // 2]
-        return F.pad(x, pads)
+        return F.pad(x, same_padding(kernel_size, dilation))
     ph, pw = padding
     return F.pad(x, [pw, pw, ph, ph])
 

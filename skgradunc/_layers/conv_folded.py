@@ -14,16 +14,17 @@ from torch import nn
 
 from ._registry import LayerRule, register_rule
 
-__all__ = ["folded_weight_gradient", "folded_bytes", "FoldedConvRule"]
+__all__ = ["folded_weight_gradient", "folded_bytes", "conv_gradients", "same_padding",
+           "FoldedConvRule"]
 
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
-def _same_padding(layer):
+def same_padding(kernel_size, dilation):
     """F.pad's list for padding="same" (the extra element of an even total on the right,
     as torch's convolution pads)."""
     pads = []
-    for k, d in zip(reversed(layer.kernel_size), reversed(layer.dilation)):
+    for k, d in zip(reversed(kernel_size), reversed(dilation)):
         total = d * (k - 1)
         pads += [total // 2, total - total // 2]
     return pads
@@ -39,7 +40,7 @@ def _padded(layer, x):
     if layer.padding == "valid":
         return x, (0,) * dims
     if layer.padding == "same":
-        return F.pad(x, _same_padding(layer)), (0,) * dims
+        return F.pad(x, same_padding(layer.kernel_size, layer.dilation)), (0,) * dims
     return x, layer.padding
 
 
