@@ -82,6 +82,6 @@ def calls_missing_a_seed(source):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
 def test_examples_seed_everything_that_takes_a_seed(name):
-    """Reproducible output (issue 12): e.g. MetaClassifier("lasso") without a seed runs
+    """Reproducible output (issue 10, item 12): e.g. MetaClassifier("lasso") without a seed runs
     saga on a new shuffle every time."""
     assert calls_missing_a_seed((EXAMPLES / name).read_text()) == []

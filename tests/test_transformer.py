@@ -335,15 +335,28 @@ class _DoublesInPlace(torch.nn.Module):
         return self.out(torch.relu_(self.middle(self.first(torch.relu_(x)))))
 
 
-@pytest.mark.parametrize("middle", [torch.nn.Identity(), torch.nn.GroupNorm(2, 6)],
-                         ids=["per-layer", "vmap"])
-def test_the_callers_X_is_never_changed(middle):
+class _TiedTwice(torch.nn.Module):
+    """A weight used by its layer and again outside it: the whole-network vmap path."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(6, 6)
+
+    def forward(self, h):
+        return self.linear(h) + torch.nn.functional.linear(h, self.linear.weight)
+
+
+@pytest.mark.parametrize("middle, strategy", [
+    (torch.nn.Identity(), "per-layer"), (torch.nn.GroupNorm(2, 6), "per-layer"),
+    (_TiedTwice(), "vmap")], ids=["per-layer", "per-layer-groupnorm", "vmap"])
+def test_the_callers_X_is_never_changed(middle, strategy):
     """Before: torch.from_numpy shared X's memory with a module working in place on its
     input, so transform changed the caller's array and features drifted call by call."""
     X = np.random.randn(5, 4).astype(np.float32)
     before = X.copy()
     grad = GradientMetricTransformer(_DoublesInPlace(middle), batch_size=2)
     first = grad.fit_transform(X)
+    assert grad.strategy_ == strategy
     np.testing.assert_array_equal(X, before)
     np.testing.assert_array_equal(grad.transform(X), first)
     np.testing.assert_array_equal(X, before)
