@@ -29,34 +29,48 @@ from .statistics import combine, finalize, softmax_features, zero_summary
 __all__ = ["TARGETS", "STRATEGIES", "target_loss", "resolve_groups", "evaluation_mode",
            "GradientFeatureEngine"]
 
-TARGETS = ("predicted", "all_ones", "uniform")
+TARGETS = ("predicted", "all_ones", "all_ones_sigmoid", "uniform")
 # per-layer products; vmap over the whole network; one sample at a time (what vmap cannot
 # batch, e.g. nn.GRU): all exact, in decreasing speed
 STRATEGIES = ("per-layer", "vmap", "loop")
 
 
-def target_loss(logits, target):
+def target_loss(logits, target, temperature=1.0):
     """Per-sample loss (shape (n,)) of logits (n, q) at ``target``.
 
     ``"predicted"`` (Oberdiek et al. 2018)
         Negative log-likelihood at the predicted class: -log p_argmax.
     ``"all_ones"`` (Lee & AlRegib 2020)
-        Binary cross-entropy between the sigmoid outputs and the all-ones
-        confounding label, summed over the classes:
-        sum_k -log sigmoid(z_k) = sum_k softplus(-z_k).
+        Binary cross-entropy between the softmax outputs and the all-ones
+        confounding label, summed over the classes: -sum_k log p_k. The paper
+        says "binary cross-entropy" without naming the output nonlinearity;
+        its only public implementation (pytorch-ood's ``GradUncertainty``,
+        which the authors' 2021 follow-up restates) applies it to the softmax,
+        and so does this target (logit gradient q p - 1).
+    ``"all_ones_sigmoid"``
+        The same label read with per-class sigmoids:
+        sum_k -log sigmoid(z_k) = sum_k softplus(-z_k) (logit gradient
+        sigmoid(z) - 1); needs logits.
     ``"uniform"`` (GradNorm, Huang et al. 2021)
-        Cross-entropy between the uniform distribution and the softmax,
-        -(1/q) sum_k log p_k; it differs from KL(u || p) by the constant log q,
-        so the gradients are identical.
+        Cross-entropy between the uniform distribution and the softmax of the
+        logits divided by ``temperature`` (GradNorm's T),
+        -(1/q) sum_k log softmax_k(z / T); it differs from KL(u || p) by the
+        constant log q, so the gradients are identical.
     """
+    # in float64: the logit gradients (p - 1/q, q p - 1, ...) cancel to small differences
+    # of near-equal numbers for flat softmaxes (GradNorm's T = 1000: float32 lost 1e-3 of
+    # them); the backward casts them to the network's precision after the subtraction
+    logits = logits.double()
     if target == "predicted":
         log_p = torch.log_softmax(logits, dim=-1)
         predicted = logits.argmax(dim=-1, keepdim=True)
         return -log_p.gather(-1, predicted).squeeze(-1)
     if target == "all_ones":
+        return -torch.log_softmax(logits, dim=-1).sum(dim=-1)
+    if target == "all_ones_sigmoid":
         return torch.nn.functional.softplus(-logits).sum(dim=-1)
     if target == "uniform":
-        return -torch.log_softmax(logits, dim=-1).mean(dim=-1)
+        return -torch.log_softmax(logits / temperature, dim=-1).mean(dim=-1)
     raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
 
 
@@ -329,9 +343,10 @@ class GradientFeatureEngine:
 
     def __init__(self, module, target, groups, statistics, include_network, softmax,
                  device, overwritten=(), *, output="logits", output_guessed=False,
-                 strategy=None):
+                 strategy=None, temperature=1.0):
         self.module = module
         self.target = target
+        self.temperature = temperature
         self.groups = groups
         self.statistics = tuple(statistics)
         self.include_network = include_network
@@ -509,7 +524,8 @@ class GradientFeatureEngine:
             for sample in x:
                 with _modules_run(self.module, self.trainable) as ran:
                     raw = functional_call(self.module, (leaves, frozen), (sample[None],))
-                loss = target_loss(class_logits(raw, self.output, 1), self.target).sum()
+                loss = target_loss(class_logits(raw, self.output, 1), self.target,
+                                   self.temperature).sum()
                 grads = torch.autograd.grad(loss, wanted, allow_unused=True)
                 # a layer that did not run has a zero gradient (as in vmap); one that ran
                 # but does not reach the loss is refused
@@ -648,7 +664,8 @@ class GradientFeatureEngine:
             outputs = [out for name, (_, rule) in self.layers.items() for call in calls[name]
                        for out in (call.outputs if rule.composite else call[1:2])]
             outputs += [leaves[name] for name in self.broadcast]
-            grads = torch.autograd.grad(target_loss(logits, self.target).sum(), outputs,
+            loss = target_loss(logits, self.target, self.temperature).sum()
+            grads = torch.autograd.grad(loss, outputs,
                                         allow_unused=True)
             # an output that does not reach the loss (attention weights not used) has none
             grad_outputs = iter(torch.zeros_like(o) if g is None else g
@@ -680,11 +697,12 @@ class GradientFeatureEngine:
     def _sample_gradient_function(self):
         """(params, frozen, one sample) -> (gradient {name: tensor}, its class scores)."""
         module, target, output = self.module, self.target, self.output
+        temperature = self.temperature
 
         def loss(params, frozen, x):
             raw = functional_call(module, (params, frozen), (x.unsqueeze(0),))
             scores = first_scores(raw)
-            return (target_loss(class_logits(raw, output, 1), target).sum(),
+            return (target_loss(class_logits(raw, output, 1), target, temperature).sum(),
                     scores.squeeze(0))
 
         return grad(loss, has_aux=True)

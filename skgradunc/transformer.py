@@ -15,7 +15,8 @@ from ._data import as_samples, from_input, is_dataset
 from ._device import check_device
 from ._network import find_module, sample_shape
 from ._outputs import NetworkOutputError, resolve_output
-from ._validation import check_number, check_positive_int, check_samples, is_int
+from ._validation import (check_number, check_positive_int, check_positive_real, check_samples,
+                          is_int)
 from .gradients import TARGETS, GradientFeatureEngine, UnsupportedNetworkError, resolve_groups
 from .statistics import SOFTMAX_FEATURES, STATISTICS
 
@@ -122,12 +123,19 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         pattern), so cross-validating a pipeline never refits the network.
         An *unfitted* scikit-learn estimator is cloned and fitted on
         ``(X, y)`` by :meth:`fit` (scikit-learn's meta-estimator convention).
-    target : {"predicted", "all_ones", "uniform"}, default="predicted"
+    target : {"predicted", "all_ones", "all_ones_sigmoid", "uniform"}, \
+            default="predicted"
         The loss whose gradient is taken (see
         :func:`skgradunc.gradients.target_loss`): negative log-likelihood at
-        the predicted class (the paper); binary cross-entropy against the
-        all-ones confounding label (Lee & AlRegib 2020); cross-entropy to the
-        uniform distribution (GradNorm, Huang et al. 2021).
+        the predicted class (the paper); binary cross-entropy of the softmax
+        outputs against the all-ones confounding label (Lee & AlRegib 2020, as
+        their only public implementation, pytorch-ood's ``GradUncertainty``,
+        reads it); the same with per-class sigmoids (``"all_ones_sigmoid"``,
+        needs logits); cross-entropy to the uniform distribution (GradNorm,
+        Huang et al. 2021).
+    temperature : float, default=1.0
+        GradNorm's temperature T for ``target="uniform"``: the softmax of the
+        logits divided by T. Must be 1 for the other targets.
     groups : "layer", "parameter", list or dict, default="layer"
         Which weights form one group of statistics: each layer (weight and
         bias together), each parameter tensor, a list of layer/parameter
@@ -232,10 +240,11 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
      'softmax__entropy', 'softmax__max_prob']
     """
 
-    def __init__(self, estimator, *, target="predicted", groups="layer", statistics="all",
-                 include_network=True, softmax_features=True, batch_size=256, max_memory=2**30,
-                 device="auto", output="auto", verbose=False):
+    def __init__(self, estimator, *, target="predicted", temperature=1.0, groups="layer",
+                 statistics="all", include_network=True, softmax_features=True, batch_size=256,
+                 max_memory=2**30, device="auto", output="auto", verbose=False):
         self.estimator = estimator
+        self.temperature = temperature
         self.verbose = verbose
         self.output = output
         self.target = target
@@ -269,6 +278,10 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     def _check_params(self):
         if self.target not in TARGETS:
             raise ValueError(f"unknown target {self.target!r}; choose one of {TARGETS}")
+        check_positive_real(self.temperature, "temperature")
+        if self.target != "uniform" and self.temperature != 1:
+            raise ValueError(f"temperature={self.temperature!r} applies to target='uniform' "
+                             f"(GradNorm's T) only; target={self.target!r} takes none")
         statistics = _names(self.statistics, STATISTICS, "statistics")
         softmax = _names(self.softmax_features, SOFTMAX_FEATURES, "softmax_features")
         check_positive_int(self.batch_size, "batch_size")
@@ -341,11 +354,11 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     def _check_output_kind(self, estimator):
         """(kind, guessed) of :func:`skgradunc._outputs.resolve_output`, for ``target``."""
         kind, guessed = resolve_output(self.output, estimator)
-        if self.target == "all_ones" and kind != "logits":
+        if self.target == "all_ones_sigmoid" and kind != "logits":
             raise ValueError(
-                f"target='all_ones' takes per-class sigmoids of the logits, but the network "
-                f"returns {kind.replace('_', '-')} (output={self.output!r}); use a network "
-                "that returns logits, or another target")
+                f"target='all_ones_sigmoid' takes per-class sigmoids of the logits, but the "
+                f"network returns {kind.replace('_', '-')} (output={self.output!r}); use a "
+                "network that returns logits, or another target ('all_ones' reads any output)")
         return kind, guessed
 
     def _engine(self, statistics, softmax, device, overwritten=None, strategy=None):
@@ -353,7 +366,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         return GradientFeatureEngine(
             self.module_, self.target, self.groups_, statistics, self.include_network, softmax,
             device, self.overwritten_ if overwritten is None else overwritten,
-            output=kind, output_guessed=guessed, strategy=strategy)
+            output=kind, output_guessed=guessed, strategy=strategy,
+            temperature=float(self.temperature))
 
     def transform(self, X):
         """Gradient statistics and softmax features, float64 (n_samples, n_features_out).

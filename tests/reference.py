@@ -8,17 +8,20 @@ import scipy.stats
 import torch
 
 
-def reference_loss(logits, target):
-    """The three losses written out independently of skgradunc.gradients."""
+def reference_loss(logits, target, temperature=1.0):
+    """The losses written out independently of skgradunc.gradients."""
     q = logits.shape[-1]
     if target == "predicted":
         return torch.nn.functional.cross_entropy(logits, logits.argmax(-1))
-    if target == "all_ones":
+    if target == "all_ones":   # BCE of the softmax outputs against ones (pytorch-ood's reading)
+        return torch.nn.functional.binary_cross_entropy(
+            torch.softmax(logits, -1), torch.ones_like(logits), reduction="sum")
+    if target == "all_ones_sigmoid":
         return torch.nn.functional.binary_cross_entropy_with_logits(
             logits, torch.ones_like(logits), reduction="sum")
-    if target == "uniform":  # KL(uniform || softmax)
+    if target == "uniform":  # KL(uniform || softmax(z / T))
         uniform = torch.full_like(logits, 1.0 / q)
-        return torch.nn.functional.kl_div(torch.log_softmax(logits, -1), uniform,
+        return torch.nn.functional.kl_div(torch.log_softmax(logits / temperature, -1), uniform,
                                           reduction="sum")
     raise ValueError(target)
 
@@ -35,14 +38,15 @@ def reference_statistics(g):
     }
 
 
-def reference_features(module, X, target, groups, statistics, softmax=("entropy", "max_prob")):
+def reference_features(module, X, target, groups, statistics, softmax=("entropy", "max_prob"),
+                       temperature=1.0):
     """DataFrame-like dict: feature name -> float64 array over samples."""
     m64 = copy.deepcopy(module).double().eval()
     params = dict(m64.named_parameters())
     rows = []
     for x in torch.as_tensor(X, dtype=torch.float64):
         logits = m64(x[None])
-        loss = reference_loss(logits, target)
+        loss = reference_loss(logits, target, temperature)
         # a weight the forward does not reach (a head used in training only) has gradient 0
         grads = dict(zip(params, torch.autograd.grad(loss, list(params.values()),
                                                      allow_unused=True, materialize_grads=True)))

@@ -14,7 +14,7 @@ from skgradunc.statistics import STATISTICS
 from reference import assert_matches_reference, reference_features
 from tolerances import assert_features_close
 
-TARGETS = ["predicted", "all_ones", "uniform"]
+TARGETS = ["predicted", "all_ones", "all_ones_sigmoid", "uniform"]
 
 
 def randomized(module, seed=0):
@@ -35,12 +35,12 @@ def randomized(module, seed=0):
     return module.eval()
 
 
-def check(module, X, target, groups="layer", batch_size=4, fall_back=False):
+def check(module, X, target, groups="layer", batch_size=4, fall_back=False, temperature=1.0):
     """Features against the reference; unless ``fall_back``, on the strategy the engine
     planned (a strategy that failed and fell back to the next one is a test failure: the
     next one would hide the failure behind its own exact result)."""
     grad = GradientMetricTransformer(module, target=target, groups=groups,
-                                     batch_size=batch_size, device="cpu")
+                                     batch_size=batch_size, device="cpu", temperature=temperature)
     with warnings.catch_warnings():
         if not fall_back:
             warnings.filterwarnings("error", message=".*per-sample gradients are computed by")
@@ -48,7 +48,8 @@ def check(module, X, target, groups="layer", batch_size=4, fall_back=False):
     names = list(grad.get_feature_names_out())
     assert features.shape == (len(X), len(names)) and features.dtype == np.float64
     assert np.isfinite(features).all()
-    reference = reference_features(module, X, target, grad.groups_, STATISTICS)
+    reference = reference_features(module, X, target, grad.groups_, STATISTICS,
+                                   temperature=temperature)
     assert_matches_reference(names, features, reference)
     return names, features
 
@@ -695,3 +696,47 @@ def test_a_parameter_reached_through_an_alias_is_refused():
     """Before: its use dropped out of the gradient, whatever the strategy."""
     with pytest.raises(RuntimeError, match="'encode.weight' through a reference"):
         GradientMetricTransformer(Aliased()).fit(torch.randn(3, 4).numpy())
+
+
+def _five_class_mlp():
+    torch.manual_seed(41)
+    nn = torch.nn
+    return randomized(nn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 5)), seed=41)
+
+
+def test_all_ones_is_q_times_the_uniform_gradient():
+    """Lee & AlRegib's all-ones label read with the softmax (their only public code,
+    pytorch-ood's GradUncertainty): d/dz -sum_k log p_k = q p - 1 = q (p - 1/q), q times
+    the uniform target's logit gradient, so every norm is q times GradNorm's and the
+    shape statistics are the same (issue 13; before, per-class sigmoids: Spearman 0.26
+    against pytorch-ood's score)."""
+    net, X = _five_class_mlp(), torch.randn(9, 4).numpy()
+    ones, uniform = (GradientMetricTransformer(net, target=t, softmax_features=False,
+                                               device="cpu").fit_transform(X)
+                     for t in ("all_ones", "uniform"))
+    names = GradientMetricTransformer(net, softmax_features=False).fit(X).get_feature_names_out()
+    scaled = [i for i, n in enumerate(names) if n.split("__")[1] in
+              ("l1", "l2", "min", "max", "mean", "std")]
+    shape = [i for i, n in enumerate(names) if n.split("__")[1] in ("skew", "kurtosis")]
+    np.testing.assert_allclose(ones[:, scaled], 5 * uniform[:, scaled], rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(ones[:, shape], uniform[:, shape], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("temperature", [0.5, 1000.0])
+def test_gradnorm_temperature_matches_reference(temperature):
+    """GradNorm's T: the uniform target on softmax(z / T) (T = 1000 in their ImageNet
+    experiments' variant tables)."""
+    check(_five_class_mlp(), torch.randn(6, 4).numpy(), "uniform", groups="parameter",
+          temperature=temperature)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(target="uniform", temperature=0), "temperature must be"),
+    (dict(target="uniform", temperature=float("nan")), "temperature must be"),
+    (dict(target="uniform", temperature="1"), "temperature must be"),
+    (dict(target="predicted", temperature=2.0), "applies to target='uniform'"),
+    (dict(target="all_ones", temperature=0.5), "applies to target='uniform'"),
+])
+def test_temperature_is_checked(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        GradientMetricTransformer(_five_class_mlp(), **kwargs).fit(torch.randn(3, 4).numpy())

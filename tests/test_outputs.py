@@ -196,9 +196,14 @@ def test_probabilities_that_are_not_are_refused(logits_features):
         features(Ending(_body(), lambda z: torch.log_softmax(z, 1)), output="probabilities")
     with pytest.raises(ValueError, match="pass output='probabilities'"):
         features(Ending(_body(), lambda z: torch.softmax(z, 1)), output="log_probabilities")
-    with pytest.raises(ValueError, match="all_ones.*logits"):
+    with pytest.raises(ValueError, match="all_ones_sigmoid.*logits"):
         features(Ending(_body(), lambda z: torch.softmax(z, 1)), output="probabilities",
-                 target="all_ones")
+                 target="all_ones_sigmoid")
+    # the softmax reading of the all-ones label takes any output: the same features
+    (read, names), (direct, _) = (
+        features(Ending(_body(), lambda z: torch.softmax(z, 1)), output="probabilities",
+                 target="all_ones"), features(_body(), target="all_ones"))
+    assert_features_close(read, direct, names)
 
 
 def test_output_changed_after_fit_needs_a_new_fit():

@@ -166,6 +166,21 @@ def test_a_cached_file_without_settings_is_refused(finished, tmp_path):
         run_protocol(tiny(copy), log=lambda m: None)
 
 
+def test_features_of_the_sigmoid_all_ones_target_are_refused(finished, tmp_path):
+    """Features cached before issue 13 (all_ones by per-class sigmoids, no "targets" in
+    their settings) are never mixed into tables of the softmax reading."""
+    copy = _copy(finished[0], tmp_path)
+    features = copy / "runs" / "run-01" / "features.npz"
+    arrays = dict(np.load(features))
+    settings = json.loads(str(arrays["settings"]))
+    del settings["targets"]
+    arrays["settings"] = np.array(json.dumps(settings))
+    np.savez(features, **arrays)
+    with pytest.raises(ValueError, match=r"run-01.features\.npz was made with other settings "
+                                         r"\(targets: None then, \{'all_ones': 'softmax'\}"):
+        run_protocol(tiny(copy), log=lambda m: None)
+
+
 def _payload(marker):
     class Payload:  # unpickling it creates ``marker``
         def __reduce__(self):

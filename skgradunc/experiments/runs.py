@@ -27,6 +27,9 @@ NETWORK_SETTINGS = RUN_SETTINGS[:6]
 KNOWN_UNKNOWN_SIZE = 200      # the paper's "200 uniform noise images", per concept
 # the extra targets need only the norms their papers use (Lee & AlRegib: L2, GradNorm: L1)
 TARGET_STATISTICS = {"predicted": "all", "all_ones": ["l1", "l2"], "uniform": ["l1", "l2"]}
+# what the targets' losses are, recorded with the features: features of an older
+# definition (all_ones by per-class sigmoids, before issue 13) are refused on resume
+TARGET_DEFINITIONS = {"all_ones": "softmax"}
 CHUNK = 4096                  # samples per progress-bar step
 
 
@@ -64,6 +67,8 @@ def run_settings(config, keys=RUN_SETTINGS):
     ``keys=NETWORK_SETTINGS`` for its network."""
     settings = {key: getattr(config, key) for key in keys}
     settings["split"] = [float(v) for v in settings["split"]]
+    if keys == RUN_SETTINGS:
+        settings["targets"] = dict(TARGET_DEFINITIONS)
     return settings
 
 
