@@ -1,4 +1,4 @@
-"""Threshold-free scores of a confidence for "prediction correct".
+"""Threshold-free scores of a confidence for "prediction correct", and its calibration.
 
 Every function takes ``(y_correct, confidence)``: ``y_correct`` is 1 where the
 network's prediction is correct and 0 where it is wrong or the input is out of
@@ -10,9 +10,18 @@ score that is *higher when the prediction is more likely correct* (e.g.
 * :func:`aupr_in`   - average precision with "correct" as the positive class.
 * :func:`aupr_out`  - average precision with "incorrect / OoD" as the positive class,
   scored by the negated confidence (Hendrycks & Gimpel 2017; the paper's AUPR-Out).
-* :func:`fpr_at_tpr` - false-positive rate (wrong predictions accepted) at the
-  threshold where the true-positive rate (correct predictions accepted) first
-  reaches ``tpr`` (0.95: "FPR at 95 % TPR").
+  Both AUPRs are scikit-learn's ``average_precision_score``: the step-wise sum
+  sum_n (R_n - R_{n-1}) P_n over the thresholds, without the trapezoidal or
+  interpolated precision some papers use (those read slightly higher).
+* :func:`fpr_at_tpr` - false-positive rate at the threshold where the true-positive rate
+  first reaches ``tpr`` (0.95: "FPR at 95 % TPR"), in either convention of the field:
+  ``positive="correct"`` (:func:`fpr_at_95_tpr_in`: wrong / OoD inputs accepted while 95 %
+  of the correct ones are; Hendrycks & Gimpel 2017, UQGAN) or ``positive="wrong"``
+  (:func:`fpr_at_95_tpr_out`: correct predictions flagged while 95 % of the wrong / OoD
+  ones are; OpenOOD, pytorch-ood). They differ; papers' numbers compare only within one.
+* :func:`expected_calibration_error` - of a probability of "correct" (a meta
+  classifier's ``predict_proba``), in the bins of scikit-learn's ``calibration_curve``
+  (whose curve draws the reliability diagram).
 
 :func:`scorer` wraps them for ``scoring=`` in ``cross_val_score`` and ``GridSearchCV``.
 """
@@ -22,7 +31,8 @@ import numbers
 import numpy as np
 from sklearn.metrics import average_precision_score, make_scorer, roc_auc_score, roc_curve
 
-__all__ = ["auroc", "aupr_in", "aupr_out", "fpr_at_tpr", "scorer", "SCORERS"]
+__all__ = ["auroc", "aupr_in", "aupr_out", "fpr_at_tpr", "fpr_at_95_tpr_in",
+           "fpr_at_95_tpr_out", "expected_calibration_error", "scorer", "SCORERS"]
 
 
 def _check(y_correct, confidence):
@@ -65,23 +75,114 @@ def aupr_out(y_correct, confidence):
     return float(average_precision_score(1 - y, -score))
 
 
-def fpr_at_tpr(y_correct, confidence, tpr=0.95):
-    """Fraction of wrong predictions accepted when ``tpr`` of the correct ones are.
+def fpr_at_tpr(y_correct, confidence, tpr=0.95, positive="correct"):
+    """False-positive rate where the true-positive rate first reaches ``tpr``.
 
     Lower is better.
+
+    Parameters
+    ----------
+    y_correct : array-like of {0, 1}, shape (n_samples,)
+    confidence : array-like of float, shape (n_samples,)
+        Higher when the prediction is more likely correct.
+    tpr : float in (0, 1], default=0.95
+    positive : {"correct", "wrong"}, default="correct"
+        The positive class. ``"correct"``: the fraction of wrong / OoD inputs
+        accepted when ``tpr`` of the correct ones are (in-distribution positive:
+        Hendrycks & Gimpel 2017, UQGAN). ``"wrong"``: the fraction of correct
+        predictions flagged when ``tpr`` of the wrong / OoD ones are flagged,
+        flagging by low confidence (OoD positive: OpenOOD, pytorch-ood).
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from skgradunc.metrics import fpr_at_tpr
+    >>> y, c = [1, 1, 1, 0, 0], [0.9, 0.8, 0.3, 0.4, 0.1]
+    >>> fpr_at_tpr(y, c), fpr_at_tpr(y, c, positive="wrong")
+    (0.5, 0.3333333333333333)
     """
     if not isinstance(tpr, numbers.Real) or not 0 < tpr <= 1:
         raise ValueError(f"tpr must be in (0, 1], got {tpr!r}")
+    if positive not in ("correct", "wrong"):
+        raise ValueError(f"positive must be 'correct' or 'wrong', got {positive!r}")
     y, score = _check(y_correct, confidence)
+    if positive == "wrong":
+        y, score = 1 - y, -score
     false_positive, true_positive, _ = roc_curve(y, score, drop_intermediate=False)
     return float(false_positive[np.searchsorted(true_positive, tpr, side="left")])
+
+
+def fpr_at_95_tpr_in(y_correct, confidence):
+    """FPR at 95 % TPR with correct / in-distribution as the positive class: the fraction
+    of wrong / OoD inputs accepted while 95 % of the correct ones are (Hendrycks & Gimpel
+    2017, UQGAN). Lower is better."""
+    return fpr_at_tpr(y_correct, confidence, 0.95, positive="correct")
+
+
+def fpr_at_95_tpr_out(y_correct, confidence):
+    """FPR at 95 % TPR with wrong / OoD as the positive class: the fraction of correct
+    predictions flagged while 95 % of the wrong / OoD inputs are (OpenOOD, pytorch-ood).
+    Lower is better."""
+    return fpr_at_tpr(y_correct, confidence, 0.95, positive="wrong")
+
+
+def expected_calibration_error(y_correct, probability, n_bins=15, strategy="uniform"):
+    """Expected calibration error of a probability of "correct".
+
+    sum_b (n_b / n) |accuracy_b - mean probability_b| over the bins of
+    :func:`sklearn.calibration.calibration_curve` (same ``n_bins`` and
+    ``strategy``, empty bins left out), whose curve is the reliability diagram.
+    Lower is better; 0 is perfectly calibrated.
+
+    Parameters
+    ----------
+    y_correct : array-like of {0, 1}, shape (n_samples,)
+    probability : array-like of float in [0, 1], shape (n_samples,)
+        E.g. ``MetaClassifier.predict_proba(X)[:, 1]``.
+    n_bins : int, default=15
+    strategy : {"uniform", "quantile"}, default="uniform"
+        Bins of equal width, or of equal counts.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> from skgradunc.metrics import expected_calibration_error
+    >>> expected_calibration_error([1, 1, 0, 1], [0.9, 0.9, 0.9, 0.9], n_bins=10)
+    0.15000000000000002
+    """
+    y, p = _check(y_correct, probability)
+    if ((p < 0) | (p > 1)).any():
+        raise ValueError("probability must lie in [0, 1]; got values from "
+                         f"{p.min():g} to {p.max():g}")
+    if not isinstance(n_bins, numbers.Integral) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+    elif strategy == "quantile":
+        edges = np.percentile(p, np.linspace(0, 100, n_bins + 1))
+    else:
+        raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+    bins = np.searchsorted(edges[1:-1], p)   # as calibration_curve bins
+    counts = np.bincount(bins, minlength=n_bins)
+    gaps = np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(
+        bins, weights=p, minlength=n_bins)
+    return float(np.abs(gaps[counts > 0]).sum() / len(p))
 
 
 SCORERS = {
     "auroc": (auroc, True),
     "aupr_in": (aupr_in, True),
     "aupr_out": (aupr_out, True),
-    "fpr_at_95tpr": (fpr_at_tpr, False),
+    "fpr_at_95tpr": (fpr_at_tpr, False),   # the in-distribution-positive convention
+    "fpr_at_95tpr_in": (fpr_at_95_tpr_in, False),
+    "fpr_at_95tpr_out": (fpr_at_95_tpr_out, False),
+    "ece": (expected_calibration_error, False),
 }
 
 
@@ -94,7 +195,10 @@ def scorer(name):
 
     Parameters
     ----------
-    name : {"auroc", "aupr_in", "aupr_out", "fpr_at_95tpr"}
+    name : {"auroc", "aupr_in", "aupr_out", "fpr_at_95tpr", "fpr_at_95tpr_in", \
+            "fpr_at_95tpr_out", "ece"}
+        ``"fpr_at_95tpr"`` is ``"fpr_at_95tpr_in"`` (correct predictions positive);
+        ``"ece"`` needs ``predict_proba``.
 
     Examples
     --------

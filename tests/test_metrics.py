@@ -36,6 +36,54 @@ def test_fpr_at_95_tpr_by_hand(scored):
     assert metrics.fpr_at_tpr(y, c, tpr=1.0) >= metrics.fpr_at_tpr(y, c, tpr=0.5)
 
 
+def test_fpr_at_95_tpr_with_wrong_as_positive_by_hand(scored):
+    """OpenOOD's / pytorch-ood's convention: flag by low confidence until 95 % of the
+    wrong / OoD inputs are flagged; the score is the fraction of correct ones flagged."""
+    y, c = scored
+    c = np.round(c, 1)                     # ties: a threshold flags all equal scores at once
+    for t in np.sort(np.unique(c)):       # flag c <= t, lowest thresholds first
+        if (c[y == 0] <= t).mean() >= 0.95:
+            expected = (c[y == 1] <= t).mean()
+            break
+    assert metrics.fpr_at_95_tpr_out(y, c) == pytest.approx(expected)
+    assert metrics.fpr_at_tpr(y, c, positive="wrong") == pytest.approx(expected)
+    assert metrics.fpr_at_95_tpr_in(y, c) == metrics.fpr_at_tpr(y, c)
+    assert metrics.fpr_at_95_tpr_in(y, c) != pytest.approx(expected)   # they differ
+    with pytest.raises(ValueError, match="positive must be 'correct' or 'wrong'"):
+        metrics.fpr_at_tpr(y, c, positive="ood")
+
+
+def _ece_by_loop(y, p, n_bins):
+    """Written out: equal-width bins, the right edge of each bin inclusive (0 in the first)."""
+    total = 0.0
+    for b in range(n_bins):
+        low, high = b / n_bins, (b + 1) / n_bins
+        inside = (p > low) & (p <= high) if b else (p <= high)
+        if inside.any():
+            total += inside.sum() / len(p) * abs(y[inside].mean() - p[inside].mean())
+    return total
+
+
+def test_expected_calibration_error_by_hand_and_by_calibration_curve(scored):
+    from sklearn.calibration import calibration_curve
+    y, c = scored
+    p = 1 / (1 + np.exp(-3 * c))
+    for n_bins in (1, 10, 15):
+        ece = metrics.expected_calibration_error(y, p, n_bins=n_bins)
+        assert ece == pytest.approx(_ece_by_loop(y, p, n_bins))
+    # the same bins as scikit-learn's reliability curve: weighted by the bins' counts
+    true, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+    counts = np.bincount(np.searchsorted(np.percentile(p, np.linspace(0, 100, 11))[1:-1], p))
+    assert metrics.expected_calibration_error(y, p, 10, "quantile") == pytest.approx(
+        np.sum(counts[counts > 0] / len(p) * np.abs(true - predicted)))
+    assert metrics.expected_calibration_error(y, y.astype(float)) == 0.0
+    for bad, match in [(p + 1, r"in \[0, 1\]"), (p, "n_bins"), (p, "strategy")]:
+        kwargs = {"n_bins": 0} if match == "n_bins" else (
+            {"strategy": "kmeans"} if match == "strategy" else {})
+        with pytest.raises(ValueError, match=match):
+            metrics.expected_calibration_error(y, bad, **kwargs)
+
+
 def test_perfect_and_reversed_confidence():
     y = np.array([0, 0, 1, 1, 1])
     c = np.array([0.1, 0.2, 0.7, 0.8, 0.9])
