@@ -1,6 +1,6 @@
 """skgradunc: gradient-based uncertainty for neural-network classifiers, the sklearn way."""
 
-from . import datasets, layer_rules, metrics
+from . import datasets, detectors, layer_rules, metrics
 from .baselines import SingleMetricClassifier
 from .callbacks import TrainingDivergedError
 from .classifier import CNNClassifier
@@ -14,5 +14,5 @@ __version__ = "0.1.0"
 __all__ = [
     "CNNClassifier", "GradientMetricTransformer", "MetaClassifier", "PaperCNN",
     "SingleMetricClassifier", "TrainingDivergedError", "append_out_of_distribution",
-    "correctness_target", "datasets", "layer_rules", "metrics", "__version__",
+    "correctness_target", "datasets", "detectors", "layer_rules", "metrics", "__version__",
 ]

@@ -57,10 +57,6 @@ def target_loss(logits, target, temperature=1.0):
         -(1/q) sum_k log softmax_k(z / T); it differs from KL(u || p) by the
         constant log q, so the gradients are identical.
     """
-    # in float64: the logit gradients (p - 1/q, q p - 1, ...) cancel to small differences
-    # of near-equal numbers for flat softmaxes (GradNorm's T = 1000: float32 lost 1e-3 of
-    # them); the backward casts them to the network's precision after the subtraction
-    logits = logits.double()
     if target == "predicted":
         log_p = torch.log_softmax(logits, dim=-1)
         predicted = logits.argmax(dim=-1, keepdim=True)
