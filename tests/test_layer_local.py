@@ -59,6 +59,7 @@ class Convolutions(nn.Module):
         return self.out(h.flatten(1)[:, :120])
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")  # c3, on purpose
 @pytest.mark.parametrize("target", TARGETS)
 def test_folded_convolutions_in_every_configuration(target):
     net = randomized(Convolutions(), seed=23)
