@@ -31,6 +31,8 @@ import numbers
 import numpy as np
 from sklearn.metrics import average_precision_score, make_scorer, roc_auc_score, roc_curve
 
+from ._validation import check_positive_int
+
 __all__ = ["auroc", "aupr_in", "aupr_out", "fpr_at_tpr", "fpr_at_95_tpr_in",
            "fpr_at_95_tpr_out", "expected_calibration_error", "scorer", "SCORERS"]
 
@@ -160,8 +162,7 @@ def expected_calibration_error(y_correct, probability, n_bins=15, strategy="unif
     if ((p < 0) | (p > 1)).any():
         raise ValueError("probability must lie in [0, 1]; got values from "
                          f"{p.min():g} to {p.max():g}")
-    if not isinstance(n_bins, numbers.Integral) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    check_positive_int(n_bins, "n_bins")
     if strategy == "uniform":
         edges = np.linspace(0.0, 1.0, n_bins + 1)
     elif strategy == "quantile":

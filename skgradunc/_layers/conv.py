@@ -110,11 +110,11 @@ class ConvRule(LayerRule):
                             shiftable=_shiftable(layer, grad_out))
 
     def gradients(self, layer, x, grad_out, tensors):
-        n = x.shape[0]
-        b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
         form = self.form(layer, x, grad_out)
         if form == "folded":
             return conv_gradients(layer, x, grad_out)
+        n = x.shape[0]
+        b = grad_out.reshape(n, grad_out.shape[1], -1)                    # (n, O, L)
         if form == "shifted":
             grads = {"weight": _shifted_conv_gradient(layer, x, b)}
         else:
@@ -129,10 +129,10 @@ class ConvRule(LayerRule):
         return grads
 
     def bytes_per_sample(self, layer, x, grad_out):
-        form, (r, a, b) = self.form(layer, x, grad_out), self.shape(layer, x, grad_out)
-        size = grad_out.element_size()
+        form = self.form(layer, x, grad_out)
         if form == "folded":
             return folded_bytes(layer, x, grad_out)
+        (r, a, b), size = self.shape(layer, x, grad_out), grad_out.element_size()
         if form == "shifted":  # no windows: the padded input, the grad
             return size * 2 * (x[0].numel() + grad_out[0].numel()) + size * 3 * a * b
         return product_bytes(form, r, a, b, size)
