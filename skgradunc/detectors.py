@@ -69,7 +69,8 @@ def gradnorm_score(estimator, X, *, temperature=1.0, parameter=None, batch_size=
     >>> gradnorm_score(net, torch.randn(5, 4).numpy(), device="cpu").shape
     (5,)
     """
-    name = parameter if parameter is not None else last_layer_weight(find_module(estimator))
+    module = find_module(estimator)   # refuses an unfitted net: GradNorm never trains one
+    name = parameter if parameter is not None else last_layer_weight(module)
     features = GradientMetricTransformer(
         estimator, target="uniform", temperature=temperature, groups={"gradnorm": [name]},
         statistics=["l1"], include_network=False, softmax_features=False,
@@ -98,6 +99,8 @@ def lee_alregib_detector(estimator, *, alpha=None, random_state=None, batch_size
     Parameters
     ----------
     estimator : fitted skorch net, torch.nn.Module or FrozenEstimator
+        An unfitted net is refused (the pipeline's labels are in / out of
+        distribution, not the classes it would be trained on).
     alpha : float, optional
         L2 penalty of the detector (default: the ``"nn"`` preset's 1e-3).
     random_state : int or None, default=None
@@ -122,6 +125,8 @@ def lee_alregib_detector(estimator, *, alpha=None, random_state=None, batch_size
     >>> detector.predict_proba(X[:2]).shape
     (2, 2)
     """
+    # an unfitted net would be trained on the detector's in/out labels: refused here
+    find_module(estimator)
     gradients = GradientMetricTransformer(
         estimator, target="all_ones", groups="parameter", statistics=["l2"],
         include_network=False, softmax_features=False, batch_size=batch_size, device=device,

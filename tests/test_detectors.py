@@ -93,3 +93,12 @@ def test_lee_alregib_detector_separates_in_distribution_from_noise():
     confidence = detector.predict_proba(np.r_[X[150:], noise[150:]])[:, 1]
     assert auroc(np.r_[np.ones(150), np.zeros(150)], confidence) > 0.9
     assert correctness_target(net, X, labels).mean() > 0.9   # a trained classifier
+
+
+def test_an_unfitted_network_is_refused_not_trained_on_the_detectors_labels():
+    from skorch import NeuralNetClassifier
+    unfitted = NeuralNetClassifier(_net, max_epochs=1)
+    with pytest.raises(TypeError, match="cannot find a torch module.*fitted skorch net"):
+        lee_alregib_detector(unfitted)
+    with pytest.raises(TypeError, match="cannot find a torch module.*fitted skorch net"):
+        gradnorm_score(unfitted, _X(), parameter="5.weight")
