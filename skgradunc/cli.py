@@ -93,7 +93,8 @@ def _add_reproduce_arguments(parser):
                         help="seed of run 1; run k uses seed + k - 1 (default: "
                              "%(default)s)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                        help="training epochs (default: 60 for digits, 8 for mnist/emnist)")
+                        help="training epochs (default: 60 for digits, 15 for mnist, 8 for "
+                             "emnist)")
     parser.add_argument("--lr", type=float, default=defaults.lr,
                         help="learning rate (default: 0.01 for digits, the paper's 0.1 else)")
     parser.add_argument("--ood-size", type=int, default=defaults.ood_size,
@@ -103,7 +104,7 @@ def _add_reproduce_arguments(parser):
     parser.add_argument("--split", type=float, nargs=3, default=None,
                         metavar=("TRAIN", "VALIDATION", "TEST"),
                         help="fractions of the in-distribution data (default: the paper's "
-                             "60k/20k/200k proportions)")
+                             "60k/20k/200k proportions; 50k/10k/10k for mnist)")
     _add_common_arguments(parser, device=defaults.device)
 
 

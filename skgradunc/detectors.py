@@ -131,8 +131,11 @@ def lee_alregib_detector(estimator, *, alpha=None, random_state=None, batch_size
         estimator, target="all_ones", groups="parameter", statistics=["l2"],
         include_network=False, softmax_features=False, batch_size=batch_size, device=device,
         output=output)
-    return Pipeline([
-        ("gradients", gradients),
-        ("squared", FunctionTransformer(np.square, feature_names_out="one-to-one")),
-        ("detector", MetaClassifier("nn", alpha=alpha, random_state=random_state)),
-    ])
+    return Pipeline([("gradients", gradients), *_lee_alregib_head(alpha, random_state)])
+
+
+def _lee_alregib_head(alpha=None, random_state=None):
+    """The detector's steps after the gradient norms (the reproduction fits them on
+    cached norms): square them, then the two-layer binary classifier."""
+    return [("squared", FunctionTransformer(np.square, feature_names_out="one-to-one")),
+            ("detector", MetaClassifier("nn", alpha=alpha, random_state=random_state))]

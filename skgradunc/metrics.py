@@ -162,6 +162,14 @@ def expected_calibration_error(y_correct, probability, n_bins=15, strategy="unif
     if ((p < 0) | (p > 1)).any():
         raise ValueError("probability must lie in [0, 1]; got values from "
                          f"{p.min():g} to {p.max():g}")
+    counts, correct, total = _reliability_bins(y, p, n_bins, strategy)
+    return float(np.abs(correct - total)[counts > 0].sum() / len(p))
+
+
+def _reliability_bins(y, p, n_bins=15, strategy="uniform"):
+    """Per bin of :func:`sklearn.calibration.calibration_curve`: (samples, correct ones,
+    sum of probabilities). Sums, so that the uniform bins of several runs pool by adding
+    (quantile bins have other edges in every run)."""
     check_positive_int(n_bins, "n_bins")
     if strategy == "uniform":
         edges = np.linspace(0.0, 1.0, n_bins + 1)
@@ -170,10 +178,8 @@ def expected_calibration_error(y_correct, probability, n_bins=15, strategy="unif
     else:
         raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
     bins = np.searchsorted(edges[1:-1], p)   # as calibration_curve bins
-    counts = np.bincount(bins, minlength=n_bins)
-    gaps = np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(
-        bins, weights=p, minlength=n_bins)
-    return float(np.abs(gaps[counts > 0]).sum() / len(p))
+    return (np.bincount(bins, minlength=n_bins), np.bincount(bins, weights=y, minlength=n_bins),
+            np.bincount(bins, weights=p, minlength=n_bins))
 
 
 SCORERS = {

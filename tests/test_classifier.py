@@ -252,6 +252,28 @@ def test_fit_with_recovery_lowers_the_rate_and_changes_the_seed(digits_split):
     assert all(torch.isfinite(p).all() for p in fitted.module_.parameters())
 
 
+def test_fit_with_recovery_steps_the_seed_by_seed_step(digits_split):
+    """The reproduction's retries keep the rate and take seeds no run uses."""
+    X, y = digits_split[0][:300], digits_split[1][:300]
+    seeds = []
+    original = CNNClassifier.fit
+
+    def recording(self, *args, **kwargs):
+        seeds.append((self.random_state, self.lr))
+        return original(self, *args, **kwargs)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CNNClassifier, "fit", recording)
+        with pytest.raises(TrainingDivergedError):
+            fit_with_recovery(small_net(lr=1000.0, max_epochs=3, random_state=3), X, y,
+                              retries=2, lr_factor=1.0, seed_step=1000)
+    assert seeds == [(3, 1000.0), (1003, 1000.0), (2003, 1000.0)]
+    with pytest.raises(ValueError, match="seed_step"):
+        fit_with_recovery(small_net(), X, y, seed_step=0)
+    # torch reads seeds modulo 2**32: such a step would redraw the same network
+    with pytest.raises(ValueError, match="modulo 2\\*\\*32"):
+        fit_with_recovery(small_net(), X, y, seed_step=2 ** 32)
+
+
 def test_fit_with_recovery_gives_up_loudly(digits_split):
     X, y = digits_split[0][:300], digits_split[1][:300]
     with pytest.raises(TrainingDivergedError, match="all 2 training attempts diverged"):

@@ -3,19 +3,27 @@
 import json
 import os
 import pickle
+import re
 import shutil
 import stat
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
+from sklearn.base import BaseEstimator
 
 from skgradunc import CNNClassifier, cli
+from skgradunc import detectors as detectors_module
+from skgradunc import metrics
+from skgradunc.detectors import gradnorm_score, lee_alregib_detector
 from skgradunc.experiments import ReproduceConfig, run_protocol
+from skgradunc.experiments.protocol import resolve_config
 from skgradunc.experiments import protocol as protocol_module
 from skgradunc.experiments import runs as runs_module
 from skgradunc.experiments import tables as tables_module
-from skgradunc.experiments.data import load_experiment_data
+from skgradunc.experiments.data import PAPER_SPLIT, load_experiment_data
 from skgradunc.experiments.io import atomic_path, write_text
 from skgradunc.targets import correctness_target
 
@@ -36,15 +44,30 @@ def finished(tmp_path_factory):
 
 def test_writes_every_table_and_the_figure(finished):
     out, results, messages = finished
-    for name in ("tables.md", "tables.csv", "tables.json", "figure2.png", "config.json"):
+    for name in ("tables.md", "tables.csv", "tables.json", "figure2.png", "reliability.png",
+                 "lasso_coefficients.png", "config.json"):
         assert (out / name).is_file(), name
     assert not list(out.rglob(".*"))                    # no temporary files left behind
-    assert set(results) == {"Table 1", "Table 2", "Table 3"}
-    assert "All-ones L2 (Lee & AlRegib)" in results["Table 1"]
-    assert "Uniform L1 (GradNorm)" in results["Table 1"]
+    assert set(results) == {"Table 1", "Table 2", "Table 3", "Calibration",
+                            "LASSO coefficients"}
+    assert {"All-ones L2, network", "Uniform L1, network",
+            "GradNorm (last-layer weight L1)"} <= set(results["Table 1"])
     assert {"GLM", "LASSO", "Ridge", "Elastic net"} <= set(results["Table 2"])
-    assert list(results["Table 3"])[-1] == ("NN: validation + uniform noise + natural images + "
-                                            "letters")
+    levels = ["validation", "validation + uniform noise",
+              "validation + uniform noise + natural images",
+              "validation + uniform noise + natural images + letters"]
+    assert list(results["Table 3"])[2:] == [f"{kind}: {level}" for level in levels
+                                            for kind in ("NN", "Lee & AlRegib")]
+    assert set(results["Calibration"]) == {"Softmax baseline", "GLM", "LASSO", "Ridge",
+                                           "Elastic net", *list(results["Table 3"])[2:]}
+    for row in results["Calibration"].values():
+        assert all(0 <= cell["ECE"]["mean"] <= 1 for cell in row.values())
+    coefficients = results["LASSO coefficients"]
+    assert list(coefficients) == ["conv1", "conv2", "conv3", "dense", "network", "softmax"]
+    assert list(coefficients["softmax"]) == ["entropy"] and len(coefficients["conv1"]) == 8
+    for cell in (c for row in coefficients.values() for c in row.values()):
+        assert 0 <= cell["selected"]["mean"] <= 1
+        assert cell["selected"]["mean"] > 0 or cell["coefficient"]["mean"] == 0
     cell = results["Table 2"]["LASSO"]["letters"]
     assert set(cell) == {"AUROC", "AUPR-In", "AUPR-Out", "FPR@95%TPR"}
     assert cell["AUROC"]["runs"] == 2 and 0 <= cell["AUROC"]["mean"] <= 1
@@ -54,11 +77,15 @@ def test_writes_every_table_and_the_figure(finished):
                                                           for t in training)
     rows = (out / "tables.csv").read_text().splitlines()
     assert rows[0] == "table,score,row,column,mean,sem,runs"
-    assert len(rows) == 1 + sum(len(c) * 4 for t in results.values() for c in t.values())
+    assert len(rows) == 1 + sum(len(scores) for t in results.values() for c in t.values()
+                                for scores in c.values())
     markdown = (out / "tables.md").read_text()
     assert "## Table 3" in markdown and "| FPR@95%TPR | wrong | letters" in markdown
+    assert "| ECE | test | test + unknowns |" in markdown
+    assert "| layer | l1 | l2 | min | max | mean | std | skew | kurtosis | entropy |" in markdown
     assert "CNN test accuracy" in markdown
-    assert Image.open(out / "figure2.png").size[0] > 500
+    for name in ("figure2.png", "reliability.png", "lasso_coefficients.png"):
+        assert Image.open(out / name).size[0] > 500, name
     assert "done in" in messages[-1] and "LASSO" in messages[-1]
 
 
@@ -126,13 +153,117 @@ def test_the_network_file_rebuilds_a_fitted_classifier(finished, digits):
                                   np.load(run / "features.npz")["y_validation"])
 
 
+@pytest.fixture(scope="module")
+def first_run(finished, digits):
+    """Run 1's network, sets and cached features, rebuilt from its files and the data."""
+    out, _, _ = finished
+    config = _resolved(out)
+    folder = out / "runs" / "run-01"
+    net, _ = runs_module.load_network(
+        folder / runs_module.NETWORK_FILE,
+        runs_module.run_settings(config, runs_module.NETWORK_SETTINGS), device="cpu")
+    X, y = digits
+    _, val, test = runs_module.split_indices(len(X), config.split, np.random.RandomState(0))
+    data = load_experiment_data("digits", ood_size=config.ood_size, seed=config.seed)
+    arrays = dict(np.load(folder / "features.npz"))
+    return net, (X[val], y[val]), (X[test], y[test]), data, arrays
+
+
+def test_the_cnn_trains_on_the_training_images_and_schedules_on_the_validation_set(
+        monkeypatch, digits):
+    """As in the paper: every training image is trained on, the learning rate drops when
+    the validation accuracy stagnates, and a diverged start is redrawn at the same lr."""
+    X, y = digits
+    seen = {}
+
+    def recording(net, X_fit, y_fit, *, retries, lr_factor, log):
+        seen.update(net=net, n=len(X_fit), retries=retries, lr_factor=lr_factor)
+        raise KeyboardInterrupt   # what is passed is all this test needs
+    monkeypatch.setattr(runs_module, "fit_with_recovery", recording)
+    config = resolve_config(tiny("unused"), load_experiment_data("digits", ood_size=10))
+    with pytest.raises(KeyboardInterrupt):
+        runs_module._train(config, load_experiment_data("digits", ood_size=10), 0,
+                           (X[:300], y[:300]), (X[300:400], y[300:400]), log=None)
+    net = seen["net"]
+    assert seen["n"] == 300 and (seen["retries"], seen["lr_factor"]) == (4, 1.0)
+    assert net.lr_patience == 1
+    train, valid = net.get_split_datasets(X[:300], y[:300])
+    assert len(train) == 300 and len(valid) == 100
+    np.testing.assert_array_equal(valid.X, X[300:400])
+
+
+def test_the_published_detectors_rows_match_their_own_code(first_run):
+    """Table 1's GradNorm row and Table 3's Lee & AlRegib rows, computed from the cache,
+    against gradnorm_score and lee_alregib_detector run on the network and images."""
+    net, (X_val, _), (X_test, _), data, run = first_run
+    concepts, known = list(data.ood), list(data.known_unknowns)
+    tables = tables_module.run_tables(run, concepts, known, random_state=0)
+    y_test, y_val = run["y_test"], run["y_validation"]
+
+    score = gradnorm_score(net, X_test, device="cpu")
+    direction = 1 if metrics.auroc(y_val, gradnorm_score(net, X_val, device="cpu")) >= 0.5 \
+        else -1
+    assert tables["Table 1"]["GradNorm (last-layer weight L1)"]["wrong"]["AUROC"] == \
+        pytest.approx(metrics.auroc(y_test, direction * score), abs=1e-6)
+
+    # the detector with every known unknown, fitted end to end on images
+    X_fit = np.concatenate([X_val] + [data.ood[c][run[f"known__{c}"]] for c in known])
+    y_fit = np.r_[y_val, np.zeros(len(X_fit) - len(X_val))]
+    detector = lee_alregib_detector(net, random_state=0, device="cpu").fit(X_fit, y_fit)
+    row = tables["Table 3"]["Lee & AlRegib: validation + " + " + ".join(known)]
+    confidence = detector.predict_proba(X_test)[:, 1]
+    assert row["wrong"]["AUROC"] == pytest.approx(metrics.auroc(y_test, confidence), abs=1e-3)
+    correct = confidence[y_test == 1]
+    # an unseen concept, and a known unknown scored on its other images only
+    for concept in ("normal noise", "uniform noise"):
+        rows = np.setdiff1d(np.arange(len(data.ood[concept])), run.get(f"known__{concept}", []))
+        assert len(rows) == len(data.ood[concept]) - (30 if concept in known else 0)
+        other = detector.predict_proba(data.ood[concept][rows])[:, 1]
+        assert row[concept]["AUROC"] == pytest.approx(metrics.auroc(
+            np.r_[np.ones(len(correct)), np.zeros(len(other))], np.r_[correct, other]),
+            abs=1e-3)
+
+
+def test_calibration_and_reliability_follow_the_networks_own_probabilities(finished,
+                                                                           first_run):
+    net, _, (X_test, _), data, run = first_run
+    concepts, known = list(data.ood), list(data.known_unknowns)
+    reliability = {}
+    tables = tables_module.run_tables(run, concepts, known, random_state=0,
+                                      reliability=reliability)
+    confidence = net.predict_proba(X_test).max(axis=1)
+    cells = tables["Calibration"]["Softmax baseline"]
+    assert cells["test"]["ECE"] == pytest.approx(
+        metrics.expected_calibration_error(run["y_test"], confidence), abs=1e-5)
+    # with the unknown concepts' evaluation images, every one of them wrong
+    unknown = np.concatenate([
+        net.predict_proba(data.ood[c][np.setdiff1d(np.arange(len(data.ood[c])),
+                                                   run.get(f"known__{c}", []))]).max(axis=1)
+        for c in concepts])
+    assert cells["test + unknowns"]["ECE"] == pytest.approx(metrics.expected_calibration_error(
+        np.r_[run["y_test"], np.zeros(len(unknown))], np.r_[confidence, unknown]), abs=1e-5)
+    assert set(reliability) == set(tables["Calibration"])
+
+    # two runs' bins pool into the bins of their samples together
+    second = dict(np.load(finished[0] / "runs" / "run-02" / "features.npz"))
+    other = {}
+    tables_module.run_tables(second, concepts, known, random_state=1, reliability=other)
+    j = list(run["columns__predicted"]).index("softmax__max_prob")
+    both = metrics._reliability_bins(np.r_[run["y_test"], second["y_test"]],
+                                     np.r_[run["test__predicted"][:, j],
+                                           second["test__predicted"][:, j]])
+    pooled = tables_module.pool_reliability([reliability, other])["Softmax baseline"]
+    for mine, theirs in zip(pooled, both):
+        np.testing.assert_allclose(mine, theirs, rtol=1e-12)
+
+
 def _copy(out, tmp_path):
     return shutil.copytree(out, tmp_path / "copy")
 
 
 def _resolved(out, **kwargs):
     """The tiny configuration as run_protocol resolves it for the digits."""
-    return tiny(out, lr=0.01, **kwargs)
+    return tiny(out, lr=0.01, split=PAPER_SPLIT, **kwargs)
 
 
 def test_resuming_with_other_settings_is_refused(finished):
@@ -166,18 +297,37 @@ def test_a_cached_file_without_settings_is_refused(finished, tmp_path):
         run_protocol(tiny(copy), log=lambda m: None)
 
 
-def test_features_of_the_sigmoid_all_ones_target_are_refused(finished, tmp_path):
+@pytest.mark.parametrize("then", [None, {"all_ones": "softmax"}])
+def test_features_of_older_target_definitions_are_refused(finished, tmp_path, then):
     """Features cached before issue 13 (all_ones by per-class sigmoids, no "targets" in
-    their settings) are never mixed into tables of the softmax reading."""
+    their settings), or with the detectors' norms per layer rather than per parameter
+    tensor, are never mixed into tables of today's definitions."""
     copy = _copy(finished[0], tmp_path)
     features = copy / "runs" / "run-01" / "features.npz"
     arrays = dict(np.load(features))
     settings = json.loads(str(arrays["settings"]))
-    del settings["targets"]
+    settings["targets"] = then
     arrays["settings"] = np.array(json.dumps(settings))
     np.savez(features, **arrays)
     with pytest.raises(ValueError, match=r"run-01.features\.npz was made with other settings "
-                                         r"\(targets: None then, \{'all_ones': 'softmax'\}"):
+                                         rf"\(targets: {re.escape(repr(then))} then, "
+                                         r"\{'all_ones': 'softmax', 'features'"):
+        run_protocol(tiny(copy), log=lambda m: None)
+
+
+def test_a_network_trained_another_way_is_refused(finished, tmp_path):
+    """A net.pt from before the training protocol was recorded (issue 13: schedule on
+    the validation set, retries at the same rate) is never reused."""
+    copy = _copy(finished[0], tmp_path)
+    folder = copy / "runs" / "run-01"
+    (folder / "features.npz").unlink()
+    payload = torch.load(folder / runs_module.NETWORK_FILE, weights_only=True)
+    settings = json.loads(payload["settings"])
+    del settings["training"]
+    payload["settings"] = json.dumps(settings)
+    torch.save(payload, folder / runs_module.NETWORK_FILE)
+    with pytest.raises(ValueError, match=r"run-01.net\.pt was made with other settings "
+                                         r"\(training: None then, \{'schedule_on'"):
         run_protocol(tiny(copy), log=lambda m: None)
 
 
@@ -217,6 +367,7 @@ def test_config_json_records_the_settings_used(finished):
     out, _, _ = finished
     config = json.loads((out / "config.json").read_text())
     assert config["epochs"] == 2 and config["lr"] == 0.01 and config["ood_size"] == 60
+    assert config["split"] == list(PAPER_SPLIT)          # the digits' own, resolved
     assert config["device"] in ("cpu", "cuda")
     # the ceiling and, beside it, what each concept had
     assert config["ood_images"] == {"letters": 60, "natural images": 60, "uniform noise": 60,
@@ -270,19 +421,22 @@ def test_meta_classifiers_are_seeded_from_the_config_seed_and_run(finished, tmp_
                                                                   monkeypatch):
     seeds = []
 
-    class Recording:
-        def __init__(self, method, random_state=None):
+    class Recording(BaseEstimator):
+        def __init__(self, method, random_state=None, **kwargs):
             seeds.append(random_state)
 
         def fit(self, X, y):
+            self.estimator_ = [SimpleNamespace(coef_=np.zeros((1, X.shape[1])))]
             return self
 
         def predict_proba(self, X):
             return np.full((len(X), 2), 0.5)
+    # the paper's meta classifiers, and Lee & AlRegib's detector
     monkeypatch.setattr(tables_module, "MetaClassifier", Recording)
+    monkeypatch.setattr(detectors_module, "MetaClassifier", Recording)
     run = dict(np.load(finished[0] / "runs" / "run-02" / "features.npz"))
     tables_module.run_tables(run, ["letters"], ["uniform noise"], random_state=7)
-    assert seeds and set(seeds) == {7}
+    assert len(seeds) == 4 + 2 * 2 and set(seeds) == {7}
     # the protocol passes seed + run: resumed from the cache, so nothing is trained
     passed = []
     original = protocol_module.run_tables
@@ -335,6 +489,10 @@ def test_mnist_experiment_data_uses_the_real_sets(shared_data):
                               "uniform noise", "normal noise"]
     assert all(len(X) == 50 for X in data.ood.values())
     assert data.known_unknowns == ("uniform noise", "CIFAR-10", "Omniglot")
+    # 50,000 / 10,000 / 10,000 digits, 15 epochs (docs/reproduction.md says why)
+    assert [len(part) for part in runs_module.split_indices(
+        len(data.X), data.split, np.random.RandomState(0))] == [50000, 10000, 10000]
+    assert (data.epochs, data.lr) == (15, 0.1)
 
 
 def test_emnist_experiment_data_from_torchvision_files(tmp_path):

@@ -11,16 +11,13 @@ from .._device import check_device, resolve_device
 from .._validation import check_positive_int, check_positive_real, is_finite_real
 from .checks import check_seed
 from .data import DATA_SETS, load_experiment_data
-from .figures import write_figure2
+from .figures import write_coefficients, write_figure2, write_reliability
 from .io import write_json
 from .report import write_reports
 from .runs import compute_run
-from .tables import aggregate, run_tables
+from .tables import COEFFICIENT_TABLE, aggregate, pool_reliability, run_tables
 
 __all__ = ["ReproduceConfig", "run_protocol", "check_config", "resolve_config"]
-
-# The paper splits EMNIST's 280,000 digits into 60,000 train / 20,000 validation / 200,000 test
-PAPER_SPLIT = (60 / 280, 20 / 280, 200 / 280)
 
 
 @dataclass
@@ -39,10 +36,13 @@ class ReproduceConfig:
     device : str, default="auto"
     seed : int, default=0
         Run k (counting from 0) seeds its split, CNN and meta classifiers with ``seed + k``.
-    split : three floats, default=the paper's 60k/20k/200k proportions
-        Train / validation / test fractions of the in-distribution data.
+    split : three floats or None, default=None
+        Train / validation / test fractions of the in-distribution data; None takes
+        the data set's: the paper's 60k/20k/200k proportions for digits and emnist,
+        50k/10k/10k for mnist.
     epochs : int or None, default=None
-        Training epochs; None takes the data set's (60 for digits, 8 else).
+        Training epochs; None takes the data set's (60 for digits, 15 for mnist, 8
+        for emnist).
     lr : float or None, default=None
         Learning rate; None takes the data set's (0.01 for digits, 0.1 else).
     batch_size : int, default=256
@@ -62,7 +62,7 @@ class ReproduceConfig:
     out: str = "skgradunc-results"
     device: str = "auto"
     seed: int = 0
-    split: tuple = PAPER_SPLIT
+    split: tuple = None         # None: the data set's
     epochs: int = None          # None: the data set's default
     lr: float = None
     batch_size: int = 256       # chunk size of the gradient-metric extraction
@@ -93,7 +93,8 @@ def check_config(config):
         raise ValueError(f"unknown data set {config.data!r}; choose one of {sorted(DATA_SETS)}")
     check_positive_int(config.runs, "runs")
     check_seed(config.seed, "seed", count=config.runs)
-    _check_split(config.split)
+    if config.split is not None:
+        _check_split(config.split)
     check_positive_int(config.epochs, "epochs", optional=True)
     check_positive_real(config.lr, "lr", optional=True)
     check_positive_int(config.batch_size, "batch_size")
@@ -103,12 +104,13 @@ def check_config(config):
 
 def resolve_config(config, data):
     """``config`` with the values a run uses, as plain Python numbers (what the cache
-    and ``config.json`` record): the data set's epochs and lr where None, the split as
-    floats and ``root`` as an absolute path."""
+    and ``config.json`` record): the data set's split, epochs and lr where None, the
+    split as floats and ``root`` as an absolute path."""
+    split = data.split if config.split is None else config.split
     return replace(config, runs=int(config.runs), seed=int(config.seed),
                    epochs=int(data.epochs if config.epochs is None else config.epochs),
                    lr=float(data.lr if config.lr is None else config.lr),
-                   split=tuple(float(v) for v in config.split),
+                   split=tuple(float(v) for v in split),
                    batch_size=int(config.batch_size), ood_size=int(config.ood_size),
                    root=None if config.root is None else str(Path(config.root).resolve()))
 
@@ -133,16 +135,18 @@ def run_protocol(config, log=print):
     concepts = list(data.ood)
     log(f"skgradunc {__version__} reproduce: {config.data}, {len(data.X)} in-distribution "
         f"images, unknown concepts {concepts}, {config.runs} runs -> {out}")
-    per_run, first, training = [], None, []
+    per_run, first, training, reliability = [], None, [], []
     # printed messages go through tqdm, so that they do not break its progress bar
     run_log = (lambda m: tqdm.write(str(m))) if log is print else log
     for run in tqdm(range(config.runs), desc="runs", unit="run", disable=None):
         arrays = compute_run(config, data, run, log=run_log)
         first = first or arrays
+        reliability.append({})
         per_run.append(run_tables(arrays, concepts, list(data.known_unknowns),
-                                  random_state=config.seed + run))
+                                  random_state=config.seed + run, reliability=reliability[-1]))
         training.append({"run": run + 1, "test_accuracy": float(arrays["y_test"].mean()),
                          "lr": float(arrays["lr"]),
+                         "random_state": int(arrays["random_state"]),
                          "diverged_attempts": int(arrays["diverged_attempts"])})
     results = aggregate(per_run)
     split = tuple(round(s, 4) for s in config.split)
@@ -153,10 +157,13 @@ def run_protocol(config, log=print):
               f"{', '.join(concepts)}; known unknowns (Table 3): "
               f"{', '.join(data.known_unknowns)}.")
     if recovered:
-        header += (f" Training diverged and was retried with a lower learning rate in run(s) "
+        header += (f" Training diverged and was started again with the next seed in run(s) "
                    f"{', '.join(map(str, recovered))} (see config.json).")
     write_reports(out, results, header)
     write_figure2(out / "figure2.png", first, concepts)
+    write_reliability(out / "reliability.png", pool_reliability(reliability),
+                      _headline_rows(results))
+    write_coefficients(out / "lasso_coefficients.png", results[COEFFICIENT_TABLE])
     seconds = time.perf_counter() - start
     # ood_size is a ceiling: the images each concept actually had are recorded beside it
     write_json(out / "config.json", {**asdict(config), "device": resolve_device(config.device),
@@ -167,16 +174,25 @@ def run_protocol(config, log=print):
     return results
 
 
+def _headline_rows(results):
+    """The reliability diagram's rows (the last two also close the summary): the softmax
+    baseline, Table 2's LASSO, and Table 3's NN and Lee & AlRegib's detector with every
+    known unknown."""
+    table3 = list(results["Table 3"])
+    return ["Softmax baseline", "LASSO",
+            [r for r in table3 if r.startswith("NN: ")][-1],
+            [r for r in table3 if r.startswith("Lee & AlRegib: ")][-1]]
+
+
 def summary(results, seconds, out):
-    lines = [f"done in {seconds:.0f} s; tables and figure in {out}/",
+    lines = [f"done in {seconds:.0f} s; tables and figures in {out}/",
              "AUROC (%)             wrong    All"]
-    for table, row in (("Table 1", "Softmax baseline"), ("Table 1", "Entropy"),
-                       ("Table 1", "Euclidean norm"), ("Table 2", "LASSO")):
+    rows = [("Table 1", "Softmax baseline"), ("Table 1", "Entropy"),
+            ("Table 1", "Euclidean norm"), ("Table 2", "LASSO")]
+    rows += [("Table 3", row) for row in _headline_rows(results)[2:]]
+    for table, row in rows:
         cells = results[table][row]
-        lines.append(f"{row:<20}{100 * cells['wrong']['AUROC']['mean']:>7.2f}"
-                     f"{100 * cells['All']['AUROC']['mean']:>7.2f}")
-    nn = list(results["Table 3"])[-1]
-    cells = results["Table 3"][nn]
-    lines.append(f"{nn[:20]:<20}{100 * cells['wrong']['AUROC']['mean']:>7.2f}"
-                 f"{100 * cells['All']['AUROC']['mean']:>7.2f}   ({nn})")
+        lines.append(f"{row[:20]:<20}{100 * cells['wrong']['AUROC']['mean']:>7.2f}"
+                     f"{100 * cells['All']['AUROC']['mean']:>7.2f}"
+                     + (f"   ({row})" if len(row) > 20 else ""))
     return "\n".join(lines)

@@ -4,16 +4,33 @@ import csv
 import io as _io
 
 from .io import write_json, write_text
+from .tables import CALIBRATION_TABLE, COEFFICIENT_TABLE
 
-__all__ = ["write_reports", "markdown_table"]
+__all__ = ["write_reports", "markdown_table", "coefficient_table"]
 
 CAPTIONS = {
     "Table 1": "Threshold meta classification on single metrics (fitted on the validation set: "
-               "direction only).",
+               "direction only). The last three rows are not in the paper: the network's "
+               "gradient norms at the all-ones and uniform targets, and GradNorm's own score "
+               "(Huang et al. 2021: the L1 norm of the last layer weight's gradient at the "
+               "uniform target, T = 1).",
     "Table 2": "Linear meta classifiers on all gradient metrics + entropy, trained on the "
                "validation set.",
-    "Table 3": "Neural-network meta classifier trained on the validation set plus 200 images "
-               "of each known-unknown concept (cumulative).",
+    "Table 3": "Neural-network meta classifier (gradient metrics + entropy) and Lee & AlRegib "
+               "(2020)'s detector (squared L2 norms of the all-ones gradient per parameter "
+               "tensor, same two-layer network), each trained on the validation set plus 200 "
+               "images of each known-unknown concept (cumulative). The Lee & AlRegib rows are "
+               "not in the paper.",
+    CALIBRATION_TABLE: "Not in the paper: expected calibration error (15 equal-width bins, "
+                       "lower is better) of every probability of 'correct' - the softmax "
+                       "maximum and each meta classifier's P(correct) - on the test set, and "
+                       "on the test set plus every unknown concept's evaluation images (all "
+                       "of them wrong). reliability.png draws the test set's reliability "
+                       "diagram, pooled over runs.",
+    COEFFICIENT_TABLE: "Not in the paper: the LASSO meta classifier's coefficients (Table 2; "
+                       "log-odds of 'correct' per standard deviation of the feature), mean "
+                       "over runs, and in brackets the share of runs in which the LASSO kept "
+                       "the feature (non-zero). lasso_coefficients.png draws them.",
 }
 
 
@@ -31,16 +48,34 @@ def markdown_table(results, table, score):
     return "\n".join(lines)
 
 
+def coefficient_table(results):
+    """Layers as rows, statistics as columns: "mean coefficient (share selected)"."""
+    rows = results[COEFFICIENT_TABLE]
+    columns = list(dict.fromkeys(c for cells in rows.values() for c in cells))
+    lines = ["| layer | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for row, cells in rows.items():
+        lines.append(f"| {row} | " + " | ".join(
+            f"{cells[c]['coefficient']['mean']:+.3f} ({cells[c]['selected']['mean']:.0%})"
+            if c in cells else "" for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def _scores_of(rows):
+    return list(next(iter(next(iter(rows.values())).values())))
+
+
 def write_reports(out, results, header):
     """tables.md, tables.csv, tables.json under ``out``."""
-    scores = list(next(iter(next(iter(next(iter(results.values())).values())).values())))
     parts = [f"# Reproduction of Oberdiek et al. (2018)\n\n{header}\n",
              "Values in percent: mean over runs (standard error of the mean). Columns: correct "
              "test predictions against wrong ones ('wrong'), against each unknown concept, and "
              "against all of them together ('All').\n"]
-    for table in results:
+    for table, rows in results.items():
         parts.append(f"## {table}\n\n{CAPTIONS[table]}\n")
-        for score in scores:
+        if table == COEFFICIENT_TABLE:
+            parts.append(coefficient_table(results) + "\n")
+            continue
+        for score in _scores_of(rows):
             parts.append(markdown_table(results, table, score) + "\n")
     write_text(out / "tables.md", "\n".join(parts))
     buffer = _io.StringIO()

@@ -4,9 +4,13 @@ from pathlib import Path
 
 import numpy as np
 from skorch.callbacks import Callback
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
+from .._validation import check_images
 from ..classifier import CNNClassifier
+from ..detectors import last_layer_weight
 from ..targets import correctness_target
 from ..training import fit_with_recovery
 from ..transformer import GradientMetricTransformer
@@ -16,21 +20,38 @@ from .checks import CompletedEpochs, raise_if_interrupted
 
 __all__ = ["compute_run", "run_settings", "RUN_SETTINGS", "NETWORK_SETTINGS",
            "KNOWN_UNKNOWN_SIZE",
-           "TARGET_STATISTICS", "NETWORK_FILE", "load_network"]
+           "TARGET_FEATURES", "NETWORK_FILE", "load_network"]
 
-# what shapes a run's cached files (resolved values); the number of runs and the device
-# may change on resume. The network depends only on the first six: a new --ood-size or
-# --batch-size (of the extraction) recomputes the features, not the training.
+# what shapes a run's cached files (resolved values, and TRAINING); the number of runs and
+# the device may change on resume. The network depends only on the first six: a new
+# --ood-size or --batch-size (of the extraction) recomputes the features, not the training.
 RUN_SETTINGS = ("data", "root", "seed", "split", "epochs", "lr", "batch_size", "ood_size")
 NETWORK_SETTINGS = RUN_SETTINGS[:6]
 
 KNOWN_UNKNOWN_SIZE = 200      # the paper's "200 uniform noise images", per concept
-# the extra targets need only the norms their papers use (Lee & AlRegib: L2, GradNorm: L1)
-TARGET_STATISTICS = {"predicted": "all", "all_ones": ["l1", "l2"], "uniform": ["l1", "l2"]}
-# what the targets' losses are, recorded with the features: features of an older
-# definition (all_ones by per-class sigmoids, before issue 13) are refused on resume
-TARGET_DEFINITIONS = {"all_ones": "softmax"}
+# The paper's features per layer at the predicted class; the other two targets need only
+# the norms their papers use, per parameter tensor (Lee & AlRegib: the L2 norm of each
+# weight and bias; GradNorm: the L1 norm of the last layer's weight) and network-wide.
+TARGET_FEATURES = {"predicted": {"statistics": "all", "groups": "layer"},
+                   "all_ones": {"statistics": ["l1", "l2"], "groups": "parameter"},
+                   "uniform": {"statistics": ["l1", "l2"], "groups": "parameter"}}
+# what the targets' features are, recorded with them: features of an older definition
+# (all_ones by per-class sigmoids, or per layer, before issue 13) are refused on resume
+TARGET_DEFINITIONS = {"all_ones": "softmax", "features": TARGET_FEATURES}
 CHUNK = 4096                  # samples per progress-bar step
+# How the CNNs train, recorded with every cached file. As in the paper, the learning-rate
+# schedule watches the accuracy on the run's validation set (the meta classifiers'
+# training set), and the network trains on every training image; the rate drops tenfold
+# after two epochs without a new best validation accuracy (lr_patience 1: with patience 3
+# a 15-epoch MNIST run may never drop it, and ends on the noisy lr 0.1 weights). At the
+# paper's lr 0.1 about 3 in 10 seeds diverge within the first 30 batches (measured on
+# 50,000 MNIST digits); such a start is drawn again at the same rate with another seed,
+# up to four times. Retry seeds step by 1,000,003, more than any number of runs, so that
+# no two runs share a network's initialisation (the next seed would be the next run's;
+# 2**32 would repeat the first, torch reads seeds modulo 2**32); config.json lists the
+# seed used.
+TRAINING = {"schedule_on": "validation set", "lr_patience": 1, "retries": 4,
+            "retry_lr_factor": 1.0, "retry_seed_step": 1_000_003}
 
 
 class EpochBar(Callback):
@@ -67,24 +88,30 @@ def run_settings(config, keys=RUN_SETTINGS):
     ``keys=NETWORK_SETTINGS`` for its network."""
     settings = {key: getattr(config, key) for key in keys}
     settings["split"] = [float(v) for v in settings["split"]]
+    settings["training"] = dict(TRAINING)
     if keys == RUN_SETTINGS:
         settings["targets"] = dict(TARGET_DEFINITIONS)
     return settings
 
 
-def _train(config, data, run, X_train, y_train, log):
+def _train(config, data, run, train, validation, log):
     net = CNNClassifier(lr=config.lr, max_epochs=config.epochs,
                         batch_size=data.batch_size, device=config.device,
                         random_state=config.seed + run, verbose=0,
+                        lr_patience=TRAINING["lr_patience"],
+                        train_split=predefined_split(Dataset(check_images(validation[0]),
+                                                             validation[1])),
                         callbacks=[("progress", EpochBar(f"run {run + 1}: training")),
                                    ("completed_epochs", CompletedEpochs())])
-    fitted, attempts = fit_with_recovery(net, X_train, y_train, retries=2, log=log)
+    fitted, attempts = fit_with_recovery(net, *train, retries=TRAINING["retries"],
+                                         lr_factor=TRAINING["retry_lr_factor"],
+                                         seed_step=TRAINING["retry_seed_step"], log=log)
     raise_if_interrupted(fitted)  # never cache a network cut short by Ctrl-C
     return fitted, attempts
 
 
 def _features(net, X, target, config, bar):
-    grad = GradientMetricTransformer(net, target=target, statistics=TARGET_STATISTICS[target],
+    grad = GradientMetricTransformer(net, target=target, **TARGET_FEATURES[target],
                                      softmax_features=target == "predicted",
                                      batch_size=config.batch_size, device=config.device)
     grad.fit(X[:1])
@@ -116,23 +143,27 @@ def compute_run(config, data, run, log=print):
         net, attempts = load_network(net_file, trained_with, device=config.device)
         log(f"run {run + 1}: loaded the trained network from {net_file}")
     else:
-        net, attempts = _train(config, data, run, data.X[train], data.y[train], log)
+        net, attempts = _train(config, data, run, (data.X[train], data.y[train]),
+                               (data.X[val], data.y[val]), log)
         save_network(net_file, net, attempts, trained_with)
     sets = {"validation": data.X[val], "test": data.X[test], **data.ood}
     arrays = {"y_validation": correctness_target(net, data.X[val], data.y[val]),
               "y_test": correctness_target(net, data.X[test], data.y[test]),
-              "lr": np.float64(attempts[-1]["lr"]), "diverged_attempts": np.int64(
-                  sum(a["diverged"] for a in attempts))}
+              "lr": np.float64(attempts[-1]["lr"]),
+              "random_state": np.int64(attempts[-1]["random_state"]),
+              "diverged_attempts": np.int64(
+                  sum(a["diverged"] for a in attempts)),
+              "last_layer_weight": np.array(last_layer_weight(net.module_))}
     for concept in data.known_unknowns:  # disjoint from the rows the concept is scored on
         arrays[f"known__{concept}"] = rng.choice(len(data.ood[concept]),
                                                  min(KNOWN_UNKNOWN_SIZE,
                                                      len(data.ood[concept]) // 2),
                                                  replace=False)
-    total = sum(len(X) for X in sets.values()) * len(TARGET_STATISTICS)
+    total = sum(len(X) for X in sets.values()) * len(TARGET_FEATURES)
     with tqdm(total=total, desc=f"run {run + 1}: gradient metrics", unit="img",
               leave=False, disable=None) as bar:
         for name, X in sets.items():
-            for target in TARGET_STATISTICS:
+            for target in TARGET_FEATURES:
                 F, columns = _features(net, X, target, config, bar)
                 arrays[f"{name}__{target}"] = F
                 arrays[f"columns__{target}"] = columns
