@@ -153,11 +153,12 @@ def run_protocol(config, log=print):
     accuracy = [t["test_accuracy"] for t in training]
     recovered = [t["run"] for t in training if t["diverged_attempts"]]
     header = (f"Data: `{config.data}`; {config.runs} runs; split {split}; CNN test accuracy "
-              f"{100 * min(accuracy):.2f}-{100 * max(accuracy):.2f} %; unknown concepts: "
+              f"{100 * min(accuracy):.2f}-{100 * max(accuracy):.2f} % (mean "
+              f"{100 * sum(accuracy) / len(accuracy):.2f} %); unknown concepts: "
               f"{', '.join(concepts)}; known unknowns (Table 3): "
               f"{', '.join(data.known_unknowns)}.")
     if recovered:
-        header += (f" Training diverged and was started again with the next seed in run(s) "
+        header += (f" Training diverged and was started again with another seed in run(s) "
                    f"{', '.join(map(str, recovered))} (see config.json).")
     write_reports(out, results, header)
     write_figure2(out / "figure2.png", first, concepts)
