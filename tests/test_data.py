@@ -411,8 +411,14 @@ def test_ctrl_c_during_a_long_transform_leaves_everything_as_it_was():
     import sys
     from pathlib import Path
     tests = str(Path(__file__).resolve().parent)
-    done = subprocess.run([sys.executable, "-c", CTRL_C_CHILD.format(tests=tests)],
-                          capture_output=True, text=True, timeout=120)
+    for attempt in range(2):
+        done = subprocess.run([sys.executable, "-c", CTRL_C_CHILD.format(tests=tests)],
+                              capture_output=True, text=True, timeout=120)
+        # once in a CI run (not reproduced in six runs, three under load) the signal was
+        # lost and the transform ran to its end: a lost signal is tried once more
+        lost = done.returncode == 0 and not done.stdout and "100%" in done.stderr
+        if not lost:
+            break
     assert done.returncode == 0, done.stderr[-2000:]
     assert "interrupted cleanly" in done.stdout
     assert "skgradunc-reader" not in done.stdout

@@ -176,8 +176,9 @@ def test_the_cnn_trains_on_the_training_images_and_schedules_on_the_validation_s
     X, y = digits
     seen = {}
 
-    def recording(net, X_fit, y_fit, *, retries, lr_factor, log):
-        seen.update(net=net, n=len(X_fit), retries=retries, lr_factor=lr_factor)
+    def recording(net, X_fit, y_fit, *, retries, lr_factor, seed_step, log):
+        seen.update(net=net, n=len(X_fit), retries=retries, lr_factor=lr_factor,
+                    seed_step=seed_step)
         raise KeyboardInterrupt   # what is passed is all this test needs
     monkeypatch.setattr(runs_module, "fit_with_recovery", recording)
     config = resolve_config(tiny("unused"), load_experiment_data("digits", ood_size=10))
@@ -186,6 +187,7 @@ def test_the_cnn_trains_on_the_training_images_and_schedules_on_the_validation_s
                            (X[:300], y[:300]), (X[300:400], y[300:400]), log=None)
     net = seen["net"]
     assert seen["n"] == 300 and (seen["retries"], seen["lr_factor"]) == (4, 1.0)
+    assert seen["seed_step"] > 1000   # a retry never takes another run's seed
     assert net.lr_patience == 1
     train, valid = net.get_split_datasets(X[:300], y[:300])
     assert len(train) == 300 and len(valid) == 100

@@ -1,0 +1,139 @@
+"""OneVsAllClassifier: one sigmoid output per class, trained one-vs-all (UQGAN's baseline
+and, trained beside its GAN, UQGAN's classifier)."""
+
+import numpy as np
+import torch
+from skorch.callbacks import LRScheduler
+from skorch.utils import to_tensor
+from torch.optim.lr_scheduler import LinearLR
+
+from .._image_classifier import ImageClassifierBase
+from .._validation import check_labels, check_number, is_finite_real
+from ..callbacks import DivergenceGuard
+from ._losses import negative_weights, one_vs_all_loss
+from ._networks import LeNet5
+from ._outputs import OneVsAllOutputMixin
+
+__all__ = ["OneVsAllClassifier"]
+
+# the authors' configs/ova/mnist_0-4.yml: Adam, lr 1e-3 -> 1e-5 linearly, weight decay 2e-4
+AUTHORS_WEIGHT_DECAY = 2e-4
+
+
+class OneVsAllClassifier(OneVsAllOutputMixin, ImageClassifierBase):
+    """A CNN with one sigmoid output per class, trained one-vs-all.
+
+    The one-vs-all baseline of UQGAN (Oberdiek, Fink & Rottmann 2022) with the authors'
+    MNIST settings: LeNet-5, Adam (lr 1e-3 falling linearly to ``min_lr`` over the
+    epochs, weight decay 2e-4), batch 256. The loss of a sample of class y is
+    BCE(p_y, 1) plus ``lambda_negative`` times the mean of BCE(p_k, 0) over the other
+    outputs, each weighted by n_k / n_y (1 for balanced classes).
+
+    Outputs are read as in UQGAN: ``predict_proba`` gives P(class | x) from the odds of
+    each output, ``predict_uncertainty`` the epistemic and aleatoric uncertainties,
+    ``score_samples`` P(in distribution | x) (higher = more typical).
+
+    Parameters
+    ----------
+    module : torch.nn.Module class or instance, default=LeNet5
+        Must return one logit per class. ``n_classes``, ``in_channels`` and
+        ``image_size`` are filled in from the data when the class takes them.
+    criterion : default=torch.nn.BCEWithLogitsLoss
+        Only what skorch reads to interpret outputs; the loss is the one above.
+    optimizer : default=torch.optim.Adam
+    lr : float, default=1e-3
+    max_epochs : int, default=200
+        The authors' count; far fewer suffice on MNIST (the reproduction's CPU preset).
+    batch_size : int, default=256
+    device : str, default="auto"
+    random_state : int or None, default=None
+        Seeds initialisation, shuffling and dropout.
+    min_lr : float, default=1e-5
+        The learning rate of the last epoch (linear decay from ``lr``).
+    lambda_negative : float, default=0.5
+        Weight of the negative (other-class) targets, the authors' 0.5.
+    train_split : default=None
+        No validation split by default (the authors keep the best of many validation
+        checks; here every epoch trains on all the data).
+    **kwargs
+        Anything :class:`skorch.NeuralNetClassifier` takes.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    class_prior_ : ndarray of shape (n_classes,)
+        Relative class frequencies of the training labels.
+    module_ : torch.nn.Module
+        The trained network.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skgradunc import OneVsAllClassifier
+    >>> from skgradunc.datasets import load_digits28
+    >>> X, y = load_digits28(return_X_y=True)
+    >>> clf = OneVsAllClassifier(max_epochs=2, random_state=0, verbose=0).fit(X[:300], y[:300])
+    >>> clf.predict_proba(X[:2]).shape, clf.predict_uncertainty(X[:2]).shape
+    ((2, 10), (2, 2))
+    """
+
+    def __init__(self, module=LeNet5, *, criterion=torch.nn.BCEWithLogitsLoss,
+                 optimizer=torch.optim.Adam, lr=1e-3, max_epochs=200, batch_size=256,
+                 device="auto", random_state=None, min_lr=1e-5, lambda_negative=0.5,
+                 train_split=None, **kwargs):
+        kwargs.setdefault("optimizer__weight_decay", AUTHORS_WEIGHT_DECAY)
+        super().__init__(module, criterion=criterion, optimizer=optimizer, lr=lr,
+                         max_epochs=max_epochs, batch_size=batch_size, device=device,
+                         train_split=train_split, **kwargs)
+        self.random_state = random_state
+        self.min_lr = min_lr
+        self.lambda_negative = lambda_negative
+
+    @property
+    def _default_callbacks(self):
+        # LinearLR reaches end_factor after total_iters steps: the last epoch trains at min_lr
+        steps = max(int(self.max_epochs) - 1, 1)
+        return super()._default_callbacks + [
+            ("lr_scheduler", LRScheduler(
+                policy=LinearLR, start_factor=1.0, end_factor=self.min_lr / self.lr,
+                total_iters=steps)),
+            ("divergence_guard", DivergenceGuard()),
+        ]
+
+    def _check_recipe(self):
+        check_number(self.min_lr, "min_lr", lambda v: is_finite_real(v) and 0 < v <= self.lr,
+                     f"a positive number at most lr ({self.lr})")
+        check_number(self.lambda_negative, "lambda_negative",
+                     lambda v: is_finite_real(v) and v >= 0, "a non-negative number")
+
+    def fit(self, X, y, **fit_params):
+        """Validate, then train one-vs-all for ``max_epochs`` epochs.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, channels, height, width)
+        y : array-like of int, shape (n_samples,)
+
+        Returns
+        -------
+        self : OneVsAllClassifier
+        """
+        if y is None:
+            raise ValueError("OneVsAllClassifier needs the labels as y: its class prior "
+                             "and negative weights come from their counts")
+        given = self.get_params_for("module").get("n_classes")
+        labels = check_labels(np.asarray(y), len(y), n_classes=given)
+        counts = np.bincount(labels, minlength=int(given or labels.max() + 1))
+        self.class_prior_ = counts / counts.sum()
+        # a class absent from y has no samples to weigh its negatives against
+        self.negative_weights_ = negative_weights(np.maximum(counts, 1))
+        return super().fit(X, labels, **fit_params)
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        y_true = to_tensor(y_true, device=y_pred.device)
+        return one_vs_all_loss(y_pred, y_true, self.negative_weights_.to(y_pred.device),
+                               self.lambda_negative)
+
+    def _one_vs_all_probabilities(self, X):
+        self.check_is_fitted()
+        return torch.sigmoid(self.forward(X)).double().numpy()
