@@ -8,13 +8,14 @@ from .meta import MetaClassifier
 from .nets import PaperCNN
 from .targets import append_out_of_distribution, correctness_target
 from .transformer import GradientMetricTransformer
-from .uqgan import OneVsAllClassifier
+from .uqgan import OneVsAllClassifier, UQGANClassifier
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CNNClassifier", "GradientMetricTransformer", "MetaClassifier", "OneVsAllClassifier",
     "PaperCNN",
-    "SingleMetricClassifier", "TrainingDivergedError", "append_out_of_distribution",
+    "SingleMetricClassifier", "TrainingDivergedError", "UQGANClassifier",
+    "append_out_of_distribution",
     "correctness_target", "datasets", "detectors", "layer_rules", "metrics", "__version__",
 ]

@@ -1,6 +1,7 @@
 """UQGAN (Oberdiek, Fink & Rottmann 2022) and its one-vs-all classifier as scikit-learn
-estimators: :class:`OneVsAllClassifier` (the baseline, and UQGAN's classifier)."""
+estimators: :class:`OneVsAllClassifier` (the baseline) and :class:`UQGANClassifier`."""
 
 from .one_vs_all import OneVsAllClassifier
+from .uqgan import UQGANClassifier
 
-__all__ = ["OneVsAllClassifier"]
+__all__ = ["OneVsAllClassifier", "UQGANClassifier"]

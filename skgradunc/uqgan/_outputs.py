@@ -24,7 +24,8 @@ class OneVsAllOutputMixin:
 
     def predict(self, X):
         """The most probable class of every sample."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        best = self.predict_proba(X).argmax(axis=1)   # checks that it is fitted first
+        return self.classes_[best]
 
     def predict_uncertainty(self, X):
         """UQGAN's two uncertainties, shape (n_samples, 2), both in [0, 1]:

@@ -1,0 +1,371 @@
+"""UQGANClassifier: a one-vs-all classifier shielded, class by class, by out-of-class
+examples that a conditional GAN generates in an auto-encoder's latent space (Oberdiek,
+Fink & Rottmann 2022), trained as the authors' ``uqgan.py`` trains it."""
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .._device import check_device
+from .._validation import (check_images, check_labels, check_number, check_positive_int,
+                           check_positive_real, is_finite_real, is_int)
+from ..callbacks import TrainingDivergedError
+from ._losses import (angular_diversity, generated_loss, gradient_penalty, negative_weights,
+                      one_vs_all_loss)
+from ._networks import ConditionalAutoEncoder, LatentCritic, LatentGenerator, LeNet5, one_hot
+from ._outputs import OneVsAllOutputMixin
+
+__all__ = ["UQGANClassifier"]
+
+PREDICT_BATCH = 1024
+
+
+class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
+    """UQGAN: one-vs-all classification with per-class shielding by a conditional GAN.
+
+    ``fit`` runs the authors' two phases (github.com/RonMcKay/UQGAN, MNIST settings):
+
+    1. a conditional auto-encoder (the authors' ``SmallCAE``) learns a class-conditioned
+       latent space, then is frozen;
+    2. for ``iterations`` batches: ``critic_iterations`` steps of the WGAN-GP critic in
+       latent space; one generator step, whose generated codes, decoded, must be rejected
+       by their own class's one-vs-all output (``lambda_cl``), stay near the class's codes
+       (the critic) and surround them from all sides (the angular regulariser,
+       ``lambda_reg``); ``classifier_iterations`` steps of the one-vs-all classifier on
+       the real batch (positives, and ``lambda_real_ood`` times the weighted other-class
+       negatives) and on the generated images as negatives of their own class only
+       (``1 - lambda_real_ood``).
+
+    Outputs are UQGAN's: ``predict_proba`` P(class | x), ``predict_uncertainty`` the
+    epistemic (1 - P(in distribution | x)) and aleatoric (normalised entropy)
+    uncertainties, ``score_samples`` P(in distribution | x).
+
+    Parameters
+    ----------
+    latent_dim : int, default=32
+        The auto-encoder's code size (the authors' MNIST value).
+    noise_dim : int, default=128
+        The generator's uniform noise size.
+    cae_epochs : int, default=200
+        Auto-encoder epochs (the authors'; the learning rate drops tenfold at a quarter
+        and at half of them). The authors keep the epoch of least validation loss; here
+        the last one is kept.
+    cae_lr : float, default=1e-3
+    iterations : int, default=2000
+        Generator steps (one batch each), the authors' MNIST count.
+    critic_iterations, classifier_iterations : int, default=5
+        Critic and classifier steps per iteration.
+    lambda_gp, lambda_cl, lambda_reg, lambda_real_ood : float, default=10, 2, 32, 0.6
+        The authors' MNIST weights of the gradient penalty, of the generated samples'
+        rejection in the generator's loss, of the angular regulariser, and of the real
+        other-class negatives in the classifier's loss.
+    gan_lr, gan_min_lr : float, default=1e-4, 1e-5
+        Adam (betas 0, 0.9) learning rate of generator and critic, falling linearly.
+    classifier_lr, classifier_min_lr : float, default=1e-3, 1e-4
+        Adam learning rate of the classifier, falling linearly.
+    batch_size : int, default=256
+    device : str, default="auto"
+    random_state : int or None, default=None
+        Seeds the networks, the batches and the noise.
+    verbose : bool, default=True
+        Progress bars on a terminal.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    class_prior_ : ndarray of shape (n_classes,)
+        Relative class frequencies of the training labels.
+    autoencoder_, generator_, critic_, classifier_ : torch.nn.Module
+        The trained networks (on the CPU).
+    history_ : list of dict
+        Per iteration: the critic's, generator's and classifier's mean losses.
+    input_shape_ : tuple
+        (channels, height, width) of the training images.
+
+    Raises
+    ------
+    skgradunc.TrainingDivergedError
+        From ``fit``, when a loss becomes NaN or infinite, naming the phase, network
+        and iteration.
+
+    Examples
+    --------
+    >>> from skgradunc import UQGANClassifier
+    >>> from skgradunc.datasets import load_digits28
+    >>> X, y = load_digits28(return_X_y=True)
+    >>> uqgan = UQGANClassifier(cae_epochs=1, iterations=2, batch_size=32,
+    ...                         random_state=0, verbose=False).fit(X[:200], y[:200] % 3)
+    >>> uqgan.predict_uncertainty(X[:2]).shape
+    (2, 2)
+    """
+
+    def __init__(self, *, latent_dim=32, noise_dim=128, cae_epochs=200, cae_lr=1e-3,
+                 iterations=2000, critic_iterations=5, classifier_iterations=5,
+                 lambda_gp=10.0, lambda_cl=2.0, lambda_reg=32.0, lambda_real_ood=0.6,
+                 gan_lr=1e-4, gan_min_lr=1e-5, classifier_lr=1e-3, classifier_min_lr=1e-4,
+                 batch_size=256, device="auto", random_state=None, verbose=True):
+        self.latent_dim = latent_dim
+        self.noise_dim = noise_dim
+        self.cae_epochs = cae_epochs
+        self.cae_lr = cae_lr
+        self.iterations = iterations
+        self.critic_iterations = critic_iterations
+        self.classifier_iterations = classifier_iterations
+        self.lambda_gp = lambda_gp
+        self.lambda_cl = lambda_cl
+        self.lambda_reg = lambda_reg
+        self.lambda_real_ood = lambda_real_ood
+        self.gan_lr = gan_lr
+        self.gan_min_lr = gan_min_lr
+        self.classifier_lr = classifier_lr
+        self.classifier_min_lr = classifier_min_lr
+        self.batch_size = batch_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- checks -----------------------------------------------------------------------------
+    def _check_params(self):
+        for name in ("latent_dim", "noise_dim", "cae_epochs", "iterations", "critic_iterations",
+                     "classifier_iterations", "batch_size"):
+            check_positive_int(getattr(self, name), name)
+        for name in ("cae_lr", "gan_lr", "classifier_lr"):
+            check_positive_real(getattr(self, name), name)
+        for name, top in (("gan_min_lr", "gan_lr"), ("classifier_min_lr", "classifier_lr")):
+            check_number(getattr(self, name), name,
+                         lambda v, t=getattr(self, top): is_finite_real(v) and 0 < v <= t,
+                         f"a positive number at most {top} ({getattr(self, top)})")
+        for name in ("lambda_gp", "lambda_cl", "lambda_reg"):
+            check_number(getattr(self, name), name, lambda v: is_finite_real(v) and v >= 0,
+                         "a non-negative number")
+        check_number(self.lambda_real_ood, "lambda_real_ood",
+                     lambda v: is_finite_real(v) and 0 <= v <= 1, "a number in [0, 1]")
+        check_number(self.random_state, "random_state", lambda v: v is None or is_int(v),
+                     "None or an integer (it seeds torch)")
+        return check_device(self.device)
+
+    # -- training ---------------------------------------------------------------------------
+    def fit(self, X, y):
+        """Train the auto-encoder, then the GAN and the classifier together.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, channels, height, width)
+            Images in [0, 1] (uint8 is scaled); height and width divisible by 4, at
+            least 16.
+        y : array-like of int, shape (n_samples,)
+            Classes 0..K-1.
+
+        Returns
+        -------
+        self : UQGANClassifier
+        """
+        device = self._check_params()
+        X = check_images(X)
+        y = check_labels(y, len(X))
+        n_classes = int(y.max()) + 1
+        if len(np.unique(y)) < 2:
+            raise ValueError(f"y holds a single class ({int(y[0])}); need at least two")
+        if len(X) < self.batch_size:
+            raise ValueError(f"fit got {len(X)} samples, fewer than batch_size="
+                             f"{self.batch_size}: every step takes one full batch")
+        counts = np.bincount(y, minlength=n_classes)
+        self.classes_ = np.arange(n_classes)
+        self.class_prior_ = counts / counts.sum()
+        self.input_shape_ = tuple(X.shape[1:])
+        rng = np.random.RandomState(self.random_state)
+        with torch.random.fork_rng(devices=[torch.cuda.current_device()]
+                                   if torch.cuda.is_available() else []):
+            if self.random_state is not None:
+                torch.manual_seed(int(self.random_state))
+            networks = self._build(n_classes, device)
+            data = (torch.from_numpy(X).to(device), torch.from_numpy(y).to(device))
+            self._train_autoencoder(networks["autoencoder"], data, rng)
+            self.history_ = self._train_jointly(networks, data, counts, rng)
+        for name, network in networks.items():
+            setattr(self, f"{name}_", network.cpu().eval())
+        self.n_iter_ = len(self.history_)
+        return self
+
+    def _build(self, n_classes, device):
+        channels, height, width = self.input_shape_
+        networks = {
+            "autoencoder": ConditionalAutoEncoder(n_classes, channels, (height, width),
+                                                  self.latent_dim),
+            "generator": LatentGenerator(n_classes, self.latent_dim, self.noise_dim),
+            "critic": LatentCritic(n_classes, self.latent_dim),
+            "classifier": LeNet5(n_classes, channels, (height, width)),
+        }
+        return {name: network.to(device) for name, network in networks.items()}
+
+    def _batches(self, n, rng):
+        """Endless shuffled full batches (the authors' drop_last), as index arrays."""
+        while True:
+            order = rng.permutation(n)
+            for start in range(0, n - self.batch_size + 1, self.batch_size):
+                yield torch.from_numpy(order[start:start + self.batch_size])
+
+    def _train_autoencoder(self, autoencoder, data, rng):
+        X, y = data
+        K = len(self.classes_)
+        optimizer = torch.optim.Adam(autoencoder.parameters(), lr=self.cae_lr)
+        # the authors' milestones 50 and 100 of 200 epochs
+        schedule = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=[self.cae_epochs // 4, self.cae_epochs // 2], gamma=0.1)
+        steps = len(X) // self.batch_size
+        batches = self._batches(len(X), rng)
+        autoencoder.train()
+        bar = tqdm(range(self.cae_epochs), desc="UQGAN: auto-encoder", unit="epoch",
+                   disable=None if self.verbose else True, leave=False)
+        for epoch in bar:
+            total = 0.0
+            for _ in range(steps):
+                index = next(batches)
+                x, y_onehot = X[index], one_hot(y[index], K)
+                loss = F.binary_cross_entropy_with_logits(autoencoder(x, y_onehot), x)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.item()
+            _refuse_non_finite(total, "auto-encoder", f"epoch {epoch + 1}")
+            schedule.step()
+            bar.set_postfix(loss=f"{total / steps:.4f}")
+        autoencoder.eval()
+        for parameter in autoencoder.parameters():
+            parameter.requires_grad_(False)
+
+    def _train_jointly(self, networks, data, counts, rng):
+        X, y = data
+        K = len(self.classes_)
+        names = ("autoencoder", "generator", "critic", "classifier")
+        cae, G, D, C = (networks[name] for name in names)
+        weights = negative_weights(np.maximum(counts, 1)).to(X.device)
+        optimizers = {
+            "critic": torch.optim.Adam(D.parameters(), lr=self.gan_lr, betas=(0.0, 0.9)),
+            "generator": torch.optim.Adam(G.parameters(), lr=self.gan_lr, betas=(0.0, 0.9)),
+            "classifier": torch.optim.Adam(C.parameters(), lr=self.classifier_lr),
+        }
+        ends = {"critic": self.gan_min_lr / self.gan_lr,
+                "generator": self.gan_min_lr / self.gan_lr,
+                "classifier": self.classifier_min_lr / self.classifier_lr}
+        schedules = [torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, ends[name],
+                                                       total_iters=self.iterations)
+                     for name, optimizer in optimizers.items()]
+        batches, history = self._batches(len(X), rng), []
+        bar = tqdm(range(self.iterations), desc="UQGAN: GAN + classifier", unit="it",
+                   disable=None if self.verbose else True, leave=False)
+        for iteration in bar:
+            index = next(batches)
+            x, labels = X[index], y[index]
+            y_onehot = one_hot(labels, K)
+            with torch.no_grad():
+                codes = cae.encode(x, y_onehot)
+            losses = {
+                "critic": self._critic_steps(D, G, codes, y_onehot, optimizers["critic"]),
+                "generator": self._generator_step(G, D, C, cae, codes, labels, y_onehot,
+                                                  optimizers["generator"]),
+                "classifier": self._classifier_steps(C, G, cae, x, labels, y_onehot, weights,
+                                                     optimizers["classifier"]),
+            }
+            for name, value in losses.items():
+                _refuse_non_finite(value, name, f"iteration {iteration + 1}")
+            for schedule in schedules:
+                schedule.step()
+            history.append(losses)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+        return history
+
+    def _critic_steps(self, D, G, codes, y_onehot, optimizer):
+        G.eval()
+        D.train()
+        with torch.no_grad():
+            fake = G(y_onehot)
+        total = 0.0
+        for _ in range(self.critic_iterations):
+            loss = (D(fake, y_onehot).mean() - D(codes, y_onehot).mean()
+                    + self.lambda_gp * gradient_penalty(D, codes, fake, y_onehot))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        return total / self.critic_iterations
+
+    def _generator_step(self, G, D, C, cae, codes, labels, y_onehot, optimizer):
+        G.train()
+        D.eval()
+        C.eval()
+        fake = G(y_onehot)
+        images = torch.sigmoid(cae.decode(fake, y_onehot))
+        loss = (-D(fake, y_onehot).mean()
+                + self.lambda_cl * generated_loss(C(images), labels)
+                + self.lambda_reg * angular_diversity(codes, fake, labels))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        # only G steps here: the gradients the critic and classifier received are dropped
+        D.zero_grad(set_to_none=True)
+        C.zero_grad(set_to_none=True)
+        return loss.item()
+
+    def _classifier_steps(self, C, G, cae, x, labels, y_onehot, weights, optimizer):
+        G.eval()
+        C.train()
+        with torch.no_grad():
+            generated = torch.sigmoid(cae.decode(G(y_onehot), y_onehot))
+        total = 0.0
+        for _ in range(self.classifier_iterations):
+            loss = (one_vs_all_loss(C(x), labels, weights, self.lambda_real_ood)
+                    + (1 - self.lambda_real_ood) * generated_loss(C(generated), labels))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.item()
+        return total / self.classifier_iterations
+
+    # -- outputs ----------------------------------------------------------------------------
+    def _one_vs_all_probabilities(self, X):
+        check_is_fitted(self, "classifier_")
+        X = check_images(X, self.input_shape_)
+        device = check_device(self.device)
+        classifier = self.classifier_.to(device).eval()
+        try:
+            with torch.no_grad():
+                parts = [torch.sigmoid(classifier(torch.from_numpy(X[i:i + PREDICT_BATCH])
+                                                  .to(device))).double().cpu()
+                         for i in range(0, len(X), PREDICT_BATCH)]
+        finally:
+            self.classifier_ = classifier.cpu()
+        return torch.cat(parts).numpy()
+
+    def sample_out_of_class(self, y, random_state=None):
+        """Images the generator makes for classes ``y``: out-of-class examples near each
+        class, the ones the classifier learnt to reject (decoded by the auto-encoder).
+
+        Parameters
+        ----------
+        y : array-like of int, shape (n_samples,)
+        random_state : int or None, default=None
+            Seeds the generator's noise.
+
+        Returns
+        -------
+        images : ndarray of float32, shape (n_samples, channels, height, width)
+        """
+        check_is_fitted(self, "generator_")
+        y = torch.from_numpy(check_labels(y, len(y), n_classes=len(self.classes_)))
+        generator = torch.Generator().manual_seed(0 if random_state is None else random_state)
+        noise = torch.rand(len(y), self.noise_dim, generator=generator)
+        y_onehot = one_hot(y, len(self.classes_))
+        with torch.no_grad():
+            codes = self.generator_.eval()(y_onehot, noise)
+            return torch.sigmoid(self.autoencoder_.decode(codes, y_onehot)).numpy()
+
+
+def _refuse_non_finite(value, network, when):
+    if not np.isfinite(value):
+        raise TrainingDivergedError(
+            f"UQGAN training diverged: the {network} loss became {value} in {when}. Lower "
+            f"the learning rates or train again with another random_state.")
