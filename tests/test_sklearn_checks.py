@@ -55,3 +55,60 @@ EXPECTED_FAILURES = {
                          expected_failed_checks=lambda est: EXPECTED_FAILURES)
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+# -- the image classifiers of UQGAN ------------------------------------------------------------
+IMAGES_ONLY = ("images only: X must be (n, channels, height, width) (a LeNet-5 and a "
+               "convolutional auto-encoder read it); the check passes 2-D tabular X, refused "
+               "with a ValueError naming the shape")
+IMAGE_DATA_CHECKS = [
+    "check_fit_score_takes_y", "check_estimators_overwrite_params",
+    "check_dont_overwrite_parameters", "check_estimators_fit_returns_self",
+    "check_readonly_memmap_input", "check_n_features_in_after_fitting",
+    "check_positive_only_tag_during_fit", "check_estimators_dtypes",
+    "check_pipeline_consistency", "check_estimators_nan_inf", "check_estimators_pickle",
+    "check_f_contiguous_array_estimator", "check_classifiers_one_label",
+    "check_classifiers_train", "check_supervised_y_2d",
+    "check_methods_sample_order_invariance", "check_methods_subset_invariance",
+    "check_fit2d_1sample", "check_fit2d_1feature", "check_dict_unchanged",
+    "check_fit_idempotent", "check_fit_check_is_fitted", "check_n_features_in",
+    "check_fit2d_predict1d", "check_requires_y_none",
+]
+IMAGE_EXPECTED = {
+    **{name: IMAGES_ONLY for name in IMAGE_DATA_CHECKS},
+    "check_complex_data": "complex X or y is refused naming the dtype, in our words",
+    "check_dtype_object": INTEGERS + "; object arrays likewise",
+    "check_classifier_data_not_an_array": f"{IMAGES_ONLY} (or integer X, refused: "
+                                          f"{INTEGERS})",
+    "check_classifiers_classes": "labels must be integers 0..K-1 (string labels are "
+                                 "refused with the advice to encode them), and X images",
+}
+ONE_VS_ALL_EXPECTED = {
+    **IMAGE_EXPECTED,
+    "check_no_attributes_set_in_init": "skorch's NeuralNet.__init__ records its own "
+                                       "bookkeeping attributes (as every skorch net)",
+    "check_do_not_raise_errors_in_init_or_set_params": "skorch's set_params re-initialises "
+                                                       "the parts it touches; the check's "
+                                                       "device=-1 fails there",
+    "check_classifiers_one_label_sample_weights": IMAGES_ONLY,
+    "check_estimators_partial_fit_n_features": IMAGES_ONLY,
+}
+UQGAN_EXPECTED = {
+    **IMAGE_EXPECTED,
+    "check_classifiers_regression_target": "continuous y is refused naming the dtype, not "
+                                           "with scikit-learn's 'Unknown label type' words",
+}
+
+
+def _image_estimators():
+    from skgradunc import OneVsAllClassifier, UQGANClassifier
+    return [OneVsAllClassifier(max_epochs=1, batch_size=4, verbose=0, device="cpu",
+                               random_state=0),
+            UQGANClassifier(cae_epochs=1, iterations=1, batch_size=4, verbose=False,
+                            device="cpu", random_state=0)]
+
+
+@parametrize_with_checks(_image_estimators(), expected_failed_checks=lambda est: (
+    ONE_VS_ALL_EXPECTED if type(est).__name__ == "OneVsAllClassifier" else UQGAN_EXPECTED))
+def test_uqgan_estimators_pass_the_checks_that_apply_to_images(estimator, check):
+    check(estimator)
