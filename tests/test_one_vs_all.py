@@ -21,7 +21,7 @@ def fitted(digits):
 def test_outputs_are_uqgans_reading_of_the_sigmoids(fitted):
     clf, X, _ = fitted
     with torch.no_grad():
-        sigmoids = torch.sigmoid(clf.module_(torch.from_numpy(X))).double().numpy()
+        sigmoids = clf.module_(torch.from_numpy(X)).double().sigmoid().numpy()
     expected, p_in = class_probabilities(sigmoids, clf.class_prior_)
     P = clf.predict_proba(X)
     np.testing.assert_allclose(P, expected, rtol=1e-5, atol=1e-7)
@@ -65,6 +65,23 @@ def test_same_seed_same_classifier_and_clone_and_pickle_keep_it(fitted, digits):
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
     assert OneVsAllClassifier().get_params()["device"] == "auto"
+
+
+def test_partial_fit_from_scratch_and_warm_start_keep_one_weight_per_output(digits):
+    X, y = digits
+    clf = OneVsAllClassifier(max_epochs=1, random_state=0, verbose=0, device="cpu")
+    clf.partial_fit(X[:200], y[:200])                       # never fitted: counts first
+    assert clf.negative_weights_.shape == (10, 10) and len(clf.class_prior_) == 10
+    prior = clf.class_prior_.copy()
+    clf.set_params(warm_start=True).fit(X[:200][y[:200] < 5], y[:200][y[:200] < 5])
+    np.testing.assert_array_equal(clf.class_prior_, prior)  # continuing keeps the first
+    assert clf.predict_proba(X[:3]).shape == (3, 10)
+
+
+def test_get_params_never_computes_with_values_fit_refuses():
+    for params in ({"lr": 0}, {"max_epochs": "many"}, {"min_lr": None}):
+        assert OneVsAllClassifier(**params).get_params()[next(iter(params))] == \
+            next(iter(params.values()))
 
 
 @pytest.mark.parametrize("params, message", [

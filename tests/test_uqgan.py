@@ -32,7 +32,7 @@ def fitted(toy):
 def test_outputs_are_uqgans_reading_of_its_classifier(fitted, toy):
     _, _, X_new = toy
     with torch.no_grad():
-        sigmoids = torch.sigmoid(fitted.classifier_(torch.from_numpy(X_new))).double().numpy()
+        sigmoids = fitted.classifier_(torch.from_numpy(X_new)).double().sigmoid().numpy()
     P, p_in = class_probabilities(sigmoids, fitted.class_prior_)
     np.testing.assert_allclose(fitted.predict_proba(X_new), P, rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(fitted.score_samples(X_new), p_in, rtol=1e-5)
@@ -52,6 +52,14 @@ def test_same_seed_same_model_and_clone_and_pickle_keep_it(fitted, toy):
     np.testing.assert_array_equal(restored.predict_proba(X_new), fitted.predict_proba(X_new))
     assert clone(fitted).get_params() == fitted.get_params()
     assert UQGANClassifier().get_params()["device"] == "auto"
+
+
+def test_unseeded_fits_draw_new_networks(toy):
+    X, y, X_new = toy
+    unseeded = {**TOY, "random_state": None, "iterations": 1, "cae_epochs": 1}
+    first = UQGANClassifier(**unseeded).fit(X, y).predict_proba(X_new)
+    second = UQGANClassifier(**unseeded).fit(X, y).predict_proba(X_new)
+    assert not np.allclose(first, second)
 
 
 def test_generated_images_are_negatives_of_the_class_they_were_made_for(toy, monkeypatch):
@@ -101,6 +109,7 @@ def test_a_diverging_gan_is_reported_never_silent(toy, monkeypatch):
     ({"iterations": 0}, "iterations"),
     ({"batch_size": 1000}, "fewer than batch_size=1000"),
     ({"lambda_gp": float("nan")}, "lambda_gp"),
+    ({"batch_size": 1}, "batch_size must be an integer of at least 2"),
 ])
 def test_bad_settings_are_refused_before_training(toy, params, message):
     X, y, _ = toy

@@ -106,6 +106,29 @@ def test_gradient_penalty_of_a_linear_critic():
     assert critic.w.grad is not None and torch.isfinite(critic.w.grad).all()
 
 
+class QuadraticCritic(torch.nn.Module):
+    """D(e, y) = |e|^2 / 2: its gradient at e is e itself."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(1.0, dtype=torch.float64))
+
+    def forward(self, code, y_onehot):
+        return self.scale * (code ** 2).sum(1, keepdim=True) / 2
+
+
+def test_gradient_penalty_is_taken_between_real_and_fake(monkeypatch):
+    """With alpha fixed, the penalty is (|alpha real + (1 - alpha) fake| - 1)^2 per sample:
+    it is measured at the interpolation, neither at the real nor at the fake codes."""
+    real = torch.tensor([[3.0, 0.0], [0.0, 1.0]], dtype=torch.float64)
+    fake = torch.tensor([[1.0, 0.0], [0.0, 5.0]], dtype=torch.float64)
+    alpha = torch.tensor([[0.25], [0.5]], dtype=torch.float64)
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kwargs: alpha)
+    penalty = gradient_penalty(QuadraticCritic(), real, fake, torch.zeros(2, 1))
+    mixed = [0.25 * 3 + 0.75 * 1, 0.5 * 1 + 0.5 * 5]            # 1.5 and 3.0
+    assert penalty.item() == pytest.approx(sum((m - 1) ** 2 for m in mixed) / 2, rel=1e-12)
+
+
 def _angular_by_hand(codes, generated, y, eps=1e-6):
     total, count = 0.0, 0
     for c in sorted(set(y)):

@@ -91,14 +91,20 @@ class OneVsAllClassifier(OneVsAllOutputMixin, ImageClassifierBase):
 
     @property
     def _default_callbacks(self):
-        # LinearLR reaches end_factor after total_iters steps: the last epoch trains at min_lr
-        steps = max(int(self.max_epochs) - 1, 1)
         return super()._default_callbacks + [
-            ("lr_scheduler", LRScheduler(
-                policy=LinearLR, start_factor=1.0, end_factor=self.min_lr / self.lr,
-                total_iters=steps)),
+            ("lr_scheduler", LRScheduler(policy=LinearLR, start_factor=1.0,
+                                         **self._linear_decay())),
             ("divergence_guard", DivergenceGuard()),
         ]
+
+    def _linear_decay(self):
+        """LinearLR's end and length: the last epoch trains at min_lr. get_params reads
+        the callbacks, so values fit will refuse give a placeholder here, not an error."""
+        try:
+            return {"end_factor": float(self.min_lr) / float(self.lr),
+                    "total_iters": max(int(self.max_epochs) - 1, 1)}
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
+            return {"end_factor": 1.0, "total_iters": 1}
 
     def _check_recipe(self):
         check_number(self.min_lr, "min_lr", lambda v: is_finite_real(v) and 0 < v <= self.lr,
@@ -118,16 +124,36 @@ class OneVsAllClassifier(OneVsAllOutputMixin, ImageClassifierBase):
         -------
         self : OneVsAllClassifier
         """
+        continuing = self.warm_start and getattr(self, "initialized_", False)
+        return super().fit(X, self._count_classes(y, continuing), **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """Train ``max_epochs`` more epochs from the current weights (the class prior and
+        negative weights of the first fit are kept).
+
+        Returns
+        -------
+        self : OneVsAllClassifier
+        """
+        first = not hasattr(self, "negative_weights_")
+        labels = self._count_classes(y, continuing=not first) if first else y
+        return super().partial_fit(X, labels, classes=classes, **fit_params)
+
+    def _count_classes(self, y, continuing):
+        """The labels checked; on a fresh start, the class prior and negative weights
+        from their counts (one per output, absent classes included)."""
         if y is None:
             raise ValueError("OneVsAllClassifier needs the labels as y: its class prior "
                              "and negative weights come from their counts")
-        given = self.get_params_for("module").get("n_classes")
+        given = self.n_classes_ if continuing else self.get_params_for("module").get(
+            "n_classes")
         labels = check_labels(np.asarray(y), len(y), n_classes=given)
-        counts = np.bincount(labels, minlength=int(given or labels.max() + 1))
-        self.class_prior_ = counts / counts.sum()
-        # a class absent from y has no samples to weigh its negatives against
-        self.negative_weights_ = negative_weights(np.maximum(counts, 1))
-        return super().fit(X, labels, **fit_params)
+        if not continuing:
+            counts = np.bincount(labels, minlength=int(given or labels.max() + 1))
+            self.class_prior_ = counts / counts.sum()
+            # a class absent from y has no samples to weigh its negatives against
+            self.negative_weights_ = negative_weights(np.maximum(counts, 1))
+        return labels
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         y_true = to_tensor(y_true, device=y_pred.device)
@@ -136,4 +162,5 @@ class OneVsAllClassifier(OneVsAllOutputMixin, ImageClassifierBase):
 
     def _one_vs_all_probabilities(self, X):
         self.check_is_fitted()
-        return torch.sigmoid(self.forward(X)).double().numpy()
+        # in float64: float32 saturates confident samples to exactly 1 (ties in rankings)
+        return self.forward(X).double().sigmoid().numpy()

@@ -2,6 +2,8 @@
 examples that a conditional GAN generates in an auto-encoder's latent space (Oberdiek,
 Fink & Rottmann 2022), trained as the authors' ``uqgan.py`` trains it."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -50,9 +52,9 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
     noise_dim : int, default=128
         The generator's uniform noise size.
     cae_epochs : int, default=200
-        Auto-encoder epochs (the authors'; the learning rate drops tenfold at a quarter
-        and at half of them). The authors keep the epoch of least validation loss; here
-        the last one is kept.
+        Auto-encoder epochs (the authors'; the learning rate drops tenfold after epochs
+        50 and 100, as theirs). The authors keep the epoch of least validation loss;
+        here the last one is kept.
     cae_lr : float, default=1e-3
     iterations : int, default=2000
         Generator steps (one batch each), the authors' MNIST count.
@@ -130,8 +132,11 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
     # -- checks -----------------------------------------------------------------------------
     def _check_params(self):
         for name in ("latent_dim", "noise_dim", "cae_epochs", "iterations", "critic_iterations",
-                     "classifier_iterations", "batch_size"):
+                     "classifier_iterations"):
             check_positive_int(getattr(self, name), name)
+        # the generator's BatchNorm needs two samples a batch
+        check_number(self.batch_size, "batch_size", lambda v: is_int(v) and v >= 2,
+                     "an integer of at least 2 (the generator's BatchNorm needs two samples)")
         for name in ("cae_lr", "gan_lr", "classifier_lr"):
             check_positive_real(getattr(self, name), name)
         for name, top in (("gan_min_lr", "gan_lr"), ("classifier_min_lr", "classifier_lr")):
@@ -173,25 +178,21 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
             raise ValueError(f"fit got {len(X)} samples, fewer than batch_size="
                              f"{self.batch_size}: every step takes one full batch")
         counts = np.bincount(y, minlength=n_classes)
-        self.classes_ = np.arange(n_classes)
-        self.class_prior_ = counts / counts.sum()
-        self.input_shape_ = tuple(X.shape[1:])
         rng = np.random.RandomState(self.random_state)
-        with torch.random.fork_rng(devices=[torch.cuda.current_device()]
-                                   if torch.cuda.is_available() else []):
-            if self.random_state is not None:
-                torch.manual_seed(int(self.random_state))
-            networks = self._build(n_classes, device)
-            data = (torch.from_numpy(X).to(device), torch.from_numpy(y).to(device))
-            self._train_autoencoder(networks["autoencoder"], data, rng)
-            self.history_ = self._train_jointly(networks, data, counts, rng)
+        with _seeded_torch(self.random_state):
+            networks = self._build(n_classes, X.shape[1:], device)
+            data = (torch.tensor(X, device=device), torch.tensor(y, device=device))
+            self._train_autoencoder(networks["autoencoder"], data, n_classes, rng)
+            history = self._train_jointly(networks, data, counts, rng)
+        # set together, after training: a failed refit leaves the previous fit whole
+        self.classes_, self.class_prior_ = np.arange(n_classes), counts / counts.sum()
+        self.input_shape_, self.history_, self.n_iter_ = tuple(X.shape[1:]), history, len(history)
         for name, network in networks.items():
             setattr(self, f"{name}_", network.cpu().eval())
-        self.n_iter_ = len(self.history_)
         return self
 
-    def _build(self, n_classes, device):
-        channels, height, width = self.input_shape_
+    def _build(self, n_classes, shape, device):
+        channels, height, width = shape
         networks = {
             "autoencoder": ConditionalAutoEncoder(n_classes, channels, (height, width),
                                                   self.latent_dim),
@@ -208,13 +209,12 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
             for start in range(0, n - self.batch_size + 1, self.batch_size):
                 yield torch.from_numpy(order[start:start + self.batch_size])
 
-    def _train_autoencoder(self, autoencoder, data, rng):
+    def _train_autoencoder(self, autoencoder, data, K, rng):
         X, y = data
-        K = len(self.classes_)
         optimizer = torch.optim.Adam(autoencoder.parameters(), lr=self.cae_lr)
-        # the authors' milestones 50 and 100 of 200 epochs
-        schedule = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=[self.cae_epochs // 4, self.cae_epochs // 2], gamma=0.1)
+        # the authors' milestones (configs/cae_uqgan): a shorter run keeps lr cae_lr
+        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[50, 100],
+                                                        gamma=0.1)
         steps = len(X) // self.batch_size
         batches = self._batches(len(X), rng)
         autoencoder.train()
@@ -239,7 +239,7 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
 
     def _train_jointly(self, networks, data, counts, rng):
         X, y = data
-        K = len(self.classes_)
+        K = len(counts)
         names = ("autoencoder", "generator", "critic", "classifier")
         cae, G, D, C = (networks[name] for name in names)
         weights = negative_weights(np.maximum(counts, 1)).to(X.device)
@@ -333,9 +333,9 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         classifier = self.classifier_.to(device).eval()
         try:
             with torch.no_grad():
-                parts = [torch.sigmoid(classifier(torch.from_numpy(X[i:i + PREDICT_BATCH])
-                                                  .to(device))).double().cpu()
-                         for i in range(0, len(X), PREDICT_BATCH)]
+                # in float64: float32 saturates confident samples to exactly 1 (ties)
+                parts = [classifier(torch.from_numpy(X[i:i + PREDICT_BATCH]).to(device))
+                         .double().sigmoid().cpu() for i in range(0, len(X), PREDICT_BATCH)]
         finally:
             self.classifier_ = classifier.cpu()
         return torch.cat(parts).numpy()
@@ -348,7 +348,7 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         ----------
         y : array-like of int, shape (n_samples,)
         random_state : int or None, default=None
-            Seeds the generator's noise.
+            Seeds the generator's noise; None draws it from torch's global generator.
 
         Returns
         -------
@@ -356,12 +356,26 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         """
         check_is_fitted(self, "generator_")
         y = torch.from_numpy(check_labels(y, len(y), n_classes=len(self.classes_)))
-        generator = torch.Generator().manual_seed(0 if random_state is None else random_state)
+        generator = None if random_state is None else torch.Generator().manual_seed(
+            int(random_state))
         noise = torch.rand(len(y), self.noise_dim, generator=generator)
         y_onehot = one_hot(y, len(self.classes_))
         with torch.no_grad():
             codes = self.generator_.eval()(y_onehot, noise)
             return torch.sigmoid(self.autoencoder_.decode(codes, y_onehot)).numpy()
+
+
+@contextmanager
+def _seeded_torch(random_state):
+    """Torch's global random state seeded for the block and restored after it; unseeded
+    (None), the block draws from it as any torch code does."""
+    if random_state is None:
+        yield
+        return
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(int(random_state))
+        yield
 
 
 def _refuse_non_finite(value, network, when):
