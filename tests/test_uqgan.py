@@ -87,6 +87,45 @@ def test_generated_images_are_negatives_of_the_class_they_were_made_for(toy, mon
         torch.testing.assert_close(negatives[2 * i + 1], asked[3 * i + 2])  # classifier
 
 
+def _state(network):
+    return {k: v.clone() for k, v in network.state_dict().items()}
+
+
+def _changed(before, network):
+    return {k for k, v in network.state_dict().items() if not torch.equal(v, before[k])}
+
+
+def test_each_step_trains_its_own_network_only(toy):
+    """Critic steps move the critic only, the generator step the generator only (its
+    BatchNorm statistics included), classifier steps the classifier only."""
+    X, y, _ = toy
+    model = UQGANClassifier(**TOY)
+    torch.manual_seed(0)
+    nets = model._build(3, X.shape[1:], "cpu")
+    cae, G, D, C = (nets[k] for k in ("autoencoder", "generator", "critic", "classifier"))
+    for p in cae.parameters():
+        p.requires_grad_(False)
+    x, labels = torch.from_numpy(X[:32]), torch.from_numpy(y[:32])
+    y_onehot = torch.nn.functional.one_hot(labels, 3).float()
+    codes = cae.encode(x, y_onehot).detach()
+    weights = torch.ones(3, 3)
+    steps = [
+        ("critic", lambda: model._critic_steps(
+            D, G, codes, y_onehot, torch.optim.Adam(D.parameters(), 1e-3))),
+        ("generator", lambda: model._generator_step(
+            G, D, C, cae, codes, labels, y_onehot, torch.optim.Adam(G.parameters(), 1e-3))),
+        ("classifier", lambda: model._classifier_steps(
+            C, G, cae, x, labels, y_onehot, weights, torch.optim.Adam(C.parameters(), 1e-3))),
+    ]
+    for trained, step in steps:
+        before = {name: _state(net) for name, net in nets.items()}
+        step()
+        moved = {name for name, net in nets.items() if _changed(before[name], net)}
+        assert moved == {trained}, (trained, moved)
+        if trained == "generator":   # the gradients D and C received are not left behind
+            assert all(p.grad is None for net in (D, C) for p in net.parameters())
+
+
 def test_sampled_out_of_class_images_are_images_of_the_input_shape(fitted):
     images = fitted.sample_out_of_class([0, 1, 2, 2], random_state=1)
     assert images.shape == (4, 1, 28, 28) and images.dtype == np.float32
