@@ -9,15 +9,16 @@ hyper-parameters validated in fit, and validation-split failures that say why.
 import inspect
 
 import numpy as np
-import torch
 from skorch import NeuralNetClassifier
 from skorch.dataset import ValidSplit
 from skorch.helper import SliceDataset
 from torch.utils.data import Dataset
 
 from ._device import AutoDeviceMixin
+from ._random import seeded_torch
 from ._validation import (check_images, check_labels, check_number, check_positive_int,
                           check_positive_real, is_int)
+from .callbacks import DivergenceGuard
 
 __all__ = ["ImageClassifierBase"]
 
@@ -97,6 +98,18 @@ class ImageClassifierBase(AutoDeviceMixin, NeuralNetClassifier):
                      "None or an integer (it seeds torch)")
         self._check_recipe()
 
+    @property
+    def _default_callbacks(self):
+        # a subclass's learning-rate schedule, then the guard every net of the package has
+        return super()._default_callbacks + [
+            ("lr_scheduler", self._lr_scheduler()),
+            ("divergence_guard", DivergenceGuard()),
+        ]
+
+    def _lr_scheduler(self):
+        """A subclass's learning-rate schedule: a skorch LRScheduler."""
+        raise NotImplementedError
+
     def _check_recipe(self):
         """A subclass's own parameters, checked before training."""
 
@@ -173,11 +186,7 @@ class ImageClassifierBase(AutoDeviceMixin, NeuralNetClassifier):
                 f"loss), or give more samples. (scikit-learn: {exc})")
 
     def _seeded(self, method, *args, **kwargs):
-        if self.random_state is None:
-            return method(*args, **kwargs)
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(int(self.random_state))
+        with seeded_torch(self.random_state):
             return method(*args, **kwargs)
 
     def check_data(self, X, y):

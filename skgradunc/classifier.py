@@ -6,7 +6,6 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from ._image_classifier import ImageClassifierBase
 from ._validation import check_non_negative_int, check_number, is_finite_real
-from .callbacks import DivergenceGuard
 from .nets import PaperCNN
 
 __all__ = ["CNNClassifier"]
@@ -122,14 +121,9 @@ class CNNClassifier(ImageClassifierBase):
         self.lr_patience = lr_patience
         self.min_lr = min_lr
 
-    @property
-    def _default_callbacks(self):
-        return super()._default_callbacks + [
-            ("lr_scheduler", LRScheduler(
-                policy=ReduceLROnPlateau, monitor=plateau_score, mode="max", factor=0.1,
-                patience=self.lr_patience, min_lr=self.min_lr)),
-            ("divergence_guard", DivergenceGuard()),
-        ]
+    def _lr_scheduler(self):
+        return LRScheduler(policy=ReduceLROnPlateau, monitor=plateau_score, mode="max",
+                           factor=0.1, patience=self.lr_patience, min_lr=self.min_lr)
 
     def _check_recipe(self):
         check_non_negative_int(self.lr_patience, "lr_patience")

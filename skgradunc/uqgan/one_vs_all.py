@@ -9,7 +9,6 @@ from torch.optim.lr_scheduler import LinearLR
 
 from .._image_classifier import ImageClassifierBase
 from .._validation import check_labels, check_number, is_finite_real
-from ..callbacks import DivergenceGuard
 from ._losses import negative_weights, one_vs_all_loss
 from ._networks import LeNet5
 from ._outputs import OneVsAllOutputMixin
@@ -89,13 +88,8 @@ class OneVsAllClassifier(OneVsAllOutputMixin, ImageClassifierBase):
         self.min_lr = min_lr
         self.lambda_negative = lambda_negative
 
-    @property
-    def _default_callbacks(self):
-        return super()._default_callbacks + [
-            ("lr_scheduler", LRScheduler(policy=LinearLR, start_factor=1.0,
-                                         **self._linear_decay())),
-            ("divergence_guard", DivergenceGuard()),
-        ]
+    def _lr_scheduler(self):
+        return LRScheduler(policy=LinearLR, start_factor=1.0, **self._linear_decay())
 
     def _linear_decay(self):
         """LinearLR's end and length: the last epoch trains at min_lr. get_params reads

@@ -2,8 +2,6 @@
 examples that a conditional GAN generates in an auto-encoder's latent space (Oberdiek,
 Fink & Rottmann 2022), trained as the authors' ``uqgan.py`` trains it."""
 
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -12,6 +10,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from .._device import check_device
+from .._random import seeded_torch
 from .._validation import (check_images, check_labels, check_number, check_positive_int,
                            check_positive_real, is_finite_real, is_int)
 from ..callbacks import TrainingDivergedError
@@ -179,7 +178,7 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
                              f"{self.batch_size}: every step takes one full batch")
         counts = np.bincount(y, minlength=n_classes)
         rng = np.random.RandomState(self.random_state)
-        with _seeded_torch(self.random_state):
+        with seeded_torch(self.random_state):
             networks = self._build(n_classes, X.shape[1:], device)
             data = (torch.tensor(X, device=device), torch.tensor(y, device=device))
             self._train_autoencoder(networks["autoencoder"], data, n_classes, rng)
@@ -363,19 +362,6 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             codes = self.generator_.eval()(y_onehot, noise)
             return torch.sigmoid(self.autoencoder_.decode(codes, y_onehot)).numpy()
-
-
-@contextmanager
-def _seeded_torch(random_state):
-    """Torch's global random state seeded for the block and restored after it; unseeded
-    (None), the block draws from it as any torch code does."""
-    if random_state is None:
-        yield
-        return
-    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(int(random_state))
-        yield
 
 
 def _refuse_non_finite(value, network, when):
