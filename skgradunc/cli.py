@@ -1,6 +1,7 @@
 """The ``skgradunc`` command line.
 
-``skgradunc reproduce`` runs the paper's protocol (Tables 1-3, Figure 2);
+``skgradunc reproduce`` runs the paper's protocol (Tables 1-3, Figure 2), or with
+``--protocol uqgan`` UQGAN's MNIST 0-4 benchmark;
 ``skgradunc train`` trains the paper's CNN and reports its test accuracy.
 Bare ``skgradunc`` runs the main job, ``reproduce`` on the embedded digits.
 """
@@ -76,16 +77,22 @@ def _add_train_arguments(parser):
 def _add_reproduce_arguments(parser):
     from .experiments import ReproduceConfig
     from .experiments.data import DATA_SETS
+    from .experiments.protocol import PROTOCOLS
+    from .experiments.uqgan_runs import PRESETS
     defaults = ReproduceConfig()  # one source of the defaults, shared with the Python API
+    parser.add_argument("--protocol", choices=PROTOCOLS, default=defaults.protocol,
+                        help="paper: Oberdiek et al. 2018, Tables 1-3 and Figure 2; uqgan: "
+                             "UQGAN's MNIST 0-4 benchmark with every detector of the package "
+                             "(default: %(default)s)")
     parser.add_argument("--data", choices=sorted(DATA_SETS), default=defaults.data,
-                        help="in-distribution data (default: %(default)s, embedded, no "
-                             "download)")
+                        help="in-distribution data (default: digits, embedded, no "
+                             "download; mnist, the only one, for --protocol uqgan)")
     parser.add_argument("--root", default=defaults.root,
                         help="folder with the real data sets, e.g. ../shared/data (default: "
                              "none; needed for mnist and emnist)")
     parser.add_argument("--runs", type=int, default=defaults.runs,
-                        help="random re-splits, one CNN each (default: %(default)s, as the "
-                             "paper)")
+                        help="random re-splits, each with its own networks (default: 10, "
+                             "as the paper; 3 for --protocol uqgan)")
     parser.add_argument("--out", default=defaults.out,
                         help="where tables, figure and the resumable cache go (default: "
                              "%(default)s)")
@@ -105,6 +112,10 @@ def _add_reproduce_arguments(parser):
                         metavar=("TRAIN", "VALIDATION", "TEST"),
                         help="fractions of the in-distribution data (default: the paper's "
                              "60k/20k/200k proportions; 50k/10k/10k for mnist)")
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=defaults.preset,
+                        help="--protocol uqgan's training budgets: cpu, one run in about 35 "
+                             "min on 2 CPU cores; authors, their MNIST settings, for a GPU "
+                             "(default: cpu)")
     _add_common_arguments(parser, device=defaults.device)
 
 
@@ -112,7 +123,8 @@ def _reproduce_config(args):
     from .experiments import ReproduceConfig
     config = ReproduceConfig(data=args.data, root=args.root, runs=args.runs, out=args.out,
                              device=args.device, seed=args.seed, epochs=args.epochs, lr=args.lr,
-                             ood_size=args.ood_size)
+                             ood_size=args.ood_size, protocol=args.protocol,
+                             preset=args.preset)
     if args.split is not None:
         config.split = tuple(args.split)
     return config
@@ -134,7 +146,8 @@ def build_parser():
         "train", help="train the paper's CNN and report its test accuracy", epilog=EXIT_STATUS)
     _add_train_arguments(train)
     reproduce = commands.add_parser(
-        "reproduce", help="the paper's protocol: K runs, Tables 1-3 and Figure 2",
+        "reproduce", help="the paper's protocol (K runs, Tables 1-3, Figure 2), or UQGAN's "
+                          "MNIST 0-4 benchmark (--protocol uqgan)",
         epilog=EXIT_STATUS)
     _add_reproduce_arguments(reproduce)
     return parser

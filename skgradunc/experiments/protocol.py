@@ -26,11 +26,13 @@ class ReproduceConfig:
 
     Parameters
     ----------
-    data : {"digits", "mnist", "emnist"}, default="digits"
+    data : {"digits", "mnist", "emnist"} or None, default=None
+        None: the protocol's (digits for "paper", mnist for "uqgan", its only one).
     root : str or None, default=None
         Folder with the real data sets; needed for mnist and emnist.
-    runs : int, default=10
-        Random re-splits, one CNN each.
+    runs : int or None, default=None
+        Random re-splits, each with its own networks; None: the protocol's (10 for
+        "paper", as the paper; 3 for "uqgan").
     out : str, default="skgradunc-results"
         Where the tables, the figure and the per-run cache go.
     device : str, default="auto"
@@ -49,6 +51,13 @@ class ReproduceConfig:
         Chunk size of the gradient-metric extraction.
     ood_size : int, default=2000
         Images per unknown concept (a random subset of larger sets).
+    protocol : {"paper", "uqgan"}, default="paper"
+        "paper": Oberdiek et al. (2018), Tables 1-3 and Figure 2. "uqgan": UQGAN's MNIST
+        0-4 benchmark with every detector of the package (docs/uqgan.md); it takes
+        ``preset`` and refuses ``split``, ``epochs`` and ``lr``.
+    preset : {"cpu", "authors"} or None, default=None
+        The "uqgan" protocol's training budgets (None: "cpu", one run in about 35 min on
+        2 CPU cores; "authors": the authors' MNIST settings, for a GPU).
 
     Notes
     -----
@@ -56,9 +65,9 @@ class ReproduceConfig:
     the values used, with epochs and lr resolved.
     """
 
-    data: str = "digits"
+    data: str = None            # None: the protocol's
     root: str = None
-    runs: int = 10
+    runs: int = None            # None: the protocol's
     out: str = "skgradunc-results"
     device: str = "auto"
     seed: int = 0
@@ -67,6 +76,15 @@ class ReproduceConfig:
     lr: float = None
     batch_size: int = 256       # chunk size of the gradient-metric extraction
     ood_size: int = 2000        # images per unknown concept (a random subset of larger sets)
+    protocol: str = "paper"
+    preset: str = None          # the uqgan protocol's budgets; None: "cpu"
+
+
+PROTOCOLS = ("paper", "uqgan")
+PROTOCOL_DEFAULTS = {"paper": {"data": "digits", "runs": 10},
+                     "uqgan": {"data": "mnist", "runs": 3, "preset": "cpu"}}
+# what only the paper's protocol takes (the uqgan protocol's budgets are its presets)
+PAPER_ONLY = ("split", "epochs", "lr")
 
 
 def _check_split(split):
@@ -78,17 +96,46 @@ def _check_split(split):
                          f"{split!r}")
 
 
+def with_protocol_defaults(config):
+    """``config`` with its protocol's data, runs and preset where they are None."""
+    if config.protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {config.protocol!r}; choose one of "
+                         f"{list(PROTOCOLS)}")
+    defaults = PROTOCOL_DEFAULTS[config.protocol]
+    return replace(config, **{key: value for key, value in defaults.items()
+                              if getattr(config, key) is None})
+
+
+def _check_uqgan_config(config):
+    from .uqgan_runs import PRESETS
+    if config.data != "mnist":
+        raise ValueError(f"--protocol uqgan runs on MNIST 0-4 only (--data mnist), got "
+                         f"{config.data!r}")
+    if config.preset not in PRESETS:
+        raise ValueError(f"unknown preset {config.preset!r}; choose one of {list(PRESETS)}")
+    given = [key for key in PAPER_ONLY if getattr(config, key) is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} belong to --protocol paper; the uqgan "
+                         f"protocol's training is set by --preset ({list(PRESETS)})")
+
+
 def check_config(config):
     """Refuse a configuration that cannot be run as given, naming the setting.
 
     The one check of ``skgradunc reproduce``'s options and of :func:`run_protocol`'s
-    ``config``; it touches no file.
+    ``config`` (None values take their protocol's defaults first); it touches no file.
 
     Raises
     ------
     ValueError
         Naming the first bad setting, what it must be and the value given.
     """
+    config = with_protocol_defaults(config)
+    if config.protocol == "uqgan":
+        _check_uqgan_config(config)
+    elif config.preset is not None:
+        raise ValueError(f"preset belongs to --protocol uqgan, got {config.preset!r} with "
+                         f"--protocol paper")
     if config.data not in DATA_SETS:
         raise ValueError(f"unknown data set {config.data!r}; choose one of {sorted(DATA_SETS)}")
     check_positive_int(config.runs, "runs")
@@ -118,6 +165,9 @@ def resolve_config(config, data):
 def run_protocol(config, log=print):
     """Run (or resume) the protocol; write tables and the figure under ``config.out``.
 
+    ``config.protocol`` picks the paper's protocol or UQGAN's benchmark
+    (:func:`~skgradunc.experiments.uqgan_protocol.run_uqgan_protocol`).
+
     Returns the aggregated results ``{table: {row: {column: {score: {mean, sem, runs}}}}}``.
 
     Raises
@@ -127,6 +177,10 @@ def run_protocol(config, log=print):
         ``config.out`` made with other settings, or corrupt, naming the file.
     """
     check_config(config)
+    config = with_protocol_defaults(config)
+    if config.protocol == "uqgan":
+        from .uqgan_protocol import run_uqgan_protocol
+        return run_uqgan_protocol(config, log=log)
     start = time.perf_counter()
     out = Path(config.out)
     data = load_experiment_data(config.data, config.root, ood_size=config.ood_size,

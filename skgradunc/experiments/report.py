@@ -6,7 +6,7 @@ import io as _io
 from .io import write_json, write_text
 from .tables import CALIBRATION_TABLE, COEFFICIENT_TABLE
 
-__all__ = ["write_reports", "markdown_table", "coefficient_table"]
+__all__ = ["write_reports", "write_machine_readable", "markdown_table", "coefficient_table"]
 
 CAPTIONS = {
     "Table 1": "Threshold meta classification on single metrics (fitted on the validation set: "
@@ -78,6 +78,11 @@ def write_reports(out, results, header):
         for score in _scores_of(rows):
             parts.append(markdown_table(results, table, score) + "\n")
     write_text(out / "tables.md", "\n".join(parts))
+    write_machine_readable(out, results)
+
+
+def write_machine_readable(out, results):
+    """tables.csv (one line per cell) and tables.json under ``out``."""
     buffer = _io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["table", "score", "row", "column", "mean", "sem", "runs"])

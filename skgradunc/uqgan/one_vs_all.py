@@ -3,23 +3,19 @@ and, trained beside its GAN, UQGAN's classifier)."""
 
 import numpy as np
 import torch
-from skorch.callbacks import LRScheduler
 from skorch.utils import to_tensor
-from torch.optim.lr_scheduler import LinearLR
 
 from .._image_classifier import ImageClassifierBase
 from .._validation import check_labels, check_number, is_finite_real
 from ._losses import negative_weights, one_vs_all_loss
 from ._networks import LeNet5
 from ._outputs import OneVsAllOutputMixin
+from ._schedule import AUTHORS_WEIGHT_DECAY, LinearDecayMixin
 
 __all__ = ["OneVsAllClassifier"]
 
-# the authors' configs/ova/mnist_0-4.yml: Adam, lr 1e-3 -> 1e-5 linearly, weight decay 2e-4
-AUTHORS_WEIGHT_DECAY = 2e-4
 
-
-class OneVsAllClassifier(OneVsAllOutputMixin, ImageClassifierBase):
+class OneVsAllClassifier(OneVsAllOutputMixin, LinearDecayMixin, ImageClassifierBase):
     """A CNN with one sigmoid output per class, trained one-vs-all.
 
     The one-vs-all baseline of UQGAN (Oberdiek, Fink & Rottmann 2022) with the authors'
@@ -88,21 +84,8 @@ class OneVsAllClassifier(OneVsAllOutputMixin, ImageClassifierBase):
         self.min_lr = min_lr
         self.lambda_negative = lambda_negative
 
-    def _lr_scheduler(self):
-        return LRScheduler(policy=LinearLR, start_factor=1.0, **self._linear_decay())
-
-    def _linear_decay(self):
-        """LinearLR's end and length: the last epoch trains at min_lr. get_params reads
-        the callbacks, so values fit will refuse give a placeholder here, not an error."""
-        try:
-            return {"end_factor": float(self.min_lr) / float(self.lr),
-                    "total_iters": max(int(self.max_epochs) - 1, 1)}
-        except (TypeError, ValueError, ZeroDivisionError, OverflowError):
-            return {"end_factor": 1.0, "total_iters": 1}
-
     def _check_recipe(self):
-        check_number(self.min_lr, "min_lr", lambda v: is_finite_real(v) and 0 < v <= self.lr,
-                     f"a positive number at most lr ({self.lr})")
+        self._check_min_lr()
         check_number(self.lambda_negative, "lambda_negative",
                      lambda v: is_finite_real(v) and v >= 0, "a non-negative number")
 

@@ -1,0 +1,84 @@
+"""UQGAN's MNIST 0-4 table as Markdown (ours beside the published rows), CSV and JSON."""
+
+from .io import write_text
+from .report import markdown_table, write_machine_readable
+from .uqgan_tables import (ID_SCORES, MAIN_TABLE, OOD_SCORES, OOD_TABLE, PUBLISHED,
+                           PUBLISHED_COLUMNS, TIME_TABLE)
+
+__all__ = ["write_uqgan_report", "main_table", "uqgan_summary"]
+
+INTRODUCTION = (
+    "Values in percent: mean over runs (standard error of the mean). In distribution: the "
+    "test images of MNIST digits 0-4; Accuracy of the method's network; S/F AUROC: its "
+    "confidence for correct against wrong test predictions (UQGAN and one-vs-all: 1 - the "
+    "aleatoric uncertainty); ECE (15 bins) of its maximum class probability, or of a meta "
+    "classifier's P(correct). Out of distribution ('All' unknown concepts pooled): every "
+    "in-distribution test image against the unknowns' images, by the method's score "
+    "(UQGAN and one-vs-all: P(in distribution), 1 - the epistemic uncertainty); AUPR-In "
+    "takes the in-distribution images as positives, AUPR-Out the unknowns; FPR at 95 % TPR "
+    "of the in-distribution images (lower is better). Rows marked '(paper)' are the "
+    "authors' published MNIST 0-4 figures, with Fashion-MNIST and SVHN among their unknowns "
+    "and no noise or notMNIST.")
+CAPTIONS = {
+    OOD_TABLE: "Each unknown concept against the in-distribution test images. The known "
+               "unknowns (up to 200 images each, seen by the meta classifiers '+ known unknowns') "
+               "are scored on their other images, for every method.",
+    TIME_TABLE: "Seconds to train each network and compute its outputs (the softmax "
+                "network's include its gradient metrics and GradNorm scores).",
+}
+
+
+def _cell(value):
+    return f"{100 * value['mean']:.2f} ({100 * value['sem']:.2f})"
+
+
+def main_table(results):
+    """Methods as rows, the authors' seven columns; a '(paper)' row under each method
+    the authors published."""
+    columns = [("test", s) for s in ID_SCORES] + [("All", s) for s in OOD_SCORES]
+    lines = ["| method | " + " | ".join(PUBLISHED_COLUMNS) + " |",
+             "|---|" + "---|" * len(columns)]
+    for row, cells in results[MAIN_TABLE].items():
+        lines.append(f"| {row} | " + " | ".join(
+            _cell(cells[c][s]) if s in cells[c] else "-" for c, s in columns) + " |")
+        if row in PUBLISHED:
+            lines.append(f"| {row} (paper) | " + " | ".join(
+                f"{v:.2f}" for v in PUBLISHED[row]) + " |")
+    return "\n".join(lines)
+
+
+def _time_table(results):
+    lines = ["| network | seconds |", "|---|---|"]
+    for row, cells in results[TIME_TABLE].items():
+        value = cells["seconds"]["seconds"]
+        lines.append(f"| {row} | {value['mean']:.0f} ({value['sem']:.0f}) |")
+    return "\n".join(lines)
+
+
+def write_uqgan_report(out, results, header):
+    """tables.md, tables.csv, tables.json under ``out``."""
+    parts = ["# UQGAN's MNIST 0-4 benchmark (Oberdiek, Fink & Rottmann 2022), every "
+             f"detector of skgradunc side by side\n\n{header}\n", INTRODUCTION + "\n",
+             f"## {MAIN_TABLE}\n", main_table(results) + "\n",
+             f"## {OOD_TABLE}\n\n{CAPTIONS[OOD_TABLE]}\n"]
+    parts += [markdown_table(results, OOD_TABLE, score) + "\n" for score in OOD_SCORES]
+    parts += [f"## {TIME_TABLE}\n\n{CAPTIONS[TIME_TABLE]}\n", _time_table(results) + "\n"]
+    write_text(out / "tables.md", "\n".join(parts))
+    write_machine_readable(out, results)
+
+
+def uqgan_summary(results, seconds, out):
+    """The printed digest: accuracy, S/F AUROC, OoD AUROC and FPR@95 per method, the
+    paper's in brackets."""
+    lines = [f"done in {seconds:.0f} s; tables in {out}/",
+             f"{'(%)':<44}{'Acc':>7}{'S/F':>7}{'OoD':>7}{'FPR95':>7}"]
+    for row, cells in results[MAIN_TABLE].items():
+        values = [cells["test"]["Accuracy"], cells["test"]["S/F AUROC"],
+                  cells["All"]["AUROC"], cells["All"]["FPR@95%TPR"]]
+        lines.append(f"{row:<44}" + "".join(f"{100 * v['mean']:>7.2f}" for v in values))
+        if row in PUBLISHED:
+            paper = PUBLISHED[row]
+            lines.append(f"{'  paper':<44}" + "".join(
+                f"{paper[PUBLISHED_COLUMNS.index(c)]:>7.2f}"
+                for c in ("Accuracy", "S/F AUROC", "AUROC", "FPR@95%TPR")))
+    return "\n".join(lines)

@@ -1,0 +1,160 @@
+"""One run of the UQGAN protocol: a random validation part of MNIST 0-4's training images,
+three classifiers trained on the rest (softmax LeNet-5, one-vs-all LeNet-5, UQGAN), and
+every per-image output the tables need, cached stage by stage.
+
+Each stage's file, ``runs/run-NN/<stage>.npz``, holds that classifier's outputs on every
+image set (and, for the softmax network, its gradient metrics and GradNorm scores) with
+the settings it was made with; a stage already on disk is loaded, not trained again, and
+refused when its settings differ. The networks themselves are not kept: the outputs are
+what the tables read, and an ``.npz`` never runs code when loaded.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..detectors import gradnorm_score
+from ..transformer import GradientMetricTransformer
+from ..uqgan import OneVsAllClassifier, UQGANClassifier
+from ..uqgan._softmax_baseline import SoftmaxBaseline
+from .cache import load_features, save_features
+from .checks import CompletedEpochs, raise_if_interrupted
+from .runs import KNOWN_UNKNOWN_SIZE, EpochBar
+
+__all__ = ["PRESETS", "STAGES", "VALIDATION_FRACTION", "compute_uqgan_run", "stage_settings"]
+
+# Training budgets. "authors": their MNIST 0-4 configs (200 epochs for the softmax and
+# one-vs-all LeNets, 200 auto-encoder epochs, 2,000 UQGAN iterations; minutes on a GPU).
+# "cpu": one run in about 35 min on 2 CPU cores (docs/uqgan.md: 30 s per auto-encoder
+# epoch of 25,500 images, 0.71 s per iteration, ~2.5 s per LeNet epoch); the LeNets
+# converge within 30 epochs on MNIST 0-4.
+PRESETS = {
+    "cpu": {"softmax_epochs": 30, "one_vs_all_epochs": 30, "cae_epochs": 20,
+            "iterations": 1500},
+    "authors": {"softmax_epochs": 200, "one_vs_all_epochs": 200, "cae_epochs": 200,
+                "iterations": 2000},
+}
+# the part of the training images of 0-4 held out per run: the meta classifiers' training
+# set (the authors hold out a validation part as well, to pick checkpoints)
+VALIDATION_FRACTION = 1 / 6
+STAGES = ("softmax", "one_vs_all", "uqgan")
+# what shapes each stage's file besides the stage's own budget
+SHARED_SETTINGS = ("data", "root", "seed", "ood_size")
+
+
+def stage_settings(config, stage):
+    """The settings a stage's cached file must have been made with (``config`` resolved)."""
+    budget = PRESETS[config.preset]
+    own = {"softmax": ("softmax_epochs",), "one_vs_all": ("one_vs_all_epochs",),
+           "uqgan": ("cae_epochs", "iterations")}[stage]
+    return {"protocol": "uqgan", "stage": stage,
+            **{key: getattr(config, key) for key in SHARED_SETTINGS},
+            "validation_fraction": VALIDATION_FRACTION,
+            "known_unknown_size": KNOWN_UNKNOWN_SIZE,
+            **{key: budget[key] for key in own}}
+
+
+def _split(n, run_seed):
+    """Train and validation indices of the training images of 0-4."""
+    order = np.random.RandomState(run_seed).permutation(n)
+    n_validation = int(round(VALIDATION_FRACTION * n))
+    return order[n_validation:], order[:n_validation]
+
+
+def _callbacks(description):
+    return [("progress", EpochBar(description)), ("completed_epochs", CompletedEpochs())]
+
+
+def _softmax(config, train, sets, run_seed, description):
+    net = SoftmaxBaseline(max_epochs=PRESETS[config.preset]["softmax_epochs"],
+                          device=config.device, random_state=run_seed, verbose=0,
+                          callbacks=_callbacks(description))
+    net.fit(*train)
+    raise_if_interrupted(net)   # never cache a network cut short by Ctrl-C
+    grad = GradientMetricTransformer(net, statistics="all", groups="layer",
+                                     softmax_features=True, batch_size=config.batch_size,
+                                     device=config.device)
+    grad.fit(train[0][:1])
+    arrays = {"columns": np.asarray(grad.get_feature_names_out(), dtype=str)}
+    for name, X in sets.items():
+        arrays[f"{name}__proba"] = net.predict_proba(X).astype(np.float64)
+        arrays[f"{name}__features"] = grad.transform(X)
+        arrays[f"{name}__gradnorm"] = gradnorm_score(net, X, batch_size=config.batch_size,
+                                                     device=config.device)
+    return arrays
+
+
+def _one_vs_all_outputs(model, sets):
+    """P(class | x) and P(in distribution | x) of a one-vs-all model on every set."""
+    arrays = {}
+    for name, X in sets.items():
+        arrays[f"{name}__proba"] = model.predict_proba(X)
+        arrays[f"{name}__p_in"] = model.score_samples(X)
+    return arrays
+
+
+def _one_vs_all(config, train, sets, run_seed, description):
+    model = OneVsAllClassifier(max_epochs=PRESETS[config.preset]["one_vs_all_epochs"],
+                               device=config.device, random_state=run_seed, verbose=0,
+                               callbacks=_callbacks(description))
+    model.fit(*train)
+    raise_if_interrupted(model)
+    return _one_vs_all_outputs(model, sets)
+
+
+def _uqgan(config, train, sets, run_seed, description):
+    budget = PRESETS[config.preset]
+    model = UQGANClassifier(cae_epochs=budget["cae_epochs"], iterations=budget["iterations"],
+                            device=config.device, random_state=run_seed)
+    model.fit(*train)   # a Ctrl-C propagates: nothing of the stage is cached
+    arrays = _one_vs_all_outputs(model, sets)
+    for key in model.history_[0]:
+        arrays[f"history__{key}"] = np.array([row[key] for row in model.history_])
+    return arrays
+
+
+TRAINERS = {"softmax": _softmax, "one_vs_all": _one_vs_all, "uqgan": _uqgan}
+
+
+def _stage(folder, stage, config, compute, log):
+    path = folder / f"{stage}.npz"
+    settings = stage_settings(config, stage)
+    if path.exists():
+        return load_features(path, settings)
+    start = time.perf_counter()
+    arrays = compute()
+    arrays["seconds"] = np.float64(time.perf_counter() - start)
+    save_features(path, arrays, settings)
+    log(f"{folder.name}: {stage} done in {arrays['seconds']:.0f} s")
+    return arrays
+
+
+def compute_uqgan_run(config, data, run, log=print):
+    """Every stage's arrays of run ``run`` as ``{stage: arrays}``, plus ``"split"``: the
+    validation labels and the rows of each known-unknown concept held out for the
+    meta classifiers' training (``known__<concept>``).
+
+    ``config`` is resolved. Run ``run`` seeds its split, its networks and its known-unknown
+    rows with ``config.seed + run``.
+    """
+    folder = Path(config.out) / "runs" / f"run-{run + 1:02d}"
+    run_seed = config.seed + run
+    train, validation = _split(len(data.X_train), run_seed)
+    training = (data.X_train[train], data.y_train[train])
+    sets = {"validation": data.X_train[validation], "test": data.X_test, **data.ood}
+    rng = np.random.RandomState(run_seed)
+    split = {"y_validation": data.y_train[validation], "y_test": data.y_test}
+    for concept in data.known_unknowns:  # disjoint from the rows the concept is scored on
+        split[f"known__{concept}"] = rng.choice(
+            len(data.ood[concept]), min(KNOWN_UNKNOWN_SIZE, len(data.ood[concept]) // 2),
+            replace=False)
+    out = {"split": split}
+    for stage in STAGES:
+        description = f"run {run + 1}: {stage.replace('_', '-')}"
+        stage_sets = sets if stage == "softmax" else {k: v for k, v in sets.items()
+                                                      if k != "validation"}
+        out[stage] = _stage(folder, stage, config,
+                            lambda: TRAINERS[stage](config, training, stage_sets, run_seed,
+                                                    description), log)
+    return out

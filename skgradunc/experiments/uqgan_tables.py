@@ -1,0 +1,149 @@
+"""UQGAN's MNIST 0-4 table from one run's cached outputs: every detector of the package
+scored as the authors score theirs (``eval_ood_detection.py``), beside the published rows.
+
+Per method, on the in-distribution test images: the accuracy of its network, the AUROC of
+its confidence for success (correct) against failure (S/F), and the expected calibration
+error of its probability (the network's maximum class probability; a meta classifier's
+P(correct); none for GradNorm, whose score is not a probability). Against each unknown
+concept and all of them pooled ("All"): AUROC, AUPR-In, AUPR-Out and FPR at 95 % TPR, with
+every in-distribution test image as the positive class (right or wrong, as the authors).
+Concepts some meta classifiers saw ("known unknowns") are scored on their other images,
+for every method alike.
+"""
+
+from functools import cache
+
+import numpy as np
+
+from .. import metrics
+from ..meta import MetaClassifier
+
+__all__ = ["uqgan_run_tables", "PUBLISHED", "MAIN_TABLE", "OOD_TABLE", "TIME_TABLE",
+           "OOD_SCORES", "ID_SCORES"]
+
+MAIN_TABLE, OOD_TABLE, TIME_TABLE = "MNIST 0-4", "Per unknown concept", "Training time"
+ID_SCORES = ("Accuracy", "S/F AUROC", "ECE")
+OOD_SCORES = {"AUROC": metrics.auroc, "AUPR-In": metrics.aupr_in,
+              "AUPR-Out": metrics.aupr_out, "FPR@95%TPR": metrics.fpr_at_95_tpr_in}
+# the authors' README table for MNIST 0-4 (mean over their runs), in percent
+PUBLISHED = {
+    "Max. softmax": (99.87, 99.68, 0.11, 97.07, 69.00, 99.81, 9.71),
+    "Entropy": (99.87, 99.66, 0.11, 97.13, 68.76, 99.81, 9.65),
+    "One-vs-all": (99.84, 99.84, 0.12, 97.12, 66.68, 99.81, 9.45),
+    "UQGAN": (99.74, 99.35, 0.15, 98.03, 80.05, 99.87, 8.73),
+}
+PUBLISHED_COLUMNS = (*ID_SCORES, *OOD_SCORES)
+
+
+def _entropy(p):
+    return -(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1)
+
+
+def _max(p):
+    return p.max(axis=1)
+
+
+def _negative_entropy(p):
+    return -_entropy(p)
+
+
+def _one_minus_aleatoric(p):
+    """1 - UQGAN's aleatoric uncertainty (the normalised entropy): its S/F confidence."""
+    return 1 - _entropy(p) / np.log(p.shape[1])
+
+
+def _classifier_method(stage, confidence, ood=None):
+    """A classifier's outputs as a method: its S/F ``confidence`` of the class
+    probabilities, its maximum class probability to calibrate, and its OoD score
+    (``ood``, a function of the set's name; default: the confidence)."""
+    def scores(s):
+        return confidence(stage[f"{s}__proba"])
+    return {"stage": stage, "confidence": scores,
+            "probability": lambda s: _max(stage[f"{s}__proba"]), "ood": ood or scores}
+
+
+def _meta_columns(softmax):
+    """The gradient metrics + entropy (the paper's Table 2 features)."""
+    return [i for i, c in enumerate(softmax["columns"]) if c != "softmax__max_prob"]
+
+
+def _meta_method(softmax, split, method, known_unknowns, random_state):
+    columns = _meta_columns(softmax)
+    correct = (softmax["validation__proba"].argmax(axis=1) == split["y_validation"])
+    X, y = [softmax["validation__features"][:, columns]], [correct.astype(np.int64)]
+    for concept in known_unknowns:
+        X.append(softmax[f"{concept}__features"][split[f"known__{concept}"]][:, columns])
+        y.append(np.zeros(len(X[-1]), dtype=np.int64))
+    model = MetaClassifier(method, random_state=random_state)
+    model.fit(np.concatenate(X), np.concatenate(y))
+    p = cache(lambda s: model.predict_proba(softmax[f"{s}__features"][:, columns])[:, 1])
+    return {"stage": softmax, "confidence": p, "probability": p, "ood": p}
+
+
+def _methods(run, known_unknowns, random_state):
+    """{row: method}; a method's functions take a set's name ("test", a concept)."""
+    softmax, split = run["softmax"], run["split"]
+    one_vs_all, uqgan = run["one_vs_all"], run["uqgan"]
+
+    def gradnorm(s):
+        return softmax[f"{s}__gradnorm"]
+    methods = {
+        "Max. softmax": _classifier_method(softmax, _max),
+        "Entropy": _classifier_method(softmax, _negative_entropy),
+        # UQGAN's reading (Sec. 3): S/F by the aleatoric, OoD by the epistemic uncertainty
+        "One-vs-all": _classifier_method(one_vs_all, _one_minus_aleatoric,
+                                         lambda s: one_vs_all[f"{s}__p_in"]),
+        "UQGAN": _classifier_method(uqgan, _one_minus_aleatoric,
+                                    lambda s: uqgan[f"{s}__p_in"]),
+        "GradNorm": {"stage": softmax, "confidence": gradnorm, "probability": None,
+                     "ood": gradnorm},
+    }
+    for name, method in (("LASSO", "lasso"), ("NN", "nn")):
+        methods[f"{name}, gradient metrics"] = _meta_method(softmax, split, method, (),
+                                                            random_state)
+        methods[f"{name}, gradient metrics + known unknowns"] = _meta_method(
+            softmax, split, method, known_unknowns, random_state)
+    return methods
+
+
+def _evaluation_rows(run, concept):
+    n = len(run["softmax"][f"{concept}__proba"])
+    known = run["split"].get(f"known__{concept}")
+    return np.arange(n) if known is None else np.setdiff1d(np.arange(n), known)
+
+
+def _ood_scores(score, run, concepts):
+    inside = score("test")
+    negatives = {c: score(c)[_evaluation_rows(run, c)] for c in concepts}
+    negatives["All"] = np.concatenate(list(negatives.values()))
+    out = {}
+    for column, outside in negatives.items():
+        labels = np.r_[np.ones(len(inside)), np.zeros(len(outside))]
+        scores = np.r_[inside, outside]
+        out[column] = {name: fn(labels, scores) for name, fn in OOD_SCORES.items()}
+    return out
+
+
+def uqgan_run_tables(run, concepts, known_unknowns, random_state=0):
+    """{table: {row: {column: {score: value}}}} of one run (values as fractions).
+
+    ``run`` is :func:`~skgradunc.experiments.uqgan_runs.compute_uqgan_run`'s output;
+    ``random_state`` seeds the meta classifiers.
+    """
+    tables = {MAIN_TABLE: {}, OOD_TABLE: {}, TIME_TABLE: {}}
+    y_test = run["split"]["y_test"]
+    for name, method in _methods(run, known_unknowns, random_state).items():
+        stage = method["stage"]
+        correct = (stage["test__proba"].argmax(axis=1) == y_test).astype(np.int64)
+        in_distribution = {"Accuracy": float(correct.mean()),
+                           "S/F AUROC": metrics.auroc(correct, method["confidence"]("test"))}
+        if method["probability"] is not None:
+            in_distribution["ECE"] = metrics.expected_calibration_error(
+                correct, method["probability"]("test"))
+        ood = _ood_scores(method["ood"], run, concepts)
+        tables[MAIN_TABLE][name] = {"test": in_distribution, "All": ood["All"]}
+        tables[OOD_TABLE][name] = ood
+    for stage in ("softmax", "one_vs_all", "uqgan"):
+        tables[TIME_TABLE][stage.replace("_", "-")] = {
+            "seconds": {"seconds": float(run[stage]["seconds"])}}
+    return tables
