@@ -115,7 +115,7 @@ def _check_uqgan_config(config):
         raise ValueError(f"unknown preset {config.preset!r}; choose one of {list(PRESETS)}")
     given = [key for key in PAPER_ONLY if getattr(config, key) is not None]
     if given:
-        raise ValueError(f"{', '.join(given)} belong to --protocol paper; the uqgan "
+        raise ValueError(f"{', '.join(given)}: only for --protocol paper; the uqgan "
                          f"protocol's training is set by --preset ({list(PRESETS)})")
 
 
@@ -134,7 +134,7 @@ def check_config(config):
     if config.protocol == "uqgan":
         _check_uqgan_config(config)
     elif config.preset is not None:
-        raise ValueError(f"preset belongs to --protocol uqgan, got {config.preset!r} with "
+        raise ValueError(f"preset: only for --protocol uqgan, got {config.preset!r} with "
                          f"--protocol paper")
     if config.data not in DATA_SETS:
         raise ValueError(f"unknown data set {config.data!r}; choose one of {sorted(DATA_SETS)}")

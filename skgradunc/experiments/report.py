@@ -6,7 +6,8 @@ import io as _io
 from .io import write_json, write_text
 from .tables import CALIBRATION_TABLE, COEFFICIENT_TABLE
 
-__all__ = ["write_reports", "write_machine_readable", "markdown_table", "coefficient_table"]
+__all__ = ["write_reports", "write_machine_readable", "markdown_table", "coefficient_table",
+           "percent_cell"]
 
 CAPTIONS = {
     "Table 1": "Threshold meta classification on single metrics (fitted on the validation set: "
@@ -34,7 +35,10 @@ CAPTIONS = {
 }
 
 
-def _cell(value):
+def percent_cell(value):
+    """"mean (standard error)" in percent; the mean alone for one run, which has no error."""
+    if value["runs"] == 1:
+        return f"{100 * value['mean']:.2f}"
     return f"{100 * value['mean']:.2f} ({100 * value['sem']:.2f})"
 
 
@@ -44,7 +48,8 @@ def markdown_table(results, table, score):
     lines = [f"| {score} | " + " | ".join(columns) + " |",
              "|---|" + "---|" * len(columns)]
     for row, cells in rows.items():
-        lines.append(f"| {row} | " + " | ".join(_cell(cells[c][score]) for c in columns) + " |")
+        lines.append(f"| {row} | "
+                     + " | ".join(percent_cell(cells[c][score]) for c in columns) + " |")
     return "\n".join(lines)
 
 
@@ -67,9 +72,9 @@ def _scores_of(rows):
 def write_reports(out, results, header):
     """tables.md, tables.csv, tables.json under ``out``."""
     parts = [f"# Reproduction of Oberdiek et al. (2018)\n\n{header}\n",
-             "Values in percent: mean over runs (standard error of the mean). Columns: correct "
-             "test predictions against wrong ones ('wrong'), against each unknown concept, and "
-             "against all of them together ('All').\n"]
+             "Values in percent: mean over runs (standard error of the mean; none for one run). "
+             "Columns: correct test predictions against wrong ones ('wrong'), against each "
+             "unknown concept, and against all of them together ('All').\n"]
     for table, rows in results.items():
         parts.append(f"## {table}\n\n{CAPTIONS[table]}\n")
         if table == COEFFICIENT_TABLE:

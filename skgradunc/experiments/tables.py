@@ -12,7 +12,8 @@ from ..baselines import SingleMetricClassifier
 from ..detectors import _lee_alregib_head
 from ..meta import MetaClassifier
 
-__all__ = ["run_tables", "aggregate", "pool_reliability", "SCORES", "THRESHOLD_ROWS"]
+__all__ = ["run_tables", "aggregate", "pool_reliability", "score_columns", "SCORES",
+           "THRESHOLD_ROWS"]
 
 SCORES = {"AUROC": metrics.auroc, "AUPR-In": metrics.aupr_in, "AUPR-Out": metrics.aupr_out,
           "FPR@95%TPR": metrics.fpr_at_tpr}
@@ -56,20 +57,25 @@ def _evaluation_rows(run, concept):
     return np.setdiff1d(np.arange(n), known) if known is not None else np.arange(n)
 
 
+def score_columns(positive, negatives):
+    """{column: {score: value}}: the ``positive`` scores (label 1) against each entry of
+    ``negatives`` (label 0), and against all of them pooled ("All")."""
+    negatives = {**negatives, "All": np.concatenate(list(negatives.values()))}
+    out = {}
+    for column, negative in negatives.items():
+        labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
+        scores = np.r_[positive, negative]
+        out[column] = {name: fn(labels, scores) for name, fn in SCORES.items()}
+    return out
+
+
 def _scores(confidence, run, concepts):
     """Scores of a confidence function for 'correct' against each concept."""
     test = confidence("test")
-    correct, wrong = test[run["y_test"] == 1], test[run["y_test"] == 0]
-    negatives = {"wrong": wrong}
+    negatives = {"wrong": test[run["y_test"] == 0]}
     for concept in concepts:
         negatives[concept] = confidence(concept)[_evaluation_rows(run, concept)]
-    negatives["All"] = np.concatenate(list(negatives.values()))
-    out = {}
-    for column, negative in negatives.items():
-        labels = np.r_[np.ones(len(correct)), np.zeros(len(negative))]
-        scores = np.r_[correct, negative]
-        out[column] = {name: fn(labels, scores) for name, fn in SCORES.items()}
-    return out
+    return score_columns(test[run["y_test"] == 1], negatives)
 
 
 def _calibration(probability, run, concepts):

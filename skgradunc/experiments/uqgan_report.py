@@ -1,24 +1,24 @@
 """UQGAN's MNIST 0-4 table as Markdown (ours beside the published rows), CSV and JSON."""
 
 from .io import write_text
-from .report import markdown_table, write_machine_readable
+from .report import markdown_table, percent_cell, write_machine_readable
 from .uqgan_tables import (ID_SCORES, MAIN_TABLE, OOD_SCORES, OOD_TABLE, PUBLISHED,
                            PUBLISHED_COLUMNS, TIME_TABLE)
 
 __all__ = ["write_uqgan_report", "main_table", "uqgan_summary"]
 
 INTRODUCTION = (
-    "Values in percent: mean over runs (standard error of the mean). In distribution: the "
-    "test images of MNIST digits 0-4; Accuracy of the method's network; S/F AUROC: its "
-    "confidence for correct against wrong test predictions (UQGAN and one-vs-all: 1 - the "
-    "aleatoric uncertainty); ECE (15 bins) of its maximum class probability, or of a meta "
+    "Values in percent: mean over runs (standard error of the mean; none for one run). In "
+    "distribution: the test images of MNIST digits 0-4; Accuracy of the method's network; S/F "
+    "AUROC: its confidence for correct against wrong test predictions (UQGAN and one-vs-all: 1 - "
+    "the aleatoric uncertainty); ECE (15 bins) of its maximum class probability, or of a meta "
     "classifier's P(correct). Out of distribution ('All' unknown concepts pooled): every "
-    "in-distribution test image against the unknowns' images, by the method's score "
-    "(UQGAN and one-vs-all: P(in distribution), 1 - the epistemic uncertainty); AUPR-In "
-    "takes the in-distribution images as positives, AUPR-Out the unknowns; FPR at 95 % TPR "
-    "of the in-distribution images (lower is better). Rows marked '(paper)' are the "
-    "authors' published MNIST 0-4 figures, with Fashion-MNIST and SVHN among their unknowns "
-    "and no noise or notMNIST.")
+    "in-distribution test image against the unknowns' images, by the method's score (UQGAN and "
+    "one-vs-all: P(in distribution), 1 - the epistemic uncertainty); AUPR-In takes the "
+    "in-distribution images as positives, AUPR-Out the unknowns; FPR at 95 % TPR of the "
+    "in-distribution images (lower is better). Rows marked '(paper)' are the authors' published "
+    "MNIST 0-4 figures, with Fashion-MNIST and SVHN among their unknowns and no noise or "
+    "notMNIST.")
 CAPTIONS = {
     OOD_TABLE: "Each unknown concept against the in-distribution test images. The known "
                "unknowns (up to 200 images each, seen by the meta classifiers '+ known unknowns') "
@@ -26,10 +26,6 @@ CAPTIONS = {
     TIME_TABLE: "Seconds to train each network and compute its outputs (the softmax "
                 "network's include its gradient metrics and GradNorm scores).",
 }
-
-
-def _cell(value):
-    return f"{100 * value['mean']:.2f} ({100 * value['sem']:.2f})"
 
 
 def main_table(results):
@@ -40,7 +36,7 @@ def main_table(results):
              "|---|" + "---|" * len(columns)]
     for row, cells in results[MAIN_TABLE].items():
         lines.append(f"| {row} | " + " | ".join(
-            _cell(cells[c][s]) if s in cells[c] else "-" for c, s in columns) + " |")
+            percent_cell(cells[c][s]) if s in cells[c] else "-" for c, s in columns) + " |")
         if row in PUBLISHED:
             lines.append(f"| {row} (paper) | " + " | ".join(
                 f"{v:.2f}" for v in PUBLISHED[row]) + " |")
