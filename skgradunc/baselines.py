@@ -73,9 +73,19 @@ class SingleMetricClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Learn the direction and a monotone calibration of the feature.
 
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Features, among them the column ``feature`` names (named by a string,
+            it needs a DataFrame).
+        y : array-like of shape (n_samples,)
+            The meta target, with exactly two values; the larger one (1) means
+            "correct".
+
         Returns
         -------
         self : SingleMetricClassifier
+            The fitted estimator.
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
@@ -94,7 +104,18 @@ class SingleMetricClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def signed_feature(self, X):
-        """The feature times ``direction_``: the paper's threshold score."""
+        """The feature times ``direction_``: the paper's threshold score.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Features, with the columns seen in ``fit``.
+
+        Returns
+        -------
+        signed : ndarray of float64, shape (n_samples,)
+            The feature's values times ``direction_``: higher = more likely correct.
+        """
         check_is_fitted(self, "calibration_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return self.direction_ * X[:, self.column_]
@@ -104,11 +125,33 @@ class SingleMetricClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
 
     def decision_function(self, X):
         """Log-odds of "correct": an increasing affine function of the signed feature, so
-        it ranks samples exactly as thresholding the feature does (0 = 50 %)."""
+        it ranks samples exactly as thresholding the feature does (0 = 50 %).
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Features, with the columns seen in ``fit``.
+
+        Returns
+        -------
+        log_odds : ndarray of shape (n_samples,)
+            The calibration's log-odds of "correct".
+        """
         z = self._calibrated(X)  # checks fitting first
         return self.calibration_.decision_function(z)
 
     def predict_proba(self, X):
-        """(n_samples, 2): P(wrong / OoD), P(correct), monotone in the signed feature."""
+        """(n_samples, 2): P(wrong / OoD), P(correct), monotone in the signed feature.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Features, with the columns seen in ``fit``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2)
+            Column 0: P(wrong / OoD); column 1: P(correct).
+        """
         z = self._calibrated(X)
         return self.calibration_.predict_proba(z)

@@ -23,9 +23,42 @@ class DivergenceGuard(Callback):
     """
 
     def on_epoch_begin(self, net, **kwargs):
+        """Reset the batch count at the start of each epoch (skorch's hook).
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The net being trained.
+        **kwargs
+            The other arguments skorch passes; unused.
+        """
         self._batch = 0
 
     def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
+        """Raise when a training batch's loss is not finite (skorch's hook).
+
+        Validation batches are ignored.
+
+        Parameters
+        ----------
+        net : skorch.NeuralNet
+            The net being trained; its history and optimizer give the epoch and
+            learning rate of the message.
+        batch : object, default=None
+            The batch's data; unused.
+        training : bool, default=False
+            Whether the batch was a training batch; only those are checked.
+        loss : torch.Tensor or float, default=None
+            The batch's loss.
+        **kwargs
+            The other arguments skorch passes; unused.
+
+        Raises
+        ------
+        TrainingDivergedError
+            When ``loss`` is NaN or infinite, naming the epoch, the batch and the
+            learning rate.
+        """
         if not training:
             return
         self._batch = getattr(self, "_batch", 0) + 1

@@ -46,11 +46,20 @@ class CNNClassifier(ImageClassifierBase):
     ----------
     module : torch.nn.Module class or instance, default=PaperCNN
         Must return logits.
+    criterion : torch.nn.Module class, default=torch.nn.CrossEntropyLoss
+        The training loss, passed to skorch; cross-entropy on the logits, as in
+        the paper.
+    optimizer : torch.optim.Optimizer class, default=torch.optim.SGD
+        Passed to skorch. Its defaults here are momentum 0.9 and weight decay
+        2e-3 on every parameter but the biases (``optimizer__*`` overrides them).
     lr : float, default=0.1
         The paper's initial learning rate. On small data sets such as
         :func:`~skgradunc.datasets.load_digits28` it diverges; use 0.01 there.
     max_epochs : int, default=20
+        Number of training epochs (passes over the training data).
     batch_size : int, default=256
+        Samples per mini-batch, in training and prediction (skorch's
+        ``batch_size``); ``-1`` makes the whole data set one batch.
     device : str, default="auto"
         ``"auto"`` trains on CUDA when a GPU is visible, else on the CPU.
     random_state : int or None, default=None

@@ -23,7 +23,33 @@ __all__ = ["gradnorm_score", "lee_alregib_detector", "last_layer_weight"]
 
 def last_layer_weight(module):
     """Name of the last trainable 2-D ``weight`` in the module's parameter order (a
-    classifier's last fully connected layer: ``fc.weight``, ``heads.head.weight``)."""
+    classifier's last fully connected layer: ``fc.weight``, ``heads.head.weight``).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The classifier's network.
+
+    Returns
+    -------
+    str
+        The parameter's name, as in ``module.named_parameters()``.
+
+    Raises
+    ------
+    ValueError
+        When the module has no trainable 2-D parameter named ``weight`` (or no
+        parameters at all).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skgradunc.detectors import last_layer_weight
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
+    ...                           torch.nn.Linear(4 * 26 * 26, 10))
+    >>> last_layer_weight(net)
+    '2.weight'
+    """
     shapes = dict(module.named_parameters())
     found = [name for name in trainable_parameters(module)
              if name.rsplit(".", 1)[-1] == "weight" and shapes[name].dim() == 2]
@@ -53,12 +79,20 @@ def gradnorm_score(estimator, X, *, temperature=1.0, parameter=None, batch_size=
         GradNorm's T (their ImageNet experiments use 1).
     parameter : str, optional
         The weight whose gradient is taken; default: :func:`last_layer_weight`.
-    batch_size, device, output
-        As for :class:`GradientMetricTransformer`.
+    batch_size : int, default=256
+        Samples per chunk of the gradient computation, as for
+        :class:`GradientMetricTransformer`.
+    device : str, default="auto"
+        Where gradients are computed: ``"auto"`` uses CUDA when available, else the
+        CPU (as for :class:`GradientMetricTransformer`).
+    output : {"auto", "logits", "probabilities", "log_probabilities"}, default="auto"
+        What the module returns, as for :class:`GradientMetricTransformer`.
 
     Returns
     -------
     scores : ndarray of float64, shape (n_samples,)
+        The L1 norm of each sample's gradient; higher means more likely in
+        distribution.
 
     Examples
     --------
@@ -104,8 +138,16 @@ def lee_alregib_detector(estimator, *, alpha=None, random_state=None, batch_size
     alpha : float, optional
         L2 penalty of the detector (default: the ``"nn"`` preset's 1e-3).
     random_state : int or None, default=None
-    batch_size, device, output
-        As for :class:`GradientMetricTransformer`.
+        Seeds the detector (:class:`MetaClassifier`'s ``"nn"`` preset): its
+        initialisation and batch shuffling.
+    batch_size : int, default=256
+        Samples per chunk of the gradient computation, as for
+        :class:`GradientMetricTransformer`.
+    device : str, default="auto"
+        Where gradients are computed: ``"auto"`` uses CUDA when available, else the
+        CPU (as for :class:`GradientMetricTransformer`).
+    output : {"auto", "logits", "probabilities", "log_probabilities"}, default="auto"
+        What the module returns, as for :class:`GradientMetricTransformer`.
 
     Returns
     -------

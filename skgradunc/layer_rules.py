@@ -44,6 +44,52 @@ def register_layer_rule(*layer_types):
     The rule is used only for layers without hooks or parametrisations, whose weights
     are used in their own calls alone (checked on every chunk); check it first with
     :func:`check_layer_rule`. A type registered again replaces its rule.
+
+    Parameters
+    ----------
+    *layer_types : type
+        The torch.nn.Module subclasses the rule is exact for.
+
+    Returns
+    -------
+    callable
+        The class decorator: it registers an instance of the :class:`LayerRule`
+        subclass it decorates and returns that class unchanged.
+
+    Raises
+    ------
+    TypeError
+        When no type is given, or one is not a torch.nn.Module subclass.
+
+    Examples
+    --------
+    A layer without a rule takes the layer-local fallback (``"LocalRule"``) until a
+    rule is registered for its type:
+
+    >>> import numpy as np
+    >>> import torch
+    >>> from skgradunc import GradientMetricTransformer
+    >>> from skgradunc.layer_rules import LayerRule, check_layer_rule, register_layer_rule
+    >>> class Gate(torch.nn.Module):                     # y = x * sigmoid(w), per feature
+    ...     def __init__(self, n):
+    ...         super().__init__()
+    ...         self.weight = torch.nn.Parameter(torch.zeros(n))
+    ...     def forward(self, x):
+    ...         return x * torch.sigmoid(self.weight)
+    >>> net = torch.nn.Sequential(Gate(4), torch.nn.Linear(4, 3))
+    >>> X = np.random.RandomState(0).rand(5, 4).astype(np.float32)
+    >>> GradientMetricTransformer(net).fit(X).layer_rules_
+    {'0': 'LocalRule', '1': 'LinearRule'}
+    >>> @register_layer_rule(Gate)
+    ... class GateRule(LayerRule):
+    ...     def parameters(self, layer):
+    ...         return ("weight",)
+    ...     def gradients(self, layer, x, grad_out, tensors):
+    ...         gate = torch.sigmoid(tensors["weight"])
+    ...         return {"weight": grad_out * x * gate * (1 - gate)}
+    >>> check_layer_rule(Gate(4), torch.from_numpy(X))
+    >>> GradientMetricTransformer(net).fit(X).layer_rules_
+    {'0': 'GateRule', '1': 'LinearRule'}
     """
     if not layer_types or not all(isinstance(t, type) and issubclass(t, torch.nn.Module)
                                   for t in layer_types):
@@ -64,6 +110,7 @@ def check_layer_rule(layer, x, rule=None, *, rtol=1e-4, atol=1e-6, seed=0):
     Parameters
     ----------
     layer : torch.nn.Module
+        The layer to check the rule on; it is copied, never changed.
     x : torch.Tensor, (n_samples, ...)
         Inputs of the layer.
     rule : LayerRule, optional
@@ -80,6 +127,20 @@ def check_layer_rule(layer, x, rule=None, *, rtol=1e-4, atol=1e-6, seed=0):
         Naming the parameter and the sample where the rule is wrong.
     ValueError
         When no rule applies to ``layer``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from skgradunc.layer_rules import LayerRule, check_layer_rule
+    >>> layer, x = torch.nn.Linear(3, 2), torch.randn(4, 3)
+    >>> check_layer_rule(layer, x)            # the built-in rule for Linear: no error
+    >>> class WrongLinearRule(LayerRule):     # doubles the bias gradient
+    ...     def gradients(self, layer, x, grad_out, tensors):
+    ...         return {"weight": grad_out[:, :, None] * x[:, None, :], "bias": 2 * grad_out}
+    >>> check_layer_rule(layer, x, WrongLinearRule())
+    Traceback (most recent call last):
+    ...
+    AssertionError: 'bias', sample 0: the rule's gradient differs from float64 autograd ...
     """
     if not isinstance(layer, torch.nn.Module):
         raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")

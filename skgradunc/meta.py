@@ -66,14 +66,14 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     The paper's meta classifiers, as presets, with the features standardised
     inside (so coefficients and penalties are comparable across features):
 
-    ================  ==========================================================
-    ``"glm"``         unpenalised logistic regression
-    ``"lasso"``       L1-penalised logistic regression, lambda = 1 (``C=1``)
-    ``"ridge"``       L2-penalised logistic regression, lambda = 1 (``C=1``)
-    ``"elastic_net"`` lambda1 = lambda2 = 0.5 (``C=1, l1_ratio=0.5``)
-    ``"nn"``          one hidden layer of 15 ReLUs, L2 weight decay 1e-3
-                      (``alpha``), trained with SGD (momentum 0.9)
-    ================  ==========================================================
+    =================  ========================================================
+    ``"glm"``          unpenalised logistic regression
+    ``"lasso"``        L1-penalised logistic regression, lambda = 1 (``C=1``)
+    ``"ridge"``        L2-penalised logistic regression, lambda = 1 (``C=1``)
+    ``"elastic_net"``  lambda1 = lambda2 = 0.5 (``C=1, l1_ratio=0.5``)
+    ``"nn"``           one hidden layer of 15 ReLUs, L2 weight decay 1e-3
+                       (``alpha``), trained with SGD (momentum 0.9)
+    =================  ========================================================
 
     or any scikit-learn classifier given as ``method``.
 
@@ -89,6 +89,9 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     method : str or classifier, default="lasso"
+        A preset of the table above (``"glm"``, ``"lasso"``, ``"ridge"``,
+        ``"elastic_net"``, ``"nn"``), or a scikit-learn classifier, which is cloned
+        and fitted on the (standardised) features.
     C : float, optional
         Inverse penalty strength of the logistic presets (default: the preset's).
         Not allowed for ``"glm"`` (unpenalised) or ``"nn"``.
@@ -101,6 +104,9 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     max_iter : int, optional
         Iteration limit of the solver (default 20000 for logistic, 1000 epochs for nn).
     random_state : int or None, default=None
+        Passed to a preset's model: seeds the ``"nn"`` preset's initialisation and
+        batch shuffling, and the ``saga`` solver of the L1 and elastic-net presets.
+        Not used with a classifier given as ``method``.
 
     Attributes
     ----------
@@ -178,9 +184,19 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Fit on features X and the meta target y (1 correct, 0 wrong / OoD).
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Uncertainty features, e.g. the output of
+            :class:`~skgradunc.GradientMetricTransformer`.
+        y : array-like of shape (n_samples,)
+            The meta target, with exactly two values; the larger one (1) means
+            "correct", e.g. from :func:`~skgradunc.correctness_target`.
+
         Returns
         -------
         self : MetaClassifier
+            The fitted estimator.
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         model = self._model(len(X))
@@ -193,13 +209,36 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def predict_proba(self, X):
-        """(n_samples, 2): P(class 0 = wrong / OoD), P(class 1 = correct)."""
+        """(n_samples, 2): P(class 0 = wrong / OoD), P(class 1 = correct).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features, with the columns seen in ``fit``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, 2)
+            Column 0: P(wrong / OoD); column 1: P(correct).
+        """
         check_is_fitted(self, "estimator_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return self.estimator_.predict_proba(X)
 
     def decision_function(self, X):
-        """Confidence in "correct" as log-odds: higher = more likely correct."""
+        """Confidence in "correct" as log-odds: higher = more likely correct.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Features, with the columns seen in ``fit``.
+
+        Returns
+        -------
+        log_odds : ndarray of shape (n_samples,)
+            The log-odds log(p / (1 - p)) of p = P(correct), with p clipped to
+            [1e-15, 1 - 1e-15] so that the values stay finite.
+        """
         p = np.clip(self.predict_proba(X)[:, 1], 1e-15, 1 - 1e-15)
         return np.log(p) - np.log1p(-p)
 

@@ -60,19 +60,84 @@ def _check(y_correct, confidence):
 
 
 def auroc(y_correct, confidence):
-    """Area under the ROC curve of ``confidence`` for "correct" (higher = better)."""
+    """Area under the ROC curve of ``confidence`` for "correct" (higher = better).
+
+    Parameters
+    ----------
+    y_correct : array-like of {0, 1}, shape (n_samples,)
+        1 where the prediction is correct, 0 where it is wrong or the input is out of
+        distribution.
+    confidence : array-like of float, shape (n_samples,)
+        Higher when the prediction is more likely correct.
+
+    Returns
+    -------
+    float
+        The AUROC, in [0, 1] (0.5: no better than chance).
+
+    Examples
+    --------
+    >>> from skgradunc.metrics import auroc
+    >>> y, c = [1, 1, 0, 1, 1, 0], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    >>> auroc(y, c)      # 6 of the 8 (correct, wrong) pairs are ranked right
+    0.75
+    """
     y, score = _check(y_correct, confidence)
     return float(roc_auc_score(y, score))
 
 
 def aupr_in(y_correct, confidence):
-    """Average precision with correct predictions as the positive class."""
+    """Average precision with correct predictions as the positive class.
+
+    Parameters
+    ----------
+    y_correct : array-like of {0, 1}, shape (n_samples,)
+        1 where the prediction is correct, 0 where it is wrong or the input is out of
+        distribution.
+    confidence : array-like of float, shape (n_samples,)
+        Higher when the prediction is more likely correct.
+
+    Returns
+    -------
+    float
+        The average precision (scikit-learn's ``average_precision_score``) of
+        ``confidence`` for "correct".
+
+    Examples
+    --------
+    >>> from skgradunc.metrics import aupr_in
+    >>> y, c = [1, 1, 0, 1, 1, 0], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    >>> aupr_in(y, c)    # precision at each correct one: (1 + 1 + 3/4 + 4/5) / 4
+    0.8875
+    """
     y, score = _check(y_correct, confidence)
     return float(average_precision_score(y, score))
 
 
 def aupr_out(y_correct, confidence):
-    """Average precision with wrong / OoD as the positive class, scored by -confidence."""
+    """Average precision with wrong / OoD as the positive class, scored by -confidence.
+
+    Parameters
+    ----------
+    y_correct : array-like of {0, 1}, shape (n_samples,)
+        1 where the prediction is correct, 0 where it is wrong or the input is out of
+        distribution.
+    confidence : array-like of float, shape (n_samples,)
+        Higher when the prediction is more likely correct.
+
+    Returns
+    -------
+    float
+        The average precision (scikit-learn's ``average_precision_score``) of
+        ``-confidence`` for "wrong / OoD".
+
+    Examples
+    --------
+    >>> from skgradunc.metrics import aupr_out
+    >>> y, c = [1, 1, 0, 1, 1, 0], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    >>> aupr_out(y, c)   # from the lowest confidence: precision at each wrong one (1 + 2/4) / 2
+    0.75
+    """
     y, score = _check(y_correct, confidence)
     return float(average_precision_score(1 - y, -score))
 
@@ -88,6 +153,7 @@ def fpr_at_tpr(y_correct, confidence, tpr=0.95, positive="correct"):
     confidence : array-like of float, shape (n_samples,)
         Higher when the prediction is more likely correct.
     tpr : float in (0, 1], default=0.95
+        The true-positive rate to reach (0.95: "FPR at 95 % TPR").
     positive : {"correct", "wrong"}, default="correct"
         The positive class. ``"correct"``: the fraction of wrong / OoD inputs
         accepted when ``tpr`` of the correct ones are (in-distribution positive:
@@ -98,6 +164,8 @@ def fpr_at_tpr(y_correct, confidence, tpr=0.95, positive="correct"):
     Returns
     -------
     float
+        The false-positive rate, in [0, 1], at the first threshold whose
+        true-positive rate reaches ``tpr``.
 
     Examples
     --------
@@ -120,21 +188,65 @@ def fpr_at_tpr(y_correct, confidence, tpr=0.95, positive="correct"):
 def fpr_at_95_tpr_in(y_correct, confidence):
     """FPR at 95 % TPR with correct / in-distribution as the positive class: the fraction
     of wrong / OoD inputs accepted while 95 % of the correct ones are (Hendrycks & Gimpel
-    2017, UQGAN). Lower is better."""
+    2017, UQGAN). Lower is better.
+
+    Parameters
+    ----------
+    y_correct : array-like of {0, 1}, shape (n_samples,)
+        1 where the prediction is correct, 0 where it is wrong or the input is out of
+        distribution.
+    confidence : array-like of float, shape (n_samples,)
+        Higher when the prediction is more likely correct.
+
+    Returns
+    -------
+    float
+        The false-positive rate, in [0, 1]: :func:`fpr_at_tpr` with ``tpr=0.95`` and
+        ``positive="correct"``.
+
+    Examples
+    --------
+    >>> from skgradunc.metrics import fpr_at_95_tpr_in
+    >>> y, c = [1, 1, 0, 1, 1, 0], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    >>> fpr_at_95_tpr_in(y, c)   # accepting all 4 correct (c >= 0.5) accepts 1 of 2 wrong
+    0.5
+    """
     return fpr_at_tpr(y_correct, confidence, 0.95, positive="correct")
 
 
 def fpr_at_95_tpr_out(y_correct, confidence):
     """FPR at 95 % TPR with wrong / OoD as the positive class: the fraction of correct
     predictions flagged while 95 % of the wrong / OoD inputs are (OpenOOD, pytorch-ood).
-    Lower is better."""
+    Lower is better.
+
+    Parameters
+    ----------
+    y_correct : array-like of {0, 1}, shape (n_samples,)
+        1 where the prediction is correct, 0 where it is wrong or the input is out of
+        distribution.
+    confidence : array-like of float, shape (n_samples,)
+        Higher when the prediction is more likely correct.
+
+    Returns
+    -------
+    float
+        The false-positive rate, in [0, 1]: :func:`fpr_at_tpr` with ``tpr=0.95`` and
+        ``positive="wrong"``.
+
+    Examples
+    --------
+    >>> from skgradunc.metrics import fpr_at_95_tpr_out
+    >>> y, c = [1, 1, 0, 1, 1, 0], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]
+    >>> fpr_at_95_tpr_out(y, c)  # flagging both wrong (c <= 0.7) flags 2 of 4 correct
+    0.5
+    """
     return fpr_at_tpr(y_correct, confidence, 0.95, positive="wrong")
 
 
 def expected_calibration_error(y_correct, probability, n_bins=15, strategy="uniform"):
     """Expected calibration error of a probability of "correct".
 
-    sum_b (n_b / n) |accuracy_b - mean probability_b| over the bins of
+    ``sum_b (n_b / n) |accuracy_b - mean probability_b|`` over the bins of
     :func:`sklearn.calibration.calibration_curve` (same ``n_bins`` and
     ``strategy``, empty bins left out), whose curve is the reliability diagram.
     Lower is better; 0 is perfectly calibrated.
@@ -145,12 +257,14 @@ def expected_calibration_error(y_correct, probability, n_bins=15, strategy="unif
     probability : array-like of float in [0, 1], shape (n_samples,)
         E.g. ``MetaClassifier.predict_proba(X)[:, 1]``.
     n_bins : int, default=15
+        Number of bins the probabilities are sorted into (see ``strategy``).
     strategy : {"uniform", "quantile"}, default="uniform"
         Bins of equal width, or of equal counts.
 
     Returns
     -------
     float
+        The expected calibration error, in [0, 1].
 
     Examples
     --------
@@ -182,6 +296,7 @@ def _reliability_bins(y, p, n_bins=15, strategy="uniform"):
             np.bincount(bins, weights=p, minlength=n_bins))
 
 
+#: The scores :func:`scorer` takes by name: ``{name: (score function, greater is better)}``.
 SCORERS = {
     "auroc": (auroc, True),
     "aupr_in": (aupr_in, True),
@@ -206,6 +321,12 @@ def scorer(name):
             "fpr_at_95tpr_out", "ece"}
         ``"fpr_at_95tpr"`` is ``"fpr_at_95tpr_in"`` (correct predictions positive);
         ``"ece"`` needs ``predict_proba``.
+
+    Returns
+    -------
+    scorer : callable
+        A scorer made by :func:`sklearn.metrics.make_scorer`, called as
+        ``scorer(estimator, X, y_correct)``; negated for the lower-is-better scores.
 
     Examples
     --------

@@ -103,6 +103,24 @@ class PaperCNN(nn.Module):
             nn.init.zeros_(layer.bias)
 
     def forward(self, x):
+        """Compute the class logits of a batch of images.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n_samples, in_channels, height, width)
+            The images; their last three dimensions must match ``in_channels`` and
+            ``image_size``.
+
+        Returns
+        -------
+        logits : torch.Tensor of shape (n_samples, n_classes)
+            Unnormalised class scores (softmax lives in the loss).
+
+        Raises
+        ------
+        ValueError
+            When the images' shape is not the one the network was built for.
+        """
         if tuple(x.shape[-3:]) != self.input_shape:
             raise ValueError(
                 f"PaperCNN expects images of shape (channels, height, width) = "

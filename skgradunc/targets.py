@@ -99,6 +99,9 @@ def correctness_target(estimator, X, y=None, *, output="auto"):
     Parameters
     ----------
     estimator : fitted classifier, FrozenEstimator, or torch.nn.Module returning logits
+        The network whose predictions are judged: an estimator's ``predict`` is
+        called, a torch module's argmax of its outputs taken (in evaluation mode,
+        without gradients).
     X : array-like, tensor, Dataset, SliceDataset or DataLoader
         Inputs the network takes, in any form
         :meth:`GradientMetricTransformer.transform` reads, streamed block by block
@@ -116,6 +119,8 @@ def correctness_target(estimator, X, y=None, *, output="auto"):
     Returns
     -------
     y_correct : ndarray of int64, shape (n_samples,)
+        1 where the prediction equals the label, 0 where it does not or the label is
+        -1 (out of distribution).
 
     Examples
     --------

@@ -18,7 +18,12 @@ def fit_with_recovery(net, X, y, *, retries=2, lr_factor=0.1, seed_step=1, log=N
     Parameters
     ----------
     net : CNNClassifier (or any estimator with ``lr`` and ``random_state``)
-    X, y : training data
+        The unfitted recipe: each attempt fits a clone of it with its own ``lr``
+        and ``random_state``.
+    X : array-like of shape (n_samples, ...)
+        Training inputs, passed to each clone's ``fit``.
+    y : array-like of shape (n_samples,)
+        Training labels, passed to each clone's ``fit``.
     retries : int, default=2
         Attempts after the first one.
     lr_factor : float, default=0.1

@@ -162,8 +162,6 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         is shrunk to fit. ``None``: no bound.
     device : str, default="auto"
         Where gradients are computed: ``"auto"`` = CUDA when available.
-    verbose : bool or int, default=False
-        Show a progress bar (samples/s, time left) while transforming.
     output : {"auto", "logits", "probabilities", "log_probabilities"}, \
             default="auto"
         What the module returns. Targets and softmax features are defined on
@@ -183,6 +181,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         infinite outputs, and probabilities or log-probabilities that are not
         are refused with an error naming the shape or the sample.
         ``target="all_ones"`` needs logits.
+    verbose : bool or int, default=False
+        Show a progress bar (samples/s, time left) while transforming.
 
     Attributes
     ----------
@@ -312,6 +312,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : GradientMetricTransformer
+            The fitted transformer.
         """
         statistics, softmax, device = self._check_params()
         self._check_output_kind(self.estimator)
@@ -405,6 +406,19 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
             return engine.transform(samples, self.batch_size, self.max_memory, progress)
 
     def get_feature_names_out(self, input_features=None):
-        """Feature names ``"<group>__<statistic>"`` in column order."""
+        """Feature names ``"<group>__<statistic>"`` in column order.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored (the names do not depend on the input features); present for
+            scikit-learn's API.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str, shape (n_features_out,)
+            A copy of ``feature_names_out_``: ``"<group>__<statistic>"``,
+            ``"network__<statistic>"``, ``"softmax__entropy"``, ``"softmax__max_prob"``.
+        """
         check_is_fitted(self, "feature_names_out_")
         return self.feature_names_out_.copy()

@@ -20,21 +20,77 @@ class LayerRule:
     Subclass it, implement :meth:`gradients` (and :meth:`applies` where only some
     configurations are covered, :meth:`bytes_per_sample` for the memory bound), and
     register it for the layer types it is exact for with :func:`register_rule`.
+
+    Examples
+    --------
+    A rule for a layer of your own, ``y = x * sigmoid(w) + b`` per feature: each
+    parameter's per-sample gradient, one row a sample, from the layer's input and
+    output gradient.
+
+    >>> import torch
+    >>> from skgradunc.layer_rules import LayerRule, check_layer_rule, register_layer_rule
+    >>> class SoftGate(torch.nn.Module):
+    ...     def __init__(self, n):
+    ...         super().__init__()
+    ...         self.weight = torch.nn.Parameter(torch.zeros(n))
+    ...         self.bias = torch.nn.Parameter(torch.zeros(n))
+    ...     def forward(self, x):
+    ...         return x * torch.sigmoid(self.weight) + self.bias
+    >>> @register_layer_rule(SoftGate)
+    ... class SoftGateRule(LayerRule):
+    ...     def gradients(self, layer, x, grad_out, tensors):  # tensors: on the device
+    ...         gate = torch.sigmoid(tensors["weight"])
+    ...         return {"weight": grad_out * x * gate * (1 - gate), "bias": grad_out}
+    >>> check_layer_rule(SoftGate(6), torch.randn(5, 6))   # AssertionError if it is wrong
     """
 
     composite = False   # True: a unit of the layer's weights and its children's
 
     def applies(self, layer):
-        """Whether the rule is exact for this instance's configuration."""
+        """Whether the rule is exact for this instance's configuration.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer instance, of a type the rule is registered for.
+
+        Returns
+        -------
+        bool
+            True (the default) when the rule covers the layer; False sends it to the
+            layer-local fallback.
+        """
         return True
 
     def parameters(self, layer):
-        """Names of the layer's own parameters the rule computes gradients of."""
+        """Names of the layer's own parameters the rule computes gradients of.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer instance, of a type the rule is registered for.
+
+        Returns
+        -------
+        tuple of str
+            The parameter names; by default ``("weight", "bias")``.
+        """
         return ("weight", "bias")
 
     def local_ok(self, layer):
         """Whether the layer-local fallback may take a layer of this type where the rule
-        does not apply (not when its forward changes the layer's state)."""
+        does not apply (not when its forward changes the layer's state).
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer instance, of a type the rule is registered for.
+
+        Returns
+        -------
+        bool
+            True by default.
+        """
         return True
 
     def gradients(self, layer, x, grad_out, tensors):
@@ -43,12 +99,47 @@ class LayerRule:
         (n, ...) in any element order, or a factored form of
         :mod:`skgradunc._layers._forms`. A parameter that is None is left out.
         ``tensors``: the layer's parameters and buffers by name (its own and its
-        children's), on the device of the computation: use them, not the layer's."""
+        children's), on the device of the computation: use them, not the layer's.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer instance, of a type the rule is registered for.
+        x : torch.Tensor of shape (n_samples, ...)
+            The layer's input in this call, one sample a row.
+        grad_out : torch.Tensor of shape (n_samples, ...)
+            The gradient of the loss with respect to the layer's output in this call.
+        tensors : dict of str to torch.Tensor
+            The layer's parameters and buffers by name (its own and its children's),
+            on the device of the computation.
+
+        Returns
+        -------
+        dict of str to torch.Tensor or factored gradient
+            Per parameter name, the per-sample gradients: a tensor (n_samples, ...)
+            or an ``Outer``, ``LowRank`` or ``Rows`` of :mod:`skgradunc._layers._forms`.
+        """
         raise NotImplementedError
 
     def bytes_per_sample(self, layer, x, grad_out):
         """Bytes one sample's gradients occupy while summarised (gradient, inputs,
-        statistics' temporaries): samples are processed in blocks that fit the bound."""
+        statistics' temporaries): samples are processed in blocks that fit the bound.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer instance, of a type the rule is registered for.
+        x : torch.Tensor of shape (n_samples, ...)
+            The layer's input in this call.
+        grad_out : torch.Tensor of shape (n_samples, ...)
+            The gradient of the loss with respect to the layer's output.
+
+        Returns
+        -------
+        int
+            Bytes per sample; by default three times the element size of ``grad_out``
+            per element of the layer's own parameters.
+        """
         size = grad_out.element_size()
         return size * 3 * sum(p.numel() for p in layer.parameters(recurse=False))
 

@@ -15,8 +15,8 @@ def to_gray28(images, *, size=28, invert=False):
 
     Parameters
     ----------
-    images : array of shape (n, H, W), (n, H, W, 3|4) or (n, 1|3, H, W);
-        uint8 (0-255), bool (ink = True) or float in [0, 1].
+    images : array of shape (n, H, W), (n, H, W, 3|4) or (n, 1|3, H, W)
+        Pixel values: uint8 (0-255), bool (ink = True) or float in [0, 1].
     size : int
         Output height and width.
     invert : bool
@@ -25,6 +25,19 @@ def to_gray28(images, *, size=28, invert=False):
     Returns
     -------
     ndarray of float32, shape (n, 1, size, size)
+        The gray images, values in [0, 1].
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from skgradunc.datasets import to_gray28
+    >>> rgb = np.zeros((2, 32, 32, 3), dtype=np.uint8)    # two black colour images
+    >>> rgb[:, 8:24, 8:24] = 255                           # with a white square
+    >>> X = to_gray28(rgb)
+    >>> X.shape, X.dtype, float(X.min()), round(float(X[0, 0, 14, 14]), 3)
+    ((2, 1, 28, 28), dtype('float32'), 0.0, 1.0)
+    >>> to_gray28(rgb, size=8, invert=True).shape
+    (2, 1, 8, 8)
     """
     x = np.asarray(images)
     if x.dtype == np.uint8:

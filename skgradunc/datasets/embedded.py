@@ -14,7 +14,7 @@ __all__ = ["load_digits28", "load_letters28", "load_natural28"]
 
 
 def load_digits28(*, return_X_y=False, image_size=28):
-    """scikit-learn's bundled handwritten digits, resampled to 1x28x28.
+    """Scikit-learn's bundled handwritten digits, resampled to 1x28x28.
 
     The 1,797 8x8 digits of :func:`sklearn.datasets.load_digits` (values
     0-16) are scaled to [0, 1] and upsampled bilinearly to ``image_size``, so
@@ -84,12 +84,16 @@ def load_letters28(n_per_class=40, *, random_state=0, return_X_y=False):
     n_per_class : int, default=40
         Images per letter (half upper, half lower case).
     random_state : int or RandomState, default=0
+        Seeds the sizes, strokes, rotations, shears and offsets of the glyphs.
     return_X_y : bool, default=False
+        Return ``(X, y)`` instead of a Bunch.
 
     Returns
     -------
-    Bunch (``data`` float32 (26 * n_per_class, 1, 28, 28), ``target``, ``target_names``)
-    or ``(X, y)``.
+    data : Bunch or tuple of ndarray
+        Bunch (``data`` float32 (26 * n_per_class, 1, 28, 28) in [0, 1], ``target``
+        int64 (26 * n_per_class,), ``target_names``, ``DESCR``) or ``(X, y)`` when
+        ``return_X_y`` is True.
 
     Examples
     --------
@@ -137,9 +141,17 @@ def load_natural28(n_samples=1000, *, random_state=0):
     photographs bundled with scikit-learn (:func:`sklearn.datasets.load_sample_images`),
     converted to gray scale and resized to 28x28 with anti-aliasing.
 
+    Parameters
+    ----------
+    n_samples : int, default=1000
+        Number of patches.
+    random_state : int, RandomState or None, default=0
+        Seeds the choice of photograph, crop size, position and mirroring.
+
     Returns
     -------
     X : ndarray of float32, shape (n_samples, 1, 28, 28)
+        The patches, values in [0, 1].
 
     Examples
     --------

@@ -22,10 +22,12 @@ def make_noise(n_samples, *, kind="uniform", shape=(1, 28, 28), random_state=Non
     shape : tuple of int, default=(1, 28, 28)
         Shape of one image, e.g. ``X.shape[1:]``.
     random_state : int, RandomState or None, default=None
+        Seeds the noise; None draws from numpy's global random state.
 
     Returns
     -------
-    X : ndarray of float32, shape (n_samples, *shape)
+    X : ndarray of float32, shape (n_samples,) + shape
+        The noise images, values in [0, 1].
 
     Examples
     --------

@@ -107,7 +107,47 @@ def _check_same_length(what, images, labels):
 
 
 def load_mnist(root, *, train=True, download=False):
-    """MNIST through :class:`torchvision.datasets.MNIST` (``root/MNIST/raw/``)."""
+    """MNIST through :class:`torchvision.datasets.MNIST` (``root/MNIST/raw/``).
+
+    Parameters
+    ----------
+    root : str or path-like
+        The folder holding ``MNIST/raw/`` (torchvision's layout).
+    train : bool, default=True
+        The training split (True) or the test split (False).
+    download : bool, default=False
+        Let torchvision download the missing files into ``root``.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_samples, 1, 28, 28)
+        The images, values in [0, 1].
+    y : ndarray of int64, shape (n_samples,)
+        The digits, 0-9.
+
+    Examples
+    --------
+    Four tiny IDX files in torchvision's layout (the real ones come from
+    ``download=True``):
+
+    >>> import shutil, struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from skgradunc.datasets import load_mnist
+    >>> def write_idx(path, array):          # MNIST's format: magic, sizes, uint8 values
+    ...     header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    ...     _ = path.write_bytes(header + array.astype(np.uint8).tobytes())
+    >>> root = Path(tempfile.mkdtemp())
+    >>> raw = root / "MNIST" / "raw"
+    >>> raw.mkdir(parents=True)
+    >>> for part, n in [("train", 3), ("t10k", 2)]:    # torchvision requires all four
+    ...     write_idx(raw / f"{part}-images-idx3-ubyte", np.zeros((n, 28, 28)))
+    ...     write_idx(raw / f"{part}-labels-idx1-ubyte", np.arange(n))
+    >>> X, y = load_mnist(root, train=False)
+    >>> X.shape, X.dtype, y.tolist()
+    ((2, 1, 28, 28), dtype('float32'), [0, 1])
+    >>> shutil.rmtree(root)
+    """
     from torchvision.datasets import MNIST
     # torchvision requires all four files, whichever split is read
     files = _idx_files(Path(root) / "MNIST" / "raw", ("train", "t10k"))
@@ -123,6 +163,50 @@ def load_emnist(root, *, split="digits", train=True, download=False):
 
     Images are transposed into MNIST's orientation (EMNIST's files store them
     transposed). For ``split="letters"`` the labels 1-26 become 0-25 (a/A-z/Z).
+
+    Parameters
+    ----------
+    root : str or path-like
+        The folder holding ``EMNIST/raw/`` (torchvision's layout).
+    split : str, default="digits"
+        The EMNIST split, as :class:`torchvision.datasets.EMNIST` names it
+        (``"byclass"``, ``"bymerge"``, ``"balanced"``, ``"letters"``, ``"digits"``,
+        ``"mnist"``).
+    train : bool, default=True
+        The training part of the split (True) or its test part (False).
+    download : bool, default=False
+        Let torchvision download the missing files into ``root``.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_samples, 1, 28, 28)
+        The images, values in [0, 1].
+    y : ndarray of int64, shape (n_samples,)
+        The split's labels (0-25 for ``"letters"``).
+
+    Examples
+    --------
+    A tiny ``letters`` test split in torchvision's layout (the real files come from
+    ``download=True``):
+
+    >>> import shutil, struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from skgradunc.datasets import load_emnist
+    >>> def write_idx(path, array):          # MNIST's format: magic, sizes, uint8 values
+    ...     header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    ...     _ = path.write_bytes(header + array.astype(np.uint8).tobytes())
+    >>> root = Path(tempfile.mkdtemp())
+    >>> raw = root / "EMNIST" / "raw"
+    >>> raw.mkdir(parents=True)
+    >>> images = np.zeros((2, 28, 28))
+    >>> images[0, 0, 5] = 255                          # row 0, column 5 in the file
+    >>> write_idx(raw / "emnist-letters-test-images-idx3-ubyte", images)
+    >>> write_idx(raw / "emnist-letters-test-labels-idx1-ubyte", np.array([1, 26]))  # a, z
+    >>> X, y = load_emnist(root, split="letters", train=False)
+    >>> X.shape, y.tolist(), float(X[0, 0, 5, 0])    # transposed: row 5, column 0
+    ((2, 1, 28, 28), [0, 25], 1.0)
+    >>> shutil.rmtree(root)
     """
     from torchvision.datasets import EMNIST
     files = _idx_files(Path(root) / "EMNIST" / "raw",
@@ -140,8 +224,36 @@ def load_emnist(root, *, split="digits", train=True, download=False):
 def load_emnist_sample(path, *, subset="letters"):
     """The EMNIST *byclass* sample kept as ``.npz`` (images already upright).
 
-    ``subset``: ``"letters"`` (labels 0-25, case merged), ``"digits"`` (0-9) or
-    ``"byclass"`` (all 62 classes).
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` file, holding the arrays ``images``, ``labels`` and
+        ``letters_labels``.
+    subset : {"letters", "digits", "byclass"}, default="letters"
+        ``"letters"`` (labels 0-25, case merged), ``"digits"`` (0-9) or
+        ``"byclass"`` (all 62 classes).
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_samples, 1, 28, 28)
+        The images, values in [0, 1].
+    y : ndarray of int64, shape (n_samples,)
+        The labels of ``subset``.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from skgradunc.datasets import load_emnist_sample
+    >>> path = Path(tempfile.mkdtemp()) / "sample.npz"
+    >>> np.savez(path, images=np.zeros((3, 28, 28), dtype=np.uint8),
+    ...          labels=[3, 10, 36],           # byclass: 0-9 digits, 10-35 A-Z, 36-61 a-z
+    ...          letters_labels=[-1, 1, 1])    # 1-26: a/A-z/Z; -1: a digit
+    >>> X, y = load_emnist_sample(path)
+    >>> X.shape, y.tolist(), load_emnist_sample(path, subset="digits")[1].tolist()
+    ((2, 1, 28, 28), [0, 0], [3])
+    >>> shutil.rmtree(path.parent)
     """
     path = Path(path)
     if not path.is_file():
@@ -182,6 +294,47 @@ def load_cifar10_gray(root, *, train=False, download=False):
     :class:`torchvision.datasets.CIFAR10` when they are there; otherwise an image
     folder or zip of class folders: ``root/test/<class>/*.jpg`` or
     ``root/cifar10_test_jpg.zip`` (``train`` then selects ``train``/``test``).
+
+    Parameters
+    ----------
+    root : str or path-like
+        The folder holding ``cifar-10-batches-py``, or the image folder or zip.
+    train : bool, default=False
+        The training split (True) or the test split (False).
+    download : bool, default=False
+        Let torchvision download the python batches into ``root``.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_samples, 1, 28, 28)
+        The images, values in [0, 1].
+    y : ndarray of int64, shape (n_samples,)
+        The classes, 0-9 (from an image folder: its class folders, numbered in
+        sorted order).
+
+    Examples
+    --------
+    An image folder of two classes (the python batches cannot be made tiny:
+    torchvision checks their MD5):
+
+    >>> import shutil, tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from skgradunc.datasets import load_cifar10_gray
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for name in ["test/cat/0.png", "test/cat/1.png", "test/dog/0.png"]:
+    ...     (root / name).parent.mkdir(parents=True, exist_ok=True)
+    ...     Image.new("RGB", (32, 32), color=(255, 255, 255)).save(root / name)
+    >>> X, y = load_cifar10_gray(root)
+    >>> X.shape, y.tolist(), round(float(X.max()), 3)
+    ((3, 1, 28, 28), [0, 0, 1], 1.0)
+    >>> shutil.rmtree(root)
+
+    The python batches (all six, and batches.meta) read from
+    ``root/cifar-10-batches-py/``; the test split gives X (10000, 1, 28, 28) and
+    y (10000,):
+
+    >>> X, y = load_cifar10_gray("data", download=True)  # doctest: +SKIP
     """
     root = Path(root)
     split = "train" if train else "test"
@@ -209,6 +362,49 @@ def load_omniglot(root, *, background=True, download=False):
     :class:`torchvision.datasets.Omniglot`, or else every ``images_background*.zip``
     (``images_evaluation*.zip`` when ``background=False``) in ``root``. Labels
     number the characters (alphabet/character folders) in sorted order.
+
+    Parameters
+    ----------
+    root : str or path-like
+        The folder holding ``omniglot-py/`` (torchvision's layout) or the zip files.
+    background : bool, default=True
+        The background set (True) or the evaluation set (False).
+    download : bool, default=False
+        Let torchvision download the set into ``root``.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_samples, 1, 28, 28)
+        The images, values in [0, 1].
+    y : ndarray of int64, shape (n_samples,)
+        The character of each image, numbered as described above.
+
+    Examples
+    --------
+    A zip of two characters of one alphabet (torchvision's layout cannot be made
+    tiny: it checks the MD5 of the zip it came from):
+
+    >>> import io, shutil, tempfile, zipfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from skgradunc.datasets import load_omniglot
+    >>> root = Path(tempfile.mkdtemp())
+    >>> with zipfile.ZipFile(root / "images_background_small1.zip", "w") as archive:
+    ...     for character in ["character01", "character02"]:
+    ...         png = io.BytesIO()
+    ...         Image.new("L", (105, 105), color=255).save(png, format="PNG")  # white paper
+    ...         member = f"images_background_small1/Latin/{character}/0.png"
+    ...         archive.writestr(member, png.getvalue())
+    >>> X, y = load_omniglot(root)
+    >>> X.shape, y.tolist(), round(float(X.max()), 3)  # inverted: the paper became 0
+    ((2, 1, 28, 28), [0, 1], 0.0)
+    >>> shutil.rmtree(root)
+
+    torchvision's layout reads ``root/omniglot-py/images_background/`` (beside
+    ``images_background.zip``); the background set gives X (19280, 1, 28, 28) and
+    y (19280,), 964 characters:
+
+    >>> X, y = load_omniglot("data", download=True)  # doctest: +SKIP
     """
     root = Path(root)
     folder = "images_background" if background else "images_evaluation"
@@ -234,11 +430,44 @@ def load_omniglot(root, *, background=True, download=False):
 
 
 def load_notmnist(root, *, train=False):
-    """notMNIST letters A-J (labels 0-9) from MNIST-format IDX files.
+    """The notMNIST letters A-J (labels 0-9) from MNIST-format IDX files.
 
     Looks for ``t10k-images-idx3-ubyte[.gz]`` and ``t10k-labels-idx1-ubyte[.gz]``
     (``train-*`` when ``train=True``) in ``root``; otherwise an image folder
     ``root/notMNIST_small/<letter>/*.png`` (``notMNIST_large`` for train).
+
+    Parameters
+    ----------
+    root : str or path-like
+        The folder holding the IDX files or the image folder.
+    train : bool, default=False
+        Read the ``train-*`` files (or ``notMNIST_large``) instead of the ``t10k-*``
+        ones (or ``notMNIST_small``).
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_samples, 1, 28, 28)
+        The images, values in [0, 1].
+    y : ndarray of int64, shape (n_samples,)
+        The letters A-J as 0-9.
+
+    Examples
+    --------
+    >>> import gzip, shutil, struct, tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from skgradunc.datasets import load_notmnist
+    >>> def write_idx_gz(path, array):       # MNIST's format: magic, sizes, uint8 values
+    ...     header = bytes([0, 0, 8, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    ...     with gzip.open(path, "wb") as handle:
+    ...         _ = handle.write(header + array.astype(np.uint8).tobytes())
+    >>> root = Path(tempfile.mkdtemp())
+    >>> write_idx_gz(root / "t10k-images-idx3-ubyte.gz", np.zeros((3, 28, 28)))
+    >>> write_idx_gz(root / "t10k-labels-idx1-ubyte.gz", np.array([0, 4, 9]))  # A, E, J
+    >>> X, y = load_notmnist(root)
+    >>> X.shape, y.tolist()
+    ((3, 1, 28, 28), [0, 4, 9])
+    >>> shutil.rmtree(root)
     """
     root = Path(root)
     prefix = "train" if train else "t10k"
@@ -263,6 +492,38 @@ def load_image_folder(path, *, invert=False):
     Classes are the names of the folders holding the images, numbered in the
     sorted order of those names. Images are converted to gray scale and resized to
     28x28; ``invert=True`` for dark ink on light paper.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder, or the zip file, of ``<class>/<image>`` files.
+    invert : bool, default=False
+        Invert the gray values (1 - x), for dark ink on light paper.
+
+    Returns
+    -------
+    X : ndarray of float32, shape (n_samples, 1, 28, 28)
+        The images, values in [0, 1].
+    y : ndarray of int64, shape (n_samples,)
+        The classes, numbered in the sorted order of their folder names.
+
+    Examples
+    --------
+    >>> import shutil, tempfile
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> from skgradunc.datasets import load_image_folder
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> for name in ["circle/0.png", "circle/1.jpg", "square/0.png"]:
+    ...     (folder / name).parent.mkdir(exist_ok=True)
+    ...     Image.new("L", (40, 30), color=255).save(folder / name)    # white, any size
+    >>> X, y = load_image_folder(folder)
+    >>> X.shape, y.tolist(), round(float(X.min()), 3)
+    ((3, 1, 28, 28), [0, 0, 1], 1.0)
+    >>> X, y = load_image_folder(folder, invert=True)    # for dark ink on white paper
+    >>> round(float(X.max()), 3)
+    0.0
+    >>> shutil.rmtree(folder)
     """
     return _to_dataset(*_read_images(path, class_depth=1), invert=invert)
 
@@ -326,12 +587,37 @@ _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f
 def read_idx(path):
     """An IDX file (MNIST's format), plain or gzip-compressed, as a numpy array.
 
+    Parameters
+    ----------
+    path : str or path-like
+        The file; a name ending in ``.gz`` is read as gzip-compressed.
+
+    Returns
+    -------
+    ndarray
+        The array, of the shape and dtype its header gives (read-only: a view of
+        the file's bytes).
+
     Raises
     ------
     FileNotFoundError
         When ``path`` does not exist.
     ValueError
         When it exists but is truncated or corrupt, or is not an IDX file.
+
+    Examples
+    --------
+    >>> import shutil, struct, tempfile
+    >>> from pathlib import Path
+    >>> from skgradunc.datasets import read_idx
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> magic = bytes([0, 0, 0x08, 2])                # uint8 values, 2 dimensions
+    >>> data = magic + struct.pack(">2I", 2, 3) + bytes(range(6))
+    >>> _ = (folder / "numbers-idx2-ubyte").write_bytes(data)
+    >>> read_idx(folder / "numbers-idx2-ubyte")
+    array([[0, 1, 2],
+           [3, 4, 5]], dtype=uint8)
+    >>> shutil.rmtree(folder)
     """
     path = Path(path)
     data = _read_maybe_gzip(path)

@@ -36,6 +36,8 @@ class ReproduceConfig:
     out : str, default="skgradunc-results"
         Where the tables, the figure and the per-run cache go.
     device : str, default="auto"
+        Where networks train and gradients are computed: ``"auto"`` uses CUDA when
+        available, else the CPU.
     seed : int, default=0
         Run k (counting from 0) seeds its split, CNN and meta classifiers with ``seed + k``.
     split : three floats or None, default=None
@@ -63,6 +65,14 @@ class ReproduceConfig:
     -----
     :func:`check_config` refuses values that cannot be run; ``config.json`` records
     the values used, with epochs and lr resolved.
+
+    Examples
+    --------
+    >>> from skgradunc.experiments import ReproduceConfig
+    >>> ReproduceConfig(runs=1, epochs=1)     # None: the protocol's or the data set's value
+    ReproduceConfig(data=None, root=None, runs=1, out='skgradunc-results', device='auto',
+                    seed=0, split=None, epochs=1, lr=None, batch_size=256, ood_size=2000,
+                    protocol='paper', preset=None)
     """
 
     data: str = None            # None: the protocol's
@@ -125,10 +135,28 @@ def check_config(config):
     The one check of ``skgradunc reproduce``'s options and of :func:`run_protocol`'s
     ``config`` (None values take their protocol's defaults first); it touches no file.
 
+    Parameters
+    ----------
+    config : ReproduceConfig
+        The settings to check; it is not changed.
+
     Raises
     ------
     ValueError
         Naming the first bad setting, what it must be and the value given.
+
+    Examples
+    --------
+    >>> from skgradunc.experiments import ReproduceConfig, check_config
+    >>> check_config(ReproduceConfig(runs=1, epochs=1))         # can be run: no error
+    >>> check_config(ReproduceConfig(split=(0.8, 0.3, 0.1)))
+    Traceback (most recent call last):
+    ...
+    ValueError: split must be three positive fractions summing to at most 1, got (0.8, 0.3, 0.1)
+    >>> check_config(ReproduceConfig(protocol="uqgan", epochs=3))
+    Traceback (most recent call last):
+    ...
+    ValueError: epochs: only for --protocol paper; the uqgan protocol's training is set by ...
     """
     config = with_protocol_defaults(config)
     if config.protocol == "uqgan":
@@ -168,13 +196,47 @@ def run_protocol(config, log=print):
     ``config.protocol`` picks the paper's protocol or UQGAN's benchmark
     (:func:`~skgradunc.experiments.uqgan_protocol.run_uqgan_protocol`).
 
-    Returns the aggregated results ``{table: {row: {column: {score: {mean, sem, runs}}}}}``.
+    Parameters
+    ----------
+    config : ReproduceConfig
+        The settings (checked by :func:`check_config`; None values take their
+        protocol's defaults).
+    log : callable, default=print
+        Called with each progress message. With ``print``, the messages of the runs
+        go through ``tqdm.write``, so that they do not break the progress bar.
+
+    Returns
+    -------
+    results : dict
+        The aggregated results ``{table: {row: {column: {score: {mean, sem, runs}}}}}``.
 
     Raises
     ------
     ValueError
         For a bad setting (:func:`check_config`), and for a cached run in
         ``config.out`` made with other settings, or corrupt, naming the file.
+
+    Examples
+    --------
+    A bad setting is refused before anything is read or written:
+
+    >>> from skgradunc.experiments import ReproduceConfig, run_protocol
+    >>> run_protocol(ReproduceConfig(runs=0), log=lambda message: None)
+    Traceback (most recent call last):
+    ...
+    ValueError: runs must be a positive integer, got 0
+
+    One run of one training epoch on the embedded digits takes 20 s or more on two
+    CPU cores, so it is not run here. ``sorted(results)`` is then ``['Calibration',
+    'LASSO coefficients', 'Table 1', 'Table 2', 'Table 3']``, and ``out`` holds
+    ``tables.md``, ``tables.csv``, ``tables.json``, ``config.json``, the figures
+    ``figure2.png``, ``reliability.png`` and ``lasso_coefficients.png``, and
+    ``runs/run-01/``, the cache a second call resumes from:
+
+    >>> import tempfile
+    >>> out = tempfile.mkdtemp()  # doctest: +SKIP
+    >>> results = run_protocol(ReproduceConfig(runs=1, epochs=1, out=out),  # doctest: +SKIP
+    ...                        log=lambda message: None)
     """
     check_config(config)
     config = with_protocol_defaults(config)

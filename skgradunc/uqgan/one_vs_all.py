@@ -35,12 +35,19 @@ class OneVsAllClassifier(OneVsAllOutputMixin, LinearDecayMixin, ImageClassifierB
         ``image_size`` are filled in from the data when the class takes them.
     criterion : default=torch.nn.BCEWithLogitsLoss
         Only what skorch reads to interpret outputs; the loss is the one above.
-    optimizer : default=torch.optim.Adam
+    optimizer : torch.optim.Optimizer class, default=torch.optim.Adam
+        Passed to skorch, with weight decay 2e-4 by default
+        (``optimizer__weight_decay``).
     lr : float, default=1e-3
+        The learning rate of the first epoch, falling linearly to ``min_lr``.
     max_epochs : int, default=200
         The authors' count; far fewer suffice on MNIST (the reproduction's CPU preset).
     batch_size : int, default=256
+        Samples per mini-batch, in training and prediction (skorch's
+        ``batch_size``); ``-1`` makes the whole data set one batch.
     device : str, default="auto"
+        Where the network trains and predicts (skorch's ``device``): ``"auto"`` uses
+        CUDA when a GPU is visible, else the CPU.
     random_state : int or None, default=None
         Seeds initialisation, shuffling and dropout.
     min_lr : float, default=1e-5
@@ -95,11 +102,19 @@ class OneVsAllClassifier(OneVsAllOutputMixin, LinearDecayMixin, ImageClassifierB
         Parameters
         ----------
         X : array-like of shape (n_samples, channels, height, width)
+            Training images, checked and converted as for
+            :class:`~skgradunc.CNNClassifier` (uint8 is scaled by 1/255).
         y : array-like of int, shape (n_samples,)
+            Classes 0..K-1. Their counts give ``class_prior_`` and the weights of
+            the negative targets.
+        **fit_params : dict
+            Passed on to skorch's ``fit`` (to the module's ``forward`` and to the
+            ``train_split`` call).
 
         Returns
         -------
         self : OneVsAllClassifier
+            The fitted estimator.
         """
         continuing = self.warm_start and getattr(self, "initialized_", False)
         return super().fit(X, self._count_classes(y, continuing), **fit_params)
@@ -108,9 +123,24 @@ class OneVsAllClassifier(OneVsAllOutputMixin, LinearDecayMixin, ImageClassifierB
         """Train ``max_epochs`` more epochs from the current weights (the class prior and
         negative weights of the first fit are kept).
 
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, channels, height, width)
+            Training images, checked and converted as for
+            :class:`~skgradunc.CNNClassifier` (uint8 is scaled by 1/255).
+        y : array-like of int, shape (n_samples,), default=None
+            Classes 0..K-1. Needed on the first call, whose label counts give the
+            class prior and the negative weights.
+        classes : array-like or None, default=None
+            Unused; passed to skorch, which takes it for scikit-learn compatibility.
+        **fit_params : dict
+            Passed on to skorch's ``partial_fit`` (to the module's ``forward`` and
+            to the ``train_split`` call).
+
         Returns
         -------
         self : OneVsAllClassifier
+            The fitted estimator.
         """
         first = not hasattr(self, "negative_weights_")
         labels = self._count_classes(y, continuing=not first) if first else y
@@ -133,6 +163,28 @@ class OneVsAllClassifier(OneVsAllOutputMixin, LinearDecayMixin, ImageClassifierB
         return labels
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
+        """The one-vs-all loss of a batch (skorch's hook, in place of ``criterion``).
+
+        BCE(p_y, 1) summed per sample and averaged over the batch, plus
+        ``lambda_negative`` times the mean of BCE(p_k, 0) over the other outputs,
+        each weighted by n_k / n_y.
+
+        Parameters
+        ----------
+        y_pred : torch.Tensor of shape (batch_size, n_classes)
+            The module's logits, one per class.
+        y_true : torch.Tensor or array-like of int, shape (batch_size,)
+            The batch's classes.
+        X : object, default=None
+            The batch's inputs; unused (skorch's signature).
+        training : bool, default=False
+            Whether the net is training; unused (skorch's signature).
+
+        Returns
+        -------
+        loss : torch.Tensor
+            The scalar loss, on the device of ``y_pred``.
+        """
         y_true = to_tensor(y_true, device=y_pred.device)
         return one_vs_all_loss(y_pred, y_true, self.negative_weights_.to(y_pred.device),
                                self.lambda_negative)

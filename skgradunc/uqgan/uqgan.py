@@ -55,6 +55,7 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         50 and 100, as theirs). The authors keep the epoch of least validation loss;
         here the last one is kept.
     cae_lr : float, default=1e-3
+        Adam learning rate of the auto-encoder (divided by 10 after epochs 50 and 100).
     iterations : int, default=2000
         Generator steps (one batch each), the authors' MNIST count.
     critic_iterations, classifier_iterations : int, default=5
@@ -68,7 +69,11 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
     classifier_lr, classifier_min_lr : float, default=1e-3, 1e-4
         Adam learning rate of the classifier, falling linearly.
     batch_size : int, default=256
+        Samples per step, in every phase; full batches only, so ``fit`` needs at least
+        ``batch_size`` samples. At least 2 (the generator's BatchNorm).
     device : str, default="auto"
+        Where training and prediction run: ``"auto"`` uses CUDA when available, else
+        the CPU. The fitted networks are kept on the CPU.
     random_state : int or None, default=None
         Seeds the networks, the batches and the noise.
     verbose : bool, default=True
@@ -166,6 +171,7 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         Returns
         -------
         self : UQGANClassifier
+            The fitted estimator.
         """
         device = self._check_params()
         X = check_images(X)
@@ -346,12 +352,15 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         y : array-like of int, shape (n_samples,)
+            The class of each image to generate, among ``classes_``.
         random_state : int or None, default=None
             Seeds the generator's noise; None draws it from torch's global generator.
 
         Returns
         -------
         images : ndarray of float32, shape (n_samples, channels, height, width)
+            One decoded image per entry of ``y``, values in [0, 1] (sigmoid of the
+            decoder's output).
         """
         check_is_fitted(self, "generator_")
         y = torch.from_numpy(check_labels(y, len(y), n_classes=len(self.classes_)))
