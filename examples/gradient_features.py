@@ -1,4 +1,8 @@
-"""Gradient metrics of the paper's CNN on the embedded digits, one feature at a time.
+"""
+Gradient metrics, one feature at a time
+=======================================
+
+Gradient metrics of the paper's CNN on the embedded digits, one feature at a time.
 
 Trains the CNN, computes all gradient features of the held-out digits and of uniform noise, and
 prints how well each single feature separates correct from wrong predictions and digits from
@@ -7,6 +11,7 @@ noise (AUROC; the feature's sign is chosen so that higher means "more likely cor
 Run: python examples/gradient_features.py
 """
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from sklearn.frozen import FrozenEstimator
@@ -41,3 +46,18 @@ rows = {name: {"correct vs wrong": auroc(digits[name][correct], digits[name][~co
 table = pd.DataFrame(rows).T.sort_values("correct vs wrong", ascending=False)
 print(f"test accuracy {correct.mean():.3f}; {(~correct).sum()} wrong predictions")
 print(table.round(3).head(12).to_string())
+
+# %%
+# The twelve features that best separate correct from wrong predictions, and how the same
+# features separate correct predictions from noise.
+top = table.head(12).iloc[::-1]
+fig, ax = plt.subplots(figsize=(6.4, 4.8))
+positions = np.arange(len(top))
+ax.barh(positions + 0.2, top["correct vs wrong"], height=0.4, label="correct vs wrong")
+ax.barh(positions - 0.2, top["correct vs noise"], height=0.4, label="correct vs noise")
+ax.set_yticks(positions, top.index)
+ax.set_xlim(0.5, 1)
+ax.set_xlabel("AUROC of the single feature")
+ax.legend(loc="lower right")
+fig.tight_layout()
+plt.show()

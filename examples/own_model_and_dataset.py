@@ -1,4 +1,8 @@
-"""Your own image files, your own network: gradient uncertainty on a PyTorch data pipeline.
+"""
+Your own network and your own image files
+=========================================
+
+Your own image files, your own network: gradient uncertainty on a PyTorch data pipeline.
 
 Nothing here is the package's own model or data format: the images are PNG files read by
 torchvision's ``ImageFolder``, the network is a small ``torch.nn.Module`` trained with plain
@@ -6,6 +10,7 @@ skorch, and skgradunc reads the torch Datasets as they are (labels from their ``
 items, images decoded as the transform makes them, block by block).
 
 Protocol (fixed seeds):
+
 1. write the 1,797 embedded digits as 28x28 grayscale PNGs, ``root/<label>/<i>.png`` (stand-in
    for your own folder of images), and read them with ``ImageFolder(root, transform=...)``;
 2. split the indices (stratified): 1,000 to train the network, 500 for the meta classifier,

@@ -1,4 +1,8 @@
-"""One run of the paper's protocol with the public API (what `skgradunc reproduce` automates).
+"""
+One run of the paper's protocol with the public API
+===================================================
+
+One run of the paper's protocol with the public API (what ``skgradunc reproduce`` automates).
 
 1. split the in-distribution data in the paper's proportions (60k : 20k : 200k);
 2. train the paper's CNN on the training part;
@@ -10,6 +14,7 @@
 Run: python examples/reproduce_protocol.py
 """
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from sklearn.frozen import FrozenEstimator
@@ -62,3 +67,30 @@ nn = sgu.MetaClassifier("nn", random_state=0).fit(
     pd.concat([F_val[metrics_only], F_known]), np.r_[y_val, np.zeros(len(F_known))])
 rows["NN + 200 noise"] = aurocs(lambda F: nn.predict_proba(F[metrics_only])[:, 1])
 print(pd.DataFrame(rows).T.round(3).to_string())
+
+# %%
+# The paper's Figure 2: one feature's distribution for correct and wrong test predictions and
+# for each unknown concept (here the network-wide L2 norm of the gradient, on a log scale).
+groups = {"correct": F_test["network__l2"][y_test == 1],
+          "wrong": F_test["network__l2"][y_test == 0],
+          **{name: F["network__l2"] for name, F in F_concepts.items()}}
+fig, ax = plt.subplots(figsize=(7, 3.8))
+ax.violinplot([np.log10(v) for v in groups.values()], showmedians=True)
+ax.set_xticks(range(1, len(groups) + 1), list(groups))
+ax.set_ylabel("log10 network L2 norm of the gradient")
+fig.tight_layout()
+
+# %%
+# Which features the LASSO (Table 2) keeps: its coefficients on standardised features, per
+# layer and statistic (zero: dropped by the L1 penalty; positive: more likely correct).
+coefficients = pd.Series(lasso.estimator_[-1].coef_.ravel(), index=metrics_only)
+coefficients.index = pd.MultiIndex.from_tuples([tuple(c.rsplit("__", 1)) for c in metrics_only])
+grid = coefficients.unstack()
+fig, ax = plt.subplots(figsize=(8, 3.2))
+bound = np.abs(grid.to_numpy(dtype=float)[~np.isnan(grid.to_numpy(dtype=float))]).max()
+image = ax.imshow(grid.to_numpy(dtype=float), cmap="coolwarm", vmin=-bound, vmax=bound)
+ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=45, ha="right")
+ax.set_yticks(range(grid.shape[0]), grid.index)
+fig.colorbar(image, ax=ax, label="LASSO coefficient")
+fig.tight_layout()
+plt.show()

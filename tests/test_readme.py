@@ -63,5 +63,11 @@ def test_ci_runs_exactly_readmes_test_command():
     assert install_and_test[0] in ci_script
 
 
+def test_ci_builds_the_docs_with_readmes_command():
+    docs = [b.strip() for b in code_blocks("bash") if "sphinx-build" in b]
+    assert docs == ['pip install ".[docs]" && sphinx-build -W -b html docs docs/_build/html']
+    assert docs[0] in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
 def test_readme_has_the_main_job_command():
     assert "pip install . && skgradunc" in [b.strip() for b in code_blocks("bash")]
