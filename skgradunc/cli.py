@@ -113,7 +113,7 @@ def _add_reproduce_arguments(parser):
                         help="fractions of the in-distribution data (default: the paper's "
                              "60k/20k/200k proportions; 50k/10k/10k for mnist)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=defaults.preset,
-                        help="--protocol uqgan's training budgets: cpu, one run in about 35 "
+                        help="--protocol uqgan's training budgets: cpu, one run in about 30 "
                              "min on 2 CPU cores; authors, their MNIST settings, for a GPU "
                              "(default: cpu)")
     _add_common_arguments(parser, device=defaults.device)

@@ -1,6 +1,8 @@
 """GradientMetricTransformer: inputs -> layerwise gradient statistics."""
 
 import copy
+import threading
+import weakref
 from contextlib import contextmanager
 
 import numpy as np
@@ -85,6 +87,21 @@ def _progress(total, verbose):
     with tqdm(total=total, unit="sample", desc="gradient features",
               dynamic_ncols=True) as bar:
         yield bar.update
+
+
+_NETWORK_LOCKS = weakref.WeakKeyDictionary()
+_NETWORK_LOCKS_GUARD = threading.Lock()
+
+
+def _network_lock(module):
+    """One lock per network. ``transform`` hooks into the network while it runs, so two
+    threads transforming with one network (dask's threads, joblib's threading backend, a
+    dask worker's tasks) take turns instead of seeing each other's hooks."""
+    with _NETWORK_LOCKS_GUARD:
+        lock = _NETWORK_LOCKS.get(module)
+        if lock is None:
+            lock = _NETWORK_LOCKS[module] = threading.Lock()
+        return lock
 
 
 class GradientMetricTransformer(TransformerMixin, BaseEstimator):
@@ -392,18 +409,19 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "groups_")
         statistics, softmax, device = self._check_params()
         samples = as_samples(X, self.input_shape_, owner=type(self).__name__)
-        engine = self._engine(statistics, softmax, device, strategy=self.strategy_)
-        if (list(engine.feature_names()) != list(self.feature_names_out_)
-                or engine.output != self.output_):
-            raise ValueError("parameters changed since fit; call fit again")
-        if list(engine.trainable) != self.trainable_:
-            raise ValueError(
-                "the network's trainable parameters changed since fit (requires_grad was "
-                f"set on {sorted(set(engine.trainable) ^ set(self.trainable_))}), which "
-                "changes every gradient feature; call fit again")
-        with _network_errors(self.input_shape_), \
-                _progress(samples.expected, self.verbose) as progress:
-            return engine.transform(samples, self.batch_size, self.max_memory, progress)
+        with _network_lock(find_module(self.estimator)):
+            engine = self._engine(statistics, softmax, device, strategy=self.strategy_)
+            if (list(engine.feature_names()) != list(self.feature_names_out_)
+                    or engine.output != self.output_):
+                raise ValueError("parameters changed since fit; call fit again")
+            if list(engine.trainable) != self.trainable_:
+                raise ValueError(
+                    "the network's trainable parameters changed since fit (requires_grad "
+                    f"was set on {sorted(set(engine.trainable) ^ set(self.trainable_))}), "
+                    "which changes every gradient feature; call fit again")
+            with _network_errors(self.input_shape_), \
+                    _progress(samples.expected, self.verbose) as progress:
+                return engine.transform(samples, self.batch_size, self.max_memory, progress)
 
     def get_feature_names_out(self, input_features=None):
         """Feature names ``"<group>__<statistic>"`` in column order.

@@ -11,7 +11,7 @@ import pytest
 
 API = Path(__file__).resolve().parents[1] / "docs" / "api.rst"
 PUBLIC_MODULES = ["skgradunc", "skgradunc.datasets", "skgradunc.metrics", "skgradunc.detectors",
-                  "skgradunc.layer_rules", "skgradunc.experiments"]
+                  "skgradunc.layer_rules", "skgradunc.experiments", "skgradunc.cluster"]
 
 
 def documented_names():

@@ -58,7 +58,7 @@ class ReproduceConfig:
         0-4 benchmark with every detector of the package (docs/uqgan.md); it takes
         ``preset`` and refuses ``split``, ``epochs`` and ``lr``.
     preset : {"cpu", "authors"} or None, default=None
-        The "uqgan" protocol's training budgets (None: "cpu", one run in about 35 min on
+        The "uqgan" protocol's training budgets (None: "cpu", one run in about 30 min on
         2 CPU cores; "authors": the authors' MNIST settings, for a GPU).
 
     Notes

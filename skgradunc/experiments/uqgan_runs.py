@@ -26,8 +26,8 @@ __all__ = ["PRESETS", "STAGES", "VALIDATION_FRACTION", "compute_uqgan_run", "sta
 
 # Training budgets. "authors": their MNIST 0-4 configs (200 epochs for the softmax and
 # one-vs-all LeNets, 200 auto-encoder epochs, 2,000 UQGAN iterations; minutes on a GPU).
-# "cpu": one run in about 35 min on 2 CPU cores (docs/uqgan.md: 30 s per auto-encoder
-# epoch of 25,500 images, 0.71 s per iteration, ~2.5 s per LeNet epoch); the LeNets
+# "cpu": one run in 28 min on 2 CPU cores (measured; docs/uqgan.md: 30 s per auto-encoder
+# epoch of 25,500 images, 0.71 s per iteration, ~1.3 s per LeNet epoch); the LeNets
 # converge within 30 epochs on MNIST 0-4.
 PRESETS = {
     "cpu": {"softmax_epochs": 30, "one_vs_all_epochs": 30, "cae_epochs": 20,
