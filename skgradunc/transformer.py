@@ -409,7 +409,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "groups_")
         statistics, softmax, device = self._check_params()
         samples = as_samples(X, self.input_shape_, owner=type(self).__name__)
-        with _network_lock(find_module(self.estimator)):
+        with _network_lock(self.module_):
             engine = self._engine(statistics, softmax, device, strategy=self.strategy_)
             if (list(engine.feature_names()) != list(self.feature_names_out_)
                     or engine.output != self.output_):
