@@ -7,7 +7,8 @@ import numpy as np
 
 from .. import datasets
 
-__all__ = ["ExperimentData", "load_experiment_data", "DATA_SETS", "PAPER_SPLIT", "MNIST_SPLIT"]
+__all__ = ["ExperimentData", "load_experiment_data", "DATA_SETS", "PAPER_SPLIT", "MNIST_SPLIT",
+           "real_concept_loaders", "load_concepts"]
 
 # The paper splits EMNIST's 280,000 digits into 60,000 train / 20,000 validation / 200,000 test
 PAPER_SPLIT = (60 / 280, 20 / 280, 200 / 280)
@@ -50,25 +51,41 @@ def _digits(root, rng, ood_size):
                           lr=0.01, epochs=60, batch_size=64)
 
 
-def _mnist(root, rng, ood_size):
-    if root is None:
-        raise ValueError("--data mnist needs --root, the folder holding MNIST/raw/")
+def real_concept_loaders(root):
+    """{name: function returning its images} of the unknown concepts kept under ``root``
+    (../shared/data's layout)."""
     root = Path(root)
-    X_train, y_train = datasets.load_mnist(root, train=True)
-    X_test, y_test = datasets.load_mnist(root, train=False)
-    ood = {}
-    optional = {
+    return {
         "notMNIST": lambda: datasets.load_notmnist(root / "notmnist")[0],
         "Omniglot": lambda: datasets.load_omniglot(root / "omniglot")[0],
         "CIFAR-10": lambda: datasets.load_cifar10_gray(root / "cifar10")[0],
         "EMNIST letters": lambda: datasets.load_emnist_sample(
             root / "emnist_sample" / "emnist_byclass_sample_test.npz")[0],
     }
-    for name, load in optional.items():
+
+
+def load_concepts(loaders, ood_size, rng):
+    """{name: at most ``ood_size`` of its images}, in the order of ``loaders``; a concept
+    whose files are missing is skipped with a message."""
+    ood = {}
+    for name, load in loaders.items():
         try:
             ood[name] = _subsample(load(), ood_size, rng)
         except FileNotFoundError as exc:
             print(f"skipping {name}: {exc}")
+    return ood
+
+
+def _mnist(root, rng, ood_size):
+    if root is None:
+        raise ValueError("--data mnist needs --root, the folder holding MNIST/raw/")
+    root = Path(root)
+    X_train, y_train = datasets.load_mnist(root, train=True)
+    X_test, y_test = datasets.load_mnist(root, train=False)
+    real = real_concept_loaders(root)
+    ood = load_concepts({name: real[name] for name in
+                         ("notMNIST", "Omniglot", "CIFAR-10", "EMNIST letters")},
+                        ood_size, rng)
     ood["uniform noise"] = datasets.make_noise(ood_size, kind="uniform", random_state=3)
     ood["normal noise"] = datasets.make_noise(ood_size, kind="normal", random_state=4)
     known = tuple(c for c in ("uniform noise", "CIFAR-10", "Omniglot") if c in ood)

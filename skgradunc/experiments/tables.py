@@ -12,8 +12,8 @@ from ..baselines import SingleMetricClassifier
 from ..detectors import _lee_alregib_head
 from ..meta import MetaClassifier
 
-__all__ = ["run_tables", "aggregate", "pool_reliability", "score_columns", "SCORES",
-           "THRESHOLD_ROWS"]
+__all__ = ["run_tables", "aggregate", "pool_reliability", "score_columns", "evaluation_rows",
+           "meta_feature_indices", "SCORES", "THRESHOLD_ROWS"]
 
 SCORES = {"AUROC": metrics.auroc, "AUPR-In": metrics.aupr_in, "AUPR-Out": metrics.aupr_out,
           "FPR@95%TPR": metrics.fpr_at_tpr}
@@ -40,9 +40,14 @@ def _column(run, target, name):
     return list(run[f"columns__{target}"]).index(name)
 
 
+def meta_feature_indices(names):
+    """Indices of every feature in ``names`` but the softmax baseline: the gradient metrics
+    and entropy the paper's meta classifiers read (Table 2)."""
+    return [i for i, c in enumerate(names) if c != "softmax__max_prob"]
+
+
 def _meta_columns(run):
-    """Every predicted-target feature but the softmax baseline (as the paper's Table 2)."""
-    return [i for i, c in enumerate(run["columns__predicted"]) if c != "softmax__max_prob"]
+    return meta_feature_indices(run["columns__predicted"])
 
 
 def _lee_alregib_columns(run):
@@ -51,10 +56,14 @@ def _lee_alregib_columns(run):
             if c.endswith("__l2") and not c.startswith("network__")]
 
 
+def evaluation_rows(n, known=None):
+    """The rows of a concept's ``n`` images it is scored on: all but the ``known`` ones a
+    meta classifier trained on."""
+    return np.arange(n) if known is None else np.setdiff1d(np.arange(n), known)
+
+
 def _evaluation_rows(run, concept):
-    n = len(run[f"{concept}__predicted"])
-    known = run.get(f"known__{concept}")
-    return np.setdiff1d(np.arange(n), known) if known is not None else np.arange(n)
+    return evaluation_rows(len(run[f"{concept}__predicted"]), run.get(f"known__{concept}"))
 
 
 def score_columns(positive, negatives):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import datasets
-from .data import _subsample
+from .data import load_concepts, real_concept_loaders
 
 __all__ = ["UQGANData", "load_uqgan_data", "IN_DISTRIBUTION", "KNOWN_UNKNOWNS"]
 
@@ -57,21 +57,13 @@ def load_uqgan_data(root, *, ood_size=2000, seed=0):
     X_train, y_train = _in_distribution(*datasets.load_mnist(root, train=True))
     X_all_test, y_all_test = datasets.load_mnist(root, train=False)
     X_test, y_test = _in_distribution(X_all_test, y_all_test)
+    real = real_concept_loaders(root)
     loaders = {
         "MNIST 5-9": lambda: X_all_test[~np.isin(y_all_test, IN_DISTRIBUTION)],
-        "EMNIST letters": lambda: datasets.load_emnist_sample(
-            root / "emnist_sample" / "emnist_byclass_sample_test.npz")[0],
-        "Omniglot": lambda: datasets.load_omniglot(root / "omniglot")[0],
-        "CIFAR-10": lambda: datasets.load_cifar10_gray(root / "cifar10")[0],
-        "notMNIST": lambda: datasets.load_notmnist(root / "notmnist")[0],
+        **{name: real[name] for name in ("EMNIST letters", "Omniglot", "CIFAR-10", "notMNIST")},
         "uniform noise": lambda: datasets.make_noise(ood_size, kind="uniform",
                                                      random_state=3),
     }
-    ood = {}
-    for name, load in loaders.items():
-        try:
-            ood[name] = _subsample(load(), ood_size, rng)
-        except FileNotFoundError as exc:
-            print(f"skipping {name}: {exc}")
+    ood = load_concepts(loaders, ood_size, rng)
     return UQGANData(X_train, y_train, X_test, y_test, ood,
                      tuple(c for c in KNOWN_UNKNOWNS if c in ood))

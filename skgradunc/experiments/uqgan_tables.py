@@ -17,7 +17,8 @@ import numpy as np
 
 from .. import metrics
 from ..meta import MetaClassifier
-from .tables import SCORES, score_columns
+from ..uqgan._losses import normalised_entropy
+from .tables import SCORES, evaluation_rows, meta_feature_indices, score_columns
 
 __all__ = ["uqgan_run_tables", "PUBLISHED", "MAIN_TABLE", "OOD_TABLE", "TIME_TABLE",
            "OOD_SCORES", "ID_SCORES"]
@@ -37,21 +38,18 @@ PUBLISHED = {
 PUBLISHED_COLUMNS = (*ID_SCORES, *OOD_SCORES)
 
 
-def _entropy(p):
-    return -(p * np.log(np.clip(p, 1e-300, None))).sum(axis=1)
-
-
 def _max(p):
     return p.max(axis=1)
 
 
 def _negative_entropy(p):
-    return -_entropy(p)
+    # the entropy divided by log K (a constant): the ranking of the entropy itself
+    return -normalised_entropy(p)
 
 
 def _one_minus_aleatoric(p):
     """1 - UQGAN's aleatoric uncertainty (the normalised entropy): its S/F confidence."""
-    return 1 - _entropy(p) / np.log(p.shape[1])
+    return 1 - normalised_entropy(p)
 
 
 def _classifier_method(stage, confidence, ood=None):
@@ -64,13 +62,8 @@ def _classifier_method(stage, confidence, ood=None):
             "probability": lambda s: _max(stage[f"{s}__proba"]), "ood": ood or scores}
 
 
-def _meta_columns(softmax):
-    """The gradient metrics + entropy (the paper's Table 2 features)."""
-    return [i for i, c in enumerate(softmax["columns"]) if c != "softmax__max_prob"]
-
-
 def _meta_method(softmax, split, method, known_unknowns, random_state):
-    columns = _meta_columns(softmax)
+    columns = meta_feature_indices(softmax["columns"])
     correct = (softmax["validation__proba"].argmax(axis=1) == split["y_validation"])
     X, y = [softmax["validation__features"][:, columns]], [correct.astype(np.int64)]
     for concept in known_unknowns:
@@ -108,16 +101,11 @@ def _methods(run, known_unknowns, random_state):
     return methods
 
 
-def _evaluation_rows(run, concept):
-    n = len(run["softmax"][f"{concept}__proba"])
-    known = run["split"].get(f"known__{concept}")
-    return np.arange(n) if known is None else np.setdiff1d(np.arange(n), known)
-
-
 def _ood_scores(score, run, concepts):
     """Every in-distribution test image against each concept's evaluation rows."""
-    return score_columns(score("test"), {c: score(c)[_evaluation_rows(run, c)]
-                                         for c in concepts})
+    rows = {c: evaluation_rows(len(run["softmax"][f"{c}__proba"]),
+                               run["split"].get(f"known__{c}")) for c in concepts}
+    return score_columns(score("test"), {c: score(c)[rows[c]] for c in concepts})
 
 
 def uqgan_run_tables(run, concepts, known_unknowns, random_state=0):
