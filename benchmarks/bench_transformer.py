@@ -97,11 +97,16 @@ def prepare(module, X, naive_n, args, device, only=None):
     return ready, unavailable
 
 
-def interleaved_best(methods, repeats, device):
+def interleaved_best(methods, repeats, device, gpu_peaks=None):
     """Best time of each method over rounds that run every method in turn, so that slow
-    phases of a shared machine hit all methods alike."""
-    for fn, _ in methods.values():
+    phases of a shared machine hit all methods alike. On a GPU, ``gpu_peaks`` receives each
+    method's peak of allocated device memory during its warm-up (GB)."""
+    for name, (fn, _) in methods.items():
+        if gpu_peaks is not None:
+            torch.cuda.reset_peak_memory_stats()
         fn()  # warm-up
+        if gpu_peaks is not None:
+            gpu_peaks[name] = torch.cuda.max_memory_allocated() / 1e9
     best = {name: float("inf") for name in methods}
     for _ in range(repeats):
         for name, (fn, _) in methods.items():
@@ -214,18 +219,23 @@ def main(argv=None):
         print(json.dumps({"rate": rate, "peak_gb": peak_rss_gb(), "before_gb": before}))
         return None
     ready, unavailable = prepare(module, X, naive_n, args, device)
-    rates = interleaved_best(ready, repeats, device)
+    gpu_peaks = {} if device.startswith("cuda") else None
+    rates = interleaved_best(ready, repeats, device, gpu_peaks)
     memory = {name: peak_memory(args, name) for name in ready} if args.memory else {}
+    where = f"{device} ({torch.cuda.get_device_name()})" if gpu_peaks is not None else device
     print(f"{args.model}, {len(X)} x {'x'.join(map(str, X.shape[1:]))}, chunk {args.batch_size}, "
-          f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"device {where}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"best of {repeats} interleaved round(s)")
     ours = rates["engine (GradientMetricTransformer)"]
     header = f"{'method':<38}{'samples/s':>11}{'engine ratio':>14}"
-    print(header + (f"{'peak RSS':>11}" if memory else ""))
+    print(header + (f"{'peak RSS':>11}" if memory else "")
+          + (f"{'peak GPU':>11}" if gpu_peaks else ""))
     for name, rate in rates.items():
         line = f"{name:<38}{rate:>11,.1f}{ours / rate:>13.2f}x"
         if memory:
             line += f"{memory[name]['peak_gb']:>9.2f} GB"
+        if gpu_peaks:
+            line += f"{gpu_peaks[name]:>9.2f} GB"
         print(line)
     for name, reason in unavailable.items():
         print(f"{name:<38}{'n/a':>11}   {reason}")

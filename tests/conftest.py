@@ -9,7 +9,14 @@ import torch
 from skgradunc import CNNClassifier
 from skgradunc.datasets import load_digits28
 
+from devices import DEVICE
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def pytest_configure(config):
+    if DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        raise pytest.UsageError(f"SKGRADUNC_TEST_DEVICE={DEVICE} but torch sees no CUDA GPU")
 
 
 @pytest.fixture(autouse=True)

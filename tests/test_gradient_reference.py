@@ -11,6 +11,7 @@ from skgradunc import GradientMetricTransformer, PaperCNN
 from skgradunc.gradients import resolve_groups
 from skgradunc.statistics import STATISTICS
 
+from devices import DEVICE
 from reference import assert_matches_reference, reference_features
 from tolerances import assert_features_close
 
@@ -35,12 +36,13 @@ def randomized(module, seed=0):
     return module.eval()
 
 
-def check(module, X, target, groups="layer", batch_size=4, fall_back=False, temperature=1.0):
+def check(module, X, target, groups="layer", batch_size=4, fall_back=False, temperature=1.0,
+          device=DEVICE):
     """Features against the reference; unless ``fall_back``, on the strategy the engine
     planned (a strategy that failed and fell back to the next one is a test failure: the
     next one would hide the failure behind its own exact result)."""
     grad = GradientMetricTransformer(module, target=target, groups=groups,
-                                     batch_size=batch_size, device="cpu", temperature=temperature)
+                                     batch_size=batch_size, device=device, temperature=temperature)
     with warnings.catch_warnings():
         if not fall_back:
             warnings.filterwarnings("error", message=".*per-sample gradients are computed by")
@@ -639,8 +641,9 @@ def test_a_use_through_a_custom_function_counts():
     net = randomized(ExtensionUse(), seed=21)
     X = torch.randn(6, 4).numpy()
     with pytest.warns(RuntimeWarning, match="vmap failed for ExtensionUse") as record:
-        assert GradientMetricTransformer(net).fit(X).strategy_ == "loop"
-        check(net, X, "predicted", fall_back=True)
+        # on the CPU: the extension computes through numpy
+        assert GradientMetricTransformer(net, device="cpu").fit(X).strategy_ == "loop"
+        check(net, X, "predicted", fall_back=True, device="cpu")
     assert len(record) == 2   # one fit each, and each says why
 
 
@@ -695,13 +698,32 @@ class Aliased(torch.nn.Module):
 def test_a_parameter_reached_through_an_alias_is_refused():
     """Before: its use dropped out of the gradient, whatever the strategy."""
     with pytest.raises(RuntimeError, match="'encode.weight' through a reference"):
-        GradientMetricTransformer(Aliased()).fit(torch.randn(3, 4).numpy())
+        GradientMetricTransformer(Aliased(), device="cpu").fit(torch.randn(3, 4).numpy())
 
 
 def _five_class_mlp():
     torch.manual_seed(41)
     nn = torch.nn
     return randomized(nn.Sequential(nn.Linear(4, 7), nn.Tanh(), nn.Linear(7, 5)), seed=41)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_confident_predictions_match_reference(target):
+    """Confident predictions: in float32 the predicted class's logit gradient p - 1 cancels
+    to eps / (1 - p) of relative error (0.6 at 1 - p = 1e-7); target_loss works in
+    float64, so the features keep float32's own precision."""
+    torch.manual_seed(43)
+    module = randomized(PaperCNN(), seed=43)
+    X = torch.rand(12, 1, 28, 28)
+    with torch.no_grad():   # class 0 ahead by ~14: 1 - p from 1e-7 to 1e-6, every logit
+        module.dense.weight *= 6.0  # within 25 of the top (the reference's BCE divides
+        module.dense.bias[0] += 14.0   # by max(p (1 - p), 1e-12))
+        logits = module(X).double()
+        p = torch.softmax(logits, 1).max(1).values
+    assert (1 - p).max() < 1e-5 and (1 - p).min() < 1e-6
+    assert (logits.max(1).values - logits.min(1).values).max() < 25
+    X = X.numpy()
+    check(module, X, target)
 
 
 def test_all_ones_is_q_times_the_uniform_gradient():
@@ -722,11 +744,11 @@ def test_all_ones_is_q_times_the_uniform_gradient():
     np.testing.assert_allclose(ones[:, shape], uniform[:, shape], rtol=1e-3, atol=1e-4)
 
 
-@pytest.mark.parametrize("temperature", [0.5, 10.0])
+@pytest.mark.parametrize("temperature", [0.5, 10.0, 1000.0])
 def test_gradnorm_temperature_matches_reference(temperature):
-    """GradNorm's T: the uniform target on softmax(z / T). (At T = 1000 the float32 logit
-    gradient p - 1/q of a nearly flat softmax keeps ~1e-3 of relative error: float32's
-    limit, measured 7.7e-4 against the float64 reference.)"""
+    """GradNorm's T: the uniform target on softmax(z / T). (At T = 1000 the logit gradient
+    p - 1/q of a nearly flat softmax kept ~1e-3 of relative error while the loss was
+    taken in float32: 7.7e-4 against the float64 reference.)"""
     check(_five_class_mlp(), torch.randn(6, 4).numpy(), "uniform", groups="parameter",
           temperature=temperature)
 

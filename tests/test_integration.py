@@ -61,7 +61,9 @@ def test_cross_validation_and_search_never_refit_the_cnn(tripwired, digits_split
     aupr_out = cross_val_score(pipe, X, y_meta, cv=3, scoring=sgu.metrics.scorer("aupr_out"))
     GridSearchCV(pipe, {"metaclassifier__C": [0.1, 1.0]}, cv=3,
                  scoring=sgu.metrics.scorer("auroc")).fit(X, y_meta)
-    assert np.all(auroc > 0.7), auroc           # gradients do tell right from wrong
+    # gradients do tell right from wrong (a fold holds ~10 wrong predictions: a fold's
+    # AUROC moves by 0.1 with one of them, 0.69 seen once on a GPU-trained network)
+    assert auroc.mean() > 0.75 and np.all(auroc > 0.5), auroc
     assert np.all(aupr_out > (1 - y_meta.mean())), aupr_out   # better than chance
     for k, v in weights(tripwired).items():
         assert torch.equal(v, before[k]), k

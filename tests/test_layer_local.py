@@ -241,7 +241,7 @@ class Attending(nn.Module):
             h, k = h.transpose(0, 1), k.transpose(0, 1)
         mask = self.mask
         if mask == "per sample and head":
-            mask = torch.zeros(len(x) * 2, 5, 5)
+            mask = torch.zeros(len(x) * 2, 5, 5, device=x.device)
             mask[::3, :, -1] = float("-inf")
         y, weights = self.attention(h, k, k, key_padding_mask=padding,
                                     need_weights=self.weights_used, attn_mask=mask)
