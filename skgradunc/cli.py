@@ -116,6 +116,18 @@ def _add_reproduce_arguments(parser):
                         help="--protocol uqgan's training budgets: cpu, one run in about 30 "
                              "min on 2 CPU cores; authors, their MNIST settings, for a GPU "
                              "(default: cpu)")
+    parser.add_argument("--workers", type=int, default=defaults.workers, metavar="N",
+                        help="run the runs as Dask tasks on a local cluster of N worker "
+                             "processes; needs pip install 'skgradunc[dask]' (default: one "
+                             "after another in this process)")
+    parser.add_argument("--scheduler", default=defaults.scheduler, metavar="ADDRESS",
+                        help="run the runs as Dask tasks on the cluster at ADDRESS, e.g. "
+                             "tcp://10.0.0.1:8786; its workers need skgradunc and a view of "
+                             "--out (default: none)")
+    parser.add_argument("--threads", type=int, default=defaults.threads,
+                        help="torch threads per run; the same tables from two calls need "
+                             "the same value (default: torch's own serially, the cores "
+                             "divided among --workers, 1 on a --scheduler's workers)")
     _add_common_arguments(parser, device=defaults.device)
 
 
@@ -124,7 +136,8 @@ def _reproduce_config(args):
     config = ReproduceConfig(data=args.data, root=args.root, runs=args.runs, out=args.out,
                              device=args.device, seed=args.seed, epochs=args.epochs, lr=args.lr,
                              ood_size=args.ood_size, protocol=args.protocol,
-                             preset=args.preset)
+                             preset=args.preset, workers=args.workers,
+                             scheduler=args.scheduler, threads=args.threads)
     if args.split is not None:
         config.split = tuple(args.split)
     return config

@@ -52,6 +52,19 @@ def fitted_net(digits_split):
 
 
 @pytest.fixture(scope="session")
+def dask_client():
+    """A LocalCluster of two worker processes, one thread each (tests/test_cluster.py,
+    tests/test_parallel_runs.py)."""
+    import distributed
+    from skgradunc.experiments.parallel_runs import environment_kept
+    with environment_kept():   # the nanny's OMP_NUM_THREADS=1 would reach later subprocesses
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                           dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
 def shared_data():
     """Path to ../shared/data; tests that need real files skip clearly without it."""
     if not SHARED_DATA.is_dir():

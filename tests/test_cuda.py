@@ -10,7 +10,6 @@ from contextlib import nullcontext
 import numpy as np
 import pytest
 import torch
-import torchvision
 from torch.utils.data import TensorDataset
 
 from skgradunc import (CNNClassifier, GradientMetricTransformer, OneVsAllClassifier, PaperCNN,
@@ -21,7 +20,7 @@ from skgradunc.experiments import ReproduceConfig, run_protocol
 from skgradunc.statistics import STATISTICS
 
 from reference import assert_matches_reference, reference_features
-from test_gradient_reference import randomized
+from test_gradient_reference import randomized, unit_spread_resnet18
 from tolerances import assert_features_close
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -61,12 +60,7 @@ def test_the_users_tf32_setting_does_not_reach_the_features(model, monkeypatch):
     if model == "paper_cnn":
         module, X = randomized(PaperCNN(), seed=5), torch.rand(12, 1, 28, 28).numpy()
     else:
-        module = randomized(torchvision.models.resnet18(num_classes=10), seed=5)
-        X = torch.rand(6, 3, 32, 32).numpy()
-        with torch.no_grad():  # unit-spread logits: a saturated softmax has no float32 gradient
-            scale = module(torch.from_numpy(X)).std()
-            module.fc.weight /= scale
-            module.fc.bias /= scale
+        module, X = unit_spread_resnet18(seed=5, n=6)
     saved = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = True
     try:

@@ -107,15 +107,22 @@ def test_inplace_activations_and_norm_layers_match_reference(target):
     assert_features_close(found, features, names)
 
 
-@pytest.mark.parametrize("target", TARGETS)
-def test_resnet18_with_batchnorm_matches_reference(target):
-    torch.manual_seed(4)
-    resnet = randomized(torchvision.models.resnet18(num_classes=10), seed=4)
-    X = torch.rand(3, 3, 32, 32).numpy()
-    with torch.no_grad():  # unit-spread logits: a saturated softmax has no float32 gradient
+def unit_spread_resnet18(seed, n):
+    """A randomized ResNet-18 and n images whose logits spread by about one (a saturated
+    softmax has no float32 gradient)."""
+    torch.manual_seed(seed)
+    resnet = randomized(torchvision.models.resnet18(num_classes=10), seed=seed)
+    X = torch.rand(n, 3, 32, 32).numpy()
+    with torch.no_grad():
         scale = resnet(torch.from_numpy(X)).std()
         resnet.fc.weight /= scale
         resnet.fc.bias /= scale
+    return resnet, X
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_resnet18_with_batchnorm_matches_reference(target):
+    resnet, X = unit_spread_resnet18(seed=4, n=3)
     names, _ = check(resnet, X, target, batch_size=2)
     assert "layer1.0.bn1__l2" in names and "fc__kurtosis" in names
     layers = [m for m in resnet.modules() if list(m.parameters(recurse=False))]

@@ -4,8 +4,6 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from .. import __version__
 from .._device import check_device, resolve_device
 from .._validation import check_positive_int, check_positive_real, is_finite_real
@@ -13,6 +11,7 @@ from .checks import check_seed
 from .data import DATA_SETS, load_experiment_data
 from .figures import write_coefficients, write_figure2, write_reliability
 from .io import write_json
+from .parallel_runs import check_parallel_settings, computed_runs, resolve_threads
 from .report import write_reports
 from .runs import compute_run
 from .tables import COEFFICIENT_TABLE, aggregate, pool_reliability, run_tables
@@ -60,6 +59,17 @@ class ReproduceConfig:
     preset : {"cpu", "authors"} or None, default=None
         The "uqgan" protocol's training budgets (None: "cpu", one run in about 30 min on
         2 CPU cores; "authors": the authors' MNIST settings, for a GPU).
+    workers : int or None, default=None
+        Run the runs as Dask tasks on a ``LocalCluster`` of this many worker processes
+        (``pip install 'skgradunc[dask]'``); None: one after another in this process.
+    scheduler : str or None, default=None
+        Run the runs as Dask tasks on the existing cluster at this address
+        (``tcp://host:8786``); its workers need skgradunc and a view of ``out``.
+    threads : int or None, default=None
+        Torch threads per run. Float32 training rounds differently with another number of
+        threads, so the same tables from a serial and a Dask call need the same value.
+        None: torch's own count serially, the cores divided among ``workers``, 1 on a
+        ``scheduler``'s workers.
 
     Notes
     -----
@@ -72,7 +82,8 @@ class ReproduceConfig:
     >>> ReproduceConfig(runs=1, epochs=1)     # None: the protocol's or the data set's value
     ReproduceConfig(data=None, root=None, runs=1, out='skgradunc-results', device='auto',
                     seed=0, split=None, epochs=1, lr=None, batch_size=256, ood_size=2000,
-                    protocol='paper', preset=None)
+                    protocol='paper', preset=None, workers=None, scheduler=None,
+                    threads=None)
     """
 
     data: str = None            # None: the protocol's
@@ -88,6 +99,9 @@ class ReproduceConfig:
     ood_size: int = 2000        # images per unknown concept (a random subset of larger sets)
     protocol: str = "paper"
     preset: str = None          # the uqgan protocol's budgets; None: "cpu"
+    workers: int = None         # Dask: a LocalCluster of this many processes
+    scheduler: str = None       # Dask: an existing cluster's address
+    threads: int = None         # torch threads per run; None: see resolve_threads
 
 
 PROTOCOLS = ("paper", "uqgan")
@@ -175,19 +189,21 @@ def check_config(config):
     check_positive_int(config.batch_size, "batch_size")
     check_positive_int(config.ood_size, "ood_size")
     check_device(config.device)
+    check_parallel_settings(config)
 
 
 def resolve_config(config, data):
     """``config`` with the values a run uses, as plain Python numbers (what the cache
     and ``config.json`` record): the data set's split, epochs and lr where None, the
-    split as floats and ``root`` as an absolute path."""
+    split as floats, ``root`` as an absolute path and the threads per run."""
     split = data.split if config.split is None else config.split
     return replace(config, runs=int(config.runs), seed=int(config.seed),
                    epochs=int(data.epochs if config.epochs is None else config.epochs),
                    lr=float(data.lr if config.lr is None else config.lr),
                    split=tuple(float(v) for v in split),
                    batch_size=int(config.batch_size), ood_size=int(config.ood_size),
-                   root=None if config.root is None else str(Path(config.root).resolve()))
+                   root=None if config.root is None else str(Path(config.root).resolve()),
+                   threads=resolve_threads(config))
 
 
 def run_protocol(config, log=print):
@@ -252,10 +268,7 @@ def run_protocol(config, log=print):
     log(f"skgradunc {__version__} reproduce: {config.data}, {len(data.X)} in-distribution "
         f"images, unknown concepts {concepts}, {config.runs} runs -> {out}")
     per_run, first, training, reliability = [], None, [], []
-    # printed messages go through tqdm, so that they do not break its progress bar
-    run_log = (lambda m: tqdm.write(str(m))) if log is print else log
-    for run in tqdm(range(config.runs), desc="runs", unit="run", disable=None):
-        arrays = compute_run(config, data, run, log=run_log)
+    for run, arrays in enumerate(computed_runs(compute_run, config, data, log)):
         first = first or arrays
         reliability.append({})
         per_run.append(run_tables(arrays, concepts, list(data.known_unknowns),

@@ -5,11 +5,10 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from .. import __version__
 from .._device import resolve_device
 from .io import write_json
+from .parallel_runs import computed_runs, resolve_threads
 from .tables import aggregate
 from .uqgan_data import load_uqgan_data
 from .uqgan_report import uqgan_summary, write_uqgan_report
@@ -20,10 +19,11 @@ __all__ = ["run_uqgan_protocol"]
 
 
 def _resolved(config):
-    """``config`` as plain Python values, with ``root`` absolute (what the cache records)."""
+    """``config`` as plain Python values, with ``root`` absolute (what the cache records)
+    and the threads per run."""
     return replace(config, runs=int(config.runs), seed=int(config.seed),
                    batch_size=int(config.batch_size), ood_size=int(config.ood_size),
-                   root=str(Path(config.root).resolve()))
+                   root=str(Path(config.root).resolve()), threads=resolve_threads(config))
 
 
 def _header(config, data, results):
@@ -58,10 +58,8 @@ def run_uqgan_protocol(config, log=print):
     log(f"skgradunc {__version__} reproduce --protocol uqgan: MNIST 0-4, "
         f"{len(data.X_train)} training images, unknown concepts {concepts}, preset "
         f"{config.preset}, {config.runs} run(s) -> {out}")
-    run_log = (lambda m: tqdm.write(str(m))) if log is print else log
     per_run = []
-    for run in tqdm(range(config.runs), desc="runs", unit="run", disable=None):
-        arrays = compute_uqgan_run(config, data, run, log=run_log)
+    for run, arrays in enumerate(computed_runs(compute_uqgan_run, config, data, log)):
         per_run.append(uqgan_run_tables(arrays, concepts, list(data.known_unknowns),
                                         random_state=config.seed + run))
     results = aggregate(per_run)
