@@ -51,10 +51,11 @@ def fitted_net(digits_split):
         X_train, y_train)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dask_client():
     """A LocalCluster of two worker processes, one thread each (tests/test_cluster.py,
-    tests/test_parallel_runs.py)."""
+    tests/test_parallel_runs.py); closed after the module, so that its scheduler's threads
+    do not allocate during later tests (test_data.py traces this process's allocations)."""
     import distributed
     from skgradunc.experiments.parallel_runs import environment_kept
     with environment_kept():   # the nanny's OMP_NUM_THREADS=1 would reach later subprocesses

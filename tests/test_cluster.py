@@ -1,23 +1,17 @@
-"""skgradunc.cluster: gradient features of a dask array, block by block, on dask's threads
-and on a LocalCluster of worker processes; transform from several threads at once; grid
-searches on joblib's dask backend, with the network sent to each worker once."""
+"""Gradient features of a dask array, block by block (skgradunc.cluster), on dask's threads
+and on a LocalCluster of worker processes; and transform from several threads at once."""
 
-import copy
-import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import dask.array as da
-import joblib
 import numpy as np
 import pytest
-from sklearn.base import clone
 from sklearn.frozen import FrozenEstimator
-from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skgradunc import GradientMetricTransformer, MetaClassifier, correctness_target, metrics
-from skgradunc.cluster import sent_once, transform_blocks
+from skgradunc import GradientMetricTransformer
+from skgradunc.cluster import transform_blocks
 from tolerances import assert_features_close
 
 
@@ -66,52 +60,3 @@ def test_blocks_on_a_local_cluster_of_processes(fitted, dask_client):
     features = dask_client.compute(lazy).result()
     assert len(dask_client.run(lambda: True)) == 2
     assert_features_close(features, grad.transform(X), grad.get_feature_names_out())
-
-
-@pytest.fixture(scope="module")
-def search_setup(fitted_net, digits_split):
-    X, y = digits_split[2][:240], digits_split[3][:240]
-    frozen = FrozenEstimator(fitted_net)
-    pipe = make_pipeline(GradientMetricTransformer(frozen, device="cpu"),
-                         MetaClassifier("lasso", random_state=0))
-    return frozen, pipe, X, correctness_target(fitted_net, X, y)
-
-
-def test_a_grid_search_on_the_dask_backend_equals_the_serial_one(search_setup, dask_client):
-    """scikit-learn's documented route to a cluster, with the network sent once."""
-    frozen, pipe, X, y_meta = search_setup
-    search = GridSearchCV(pipe, {"metaclassifier__C": [0.1, 1.0]}, cv=3,
-                          scoring=metrics.scorer("auroc"))
-    serial = search.fit(X, y_meta).cv_results_
-    with joblib.parallel_config(backend="dask"), sent_once(frozen, dask_client):
-        on_cluster = search.set_params(n_jobs=-1).fit(X, y_meta).cv_results_
-        scores = cross_val_score(pipe, X, y_meta, cv=3, n_jobs=-1,
-                                 scoring=metrics.scorer("auroc"))
-    # the same features up to float32 rounding (1 thread on a worker, more here): the
-    # same ranks, so the same AUROCs
-    for key in ("mean_test_score", "std_test_score", "rank_test_score"):
-        np.testing.assert_allclose(on_cluster[key], serial[key], rtol=0, atol=1e-9,
-                                   err_msg=key)
-    np.testing.assert_allclose(scores, cross_val_score(pipe, X, y_meta, cv=3,
-                                                       scoring=metrics.scorer("auroc")),
-                               rtol=0, atol=1e-9)
-
-
-def test_sent_once_pickles_the_network_as_a_reference_in_its_block(search_setup, dask_client):
-    frozen, pipe, X, _ = search_setup
-    whole = len(pickle.dumps(clone(pipe)))
-    with sent_once(frozen, dask_client) as future:
-        # copy.deepcopy takes copyreg's reducers too: a copy made here finds the original
-        # here (before: a wait on the cluster, forever on the client's event loop)
-        assert copy.deepcopy(frozen).estimator is frozen
-        task = pickle.dumps(clone(pipe))
-        assert future.key in task.decode("latin-1")
-        # unpickled in this process (not a worker): the original, found here
-        unpickled = pickle.loads(task)
-        assert unpickled[0].estimator.estimator is frozen
-        assert_features_close(unpickled[0].fit(X[:5]).transform(X[:5]), pipe[0].fit(X[:5])
-                              .transform(X[:5]), pipe[0].get_feature_names_out())
-    assert len(task) < whole / 20       # the paper CNN: 0.7 of 220 kB
-    again = pickle.loads(pickle.dumps(clone(pipe)))   # after the block: the network itself
-    assert len(pickle.dumps(clone(pipe))) == whole
-    assert isinstance(again[0].estimator, FrozenEstimator)
