@@ -24,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .._device import resolve_device
+from .._validation import check_positive_int
 
 __all__ = ["DASK_NEEDED", "check_parallel_settings", "computed_runs", "environment_kept",
            "resolve_threads"]
@@ -34,7 +35,6 @@ DASK_NEEDED = ("--workers and --scheduler run the runs as Dask tasks, which need
 
 def check_parallel_settings(config):
     """Refuse ``workers``/``scheduler``/``threads`` values that cannot be run."""
-    from .._validation import check_positive_int
     check_positive_int(config.workers, "workers", optional=True)
     check_positive_int(config.threads, "threads", optional=True)
     if config.scheduler is not None and not (isinstance(config.scheduler, str)
