@@ -1,19 +1,33 @@
-"""From one machine to a cluster: gradient features of a dask array, block by block.
+"""From one machine to a cluster: gradient features of a dask array, block by block, and
+grid searches whose network each worker receives once.
 
 Needs the optional ``dask`` extra (``pip install ".[dask]"``). A fitted transformer (such as
 :class:`~skgradunc.GradientMetricTransformer`) is applied to each block of samples on
 whatever scheduler dask uses (threads, processes, or a ``dask.distributed`` cluster); the
-transformer enters the task graph once, as one key, so a cluster sends it to each worker
-once rather than with every block.
+transformer enters the task graph once, as one key holding its pickle, so a cluster sends
+it to each worker once rather than with every block.
+
+Under ``joblib.parallel_config(backend="dask")`` scikit-learn's searches send each task a
+clone of the pipeline, and with it the network (a clone shares the fitted network, so every
+task pickles it again). :func:`sent_once` gives the network to every worker once, as a worker
+plugin, and while its block runs pickles it as a reference to the worker's copy.
 
 Why not dask-ml's ``ParallelPostFit``: its ``transform`` maps blocks without saying that
 the output drops the image axes, so the dask array it returns claims the input's 4-D shape
 for a 2-D feature matrix.
 """
 
-import numpy as np
+import copyreg
+import pickle
+import threading
+import uuid
+import weakref
+from contextlib import contextmanager
 
-__all__ = ["transform_blocks"]
+import numpy as np
+from sklearn.frozen import FrozenEstimator
+
+__all__ = ["sent_once", "transform_blocks"]
 
 INSTALL = 'pip install "skgradunc[dask]" (or, in a checkout, pip install ".[dask]")'
 
@@ -27,7 +41,36 @@ def _dask_array():
     return dask, dask.array
 
 
-def _transform_block(block, transformer):
+class _Pickled:
+    """A transformer as bytes, the form in which it enters the task graph. Workers pass
+    the bytes to each other, never the object: pickling a network that a task is
+    transforming with would copy the engine's hooks with it (seen: the other worker's
+    copy then refused to run, "the network changed since fit")."""
+
+    __slots__ = ("data", "__weakref__")
+
+    def __init__(self, data):
+        self.data = data
+
+    def __reduce__(self):
+        return _Pickled, (self.data,)
+
+
+# one unpickled transformer per _Pickled object a process holds: a worker's tasks share it
+# (and its network lock), and it goes when dask lets the bytes go
+_UNPICKLED = weakref.WeakKeyDictionary()
+_UNPICKLED_GUARD = threading.Lock()
+
+
+def _unpickled(pickled):
+    with _UNPICKLED_GUARD:
+        if pickled not in _UNPICKLED:
+            _UNPICKLED[pickled] = pickle.loads(pickled.data)
+        return _UNPICKLED[pickled]
+
+
+def _transform_block(block, pickled):
+    transformer = _unpickled(pickled)
     # an estimator set to pandas output gives a DataFrame: blocks must be arrays
     return np.asarray(transformer.transform(block), dtype=np.float64)
 
@@ -82,7 +125,172 @@ def transform_blocks(transformer, X):
     X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
     n_features = len(transformer.get_feature_names_out())
     # one graph key for the transformer: a cluster ships it once per worker
-    shared = dask.delayed(transformer, pure=True)
+    shared = dask.delayed(_Pickled(pickle.dumps(transformer)), pure=True)
     return X.map_blocks(_transform_block, shared, dtype=np.float64,
                         drop_axis=list(range(2, X.ndim)),
                         chunks=(X.chunks[0], (n_features,)), meta=np.empty((0, 0)))
+
+
+def _distributed():
+    try:
+        import distributed
+    except ImportError as exc:   # the optional extra is not installed
+        raise ImportError(f"skgradunc.cluster.sent_once needs dask.distributed: {INSTALL}") \
+            from exc
+    return distributed
+
+
+@contextmanager
+def sent_once(estimator, client=None):
+    """Send a fitted network to every Dask worker once, for the tasks of the block.
+
+    scikit-learn's searches under ``joblib.parallel_config(backend="dask")`` send every
+    task its own clone of the pipeline; the clones share the fitted network, and each task
+    would carry it again. Inside this block ``estimator`` (the object given to
+    :class:`~skgradunc.GradientMetricTransformer`: a fitted net, ``FrozenEstimator(net)``
+    or a torch module) is held by every worker, including workers that join during the
+    block, and pickles as a reference to the worker's copy, a few hundred bytes. Outside
+    it, pickling is as before: a fitted search saved after the block holds the network
+    itself.
+
+    Parameters
+    ----------
+    estimator : object
+        The fitted network as the transformer holds it (the same object: clones of the
+        transformer share it).
+    client : distributed.Client or None, default=None
+        The cluster's client; None: the current one (``distributed.get_client()``).
+
+    Yields
+    ------
+    key : str
+        What the network pickles as inside the block (the name of the worker plugin that
+        holds it).
+
+    Raises
+    ------
+    ImportError
+        Without dask.distributed, saying how to install the extra.
+
+    Notes
+    -----
+    Inside the block, ``copy.deepcopy(estimator)`` is ``estimator`` itself (copyreg's
+    reducers serve copies as well as pickles; the transformer never modifies it).
+
+    Examples
+    --------
+    >>> import joblib, torch
+    >>> from distributed import Client, LocalCluster
+    >>> from sklearn.model_selection import GridSearchCV
+    >>> from sklearn.pipeline import make_pipeline
+    >>> import skgradunc as sgu
+    >>> from skgradunc.cluster import sent_once
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    >>> pipe = make_pipeline(sgu.GradientMetricTransformer(net, device="cpu"),
+    ...                      sgu.MetaClassifier("lasso"))
+    >>> search = GridSearchCV(pipe, {"metaclassifier__C": [0.1, 1.0]}, cv=3)
+    >>> with LocalCluster(n_workers=2, processes=True) as cluster, \\
+    ...         Client(cluster) as client:  # doctest: +SKIP
+    ...     with joblib.parallel_config(backend="dask"), sent_once(net, client):
+    ...         search.fit(X, y_meta)
+    """
+    distributed = _distributed()
+    client = distributed.get_client() if client is None else client
+    key = f"skgradunc-sent-once-{uuid.uuid4().hex}"
+    # a worker plugin: every worker, and any that joins later, holds it before it runs a
+    # task, so a reference is a lookup in the worker's own memory (no data to fetch, no
+    # replica for Dask's memory manager to drop). Registered before the reducer below, so
+    # that the plugin carries the network itself.
+    from ._worker_holder import Holder
+    client.register_plugin(Holder(key, estimator), name=key)
+    kind = type(estimator)
+    previous = copyreg.dispatch_table.get(kind)
+
+    def reduce(obj):
+        if obj is estimator:
+            return _reference, (key,)
+        if previous is not None:
+            return previous(obj)
+        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+
+    _SENDING[key] = estimator
+    copyreg.dispatch_table[kind] = reduce
+    try:
+        yield key
+    finally:
+        if previous is None:
+            del copyreg.dispatch_table[kind]
+        else:
+            copyreg.dispatch_table[kind] = previous
+        _SENDING.pop(key, None)
+        client.unregister_worker_plugin(key)
+
+
+# key -> the estimator itself, in the process that sends it, while its block runs: a
+# reference unpickled or deep-copied there (scikit-learn's clone of a parameter, Dask's
+# handling of task arguments) is the original
+_SENDING = {}
+
+
+def _reference(key):
+    """What a pickled reference to a network sent by :func:`sent_once` unpickles as: the
+    original in the process that sent it, a lazy copy elsewhere."""
+    return _SENDING[key] if key in _SENDING else _WorkersCopy(key)
+
+
+def _workers_copy(key):
+    """The estimator that ``key`` stands for, in this process."""
+    if key in _SENDING:
+        return _SENDING[key]
+    try:
+        from ._worker_holder import ON_WORKER
+    except ImportError:   # no dask here, so no worker either
+        ON_WORKER = {}
+    if key in ON_WORKER:
+        return ON_WORKER[key]
+    raise RuntimeError(f"a network sent to Dask's workers by skgradunc.cluster.sent_once "
+                       f"({key}) is not held in this process: a pickle made inside a "
+                       f"sent_once block is loaded only by that block's workers while it "
+                       f"runs (pickle the estimator after the block to keep the network)")
+
+
+class _WorkersCopy(FrozenEstimator):
+    """A reference to what :func:`sent_once` sent, looked up at first use (the scheduler
+    also unpickles a task's arguments, and holds no copy). Frozen: fitting is a no-op, a
+    clone is itself."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def __reduce__(self):
+        # a reference again, never the copy it may have looked up (a fitted pipeline
+        # returned by a task comes back as the sender's original)
+        return _reference, (self.key,)
+
+    @property
+    def estimator(self):
+        found = self.__dict__.get("_estimator")
+        if found is None:
+            found = self.__dict__["_estimator"] = _workers_copy(self.key)
+        return found
+
+    @estimator.setter
+    def estimator(self, value):
+        self.__dict__["_estimator"] = value
+
+    # what was sent may be a torch module, which scikit-learn's tags and fitted check
+    # do not know: the transformer's own check decides, as for the module itself
+    def __sklearn_is_fitted__(self):
+        from .transformer import _is_fitted
+        return _is_fitted(self.estimator)
+
+    def __sklearn_tags__(self):
+        from sklearn.base import BaseEstimator
+        try:
+            return super().__sklearn_tags__()
+        except AttributeError:
+            return BaseEstimator.__sklearn_tags__(self)
+
+    def fit(self, X=None, y=None, *args, **kwargs):
+        """No-op: the copy is fitted. Returns ``self``."""
+        return self

@@ -94,9 +94,9 @@ _NETWORK_LOCKS_GUARD = threading.Lock()
 
 
 def _network_lock(module):
-    """One lock per network. ``transform`` hooks into the network while it runs, so two
-    threads transforming with one network (dask's threads, joblib's threading backend, a
-    dask worker's tasks) take turns instead of seeing each other's hooks."""
+    """One lock per network. ``fit``'s probe and ``transform`` hook into the network while
+    they run, so two threads computing with one network (dask's threads, joblib's threading
+    backend, a dask worker's tasks) take turns instead of seeing each other's hooks."""
     with _NETWORK_LOCKS_GUARD:
         lock = _NETWORK_LOCKS.get(module)
         if lock is None:
@@ -286,6 +286,19 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
                 setattr(new, state, copy.deepcopy(self.__dict__[state]))
         return new
 
+    def __getstate__(self):
+        state = dict(super().__getstate__())   # object's is the live __dict__ itself
+        # module_ is found again in estimator_ when unpickled: a pickle holds the network
+        # only as estimator_ holds it (a reference to the workers' copy, inside
+        # skgradunc.cluster.sent_once)
+        state.pop("module_", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "estimator_" in state:
+            self.module_ = find_module(self.estimator_)
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
@@ -357,13 +370,16 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self.input_shape_ = tuple(head.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
         self.groups_ = resolve_groups(self.module_, self.groups)
-        engine = self._engine(statistics, softmax, device, overwritten=(), strategy=None)
-        self.output_ = engine.output
-        self.feature_names_out_ = np.asarray(engine.feature_names(), dtype=object)
-        # settled once on two samples, so that transform's chunks all take the same path:
-        # the engine, the tensors in-place operations overwrite, the output's validity
-        with _network_errors(self.input_shape_):
-            self.strategy_ = engine.probe(head, self.max_memory)
+        # the probe hooks into the network like transform: clones sharing it take turns
+        with _network_lock(self.module_):
+            engine = self._engine(statistics, softmax, device, overwritten=(), strategy=None)
+            self.output_ = engine.output
+            self.feature_names_out_ = np.asarray(engine.feature_names(), dtype=object)
+            # settled once on two samples, so that transform's chunks all take the same
+            # path: the engine, the tensors in-place operations overwrite, the output's
+            # validity
+            with _network_errors(self.input_shape_):
+                self.strategy_ = engine.probe(head, self.max_memory)
         self.overwritten_ = engine.overwritten
         self.trainable_ = list(engine.trainable)
         self.layer_rules_ = _layer_rules(engine)

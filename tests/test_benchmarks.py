@@ -45,3 +45,17 @@ def test_data_benchmark_runs(capsys):
     assert set(results["increase_mb"]) == sources
     out = capsys.readouterr().out
     assert "ratio to array" in out and "peak RssAnon increase" in out
+
+
+CLUSTER_BENCH = BENCH.with_name("bench_cluster_search.py")
+
+
+def test_cluster_search_benchmark_runs(capsys, dask_client):
+    main = runpy.run_path(str(CLUSTER_BENCH))["main"]
+    results, clone_bytes = main(["--n", "120", "--epochs", "1", "--repeats", "1"],
+                                client=dask_client)
+    plain, once = results["dask backend alone"], results["sent_once"]
+    assert plain["equal_scores"] and once["equal_scores"]
+    # every task carried the network plainly, none inside sent_once
+    assert plain["largest_bytes"] > clone_bytes > 20 * once["largest_bytes"]
+    assert "sent_once" in capsys.readouterr().out

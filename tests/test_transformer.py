@@ -121,6 +121,12 @@ def test_clone_shares_a_fitted_network_and_pickle_round_trips(fitted_net, digits
     fitted = grad.fit(X)
     loaded = pickle.loads(pickle.dumps(fitted))
     np.testing.assert_array_equal(loaded.transform(X), fitted.transform(X))
+    # the network is in the pickle once, as estimator_; module_ is found in it again
+    assert "module_" not in fitted.__getstate__() and hasattr(fitted, "module_")
+    assert loaded.module_ is loaded.estimator_.module_
+    bare = GradientMetricTransformer(torch.nn.Sequential(torch.nn.Linear(4, 3)))
+    again = pickle.loads(pickle.dumps(bare.fit(np.zeros((2, 4), np.float32))))
+    assert again.module_ is again.estimator_
 
 
 def test_clone_keeps_set_output_so_named_features_reach_the_next_step(
