@@ -1,10 +1,21 @@
 """The worker plugin of :func:`skgradunc.cluster.sent_once` (imports dask.distributed, which
 the package needs only with the ``dask`` extra)."""
 
+import threading
+
 from distributed.diagnostics.plugin import WorkerPlugin
 
-# key -> a worker's copy, while the plugin that brought it is registered
-ON_WORKER = {}
+# key -> [a worker's copy, how many workers of this process hold it] (a process may run
+# several workers: one's teardown must not take it from the others)
+_ON_WORKER = {}
+_GUARD = threading.Lock()
+
+
+def held(key):
+    """The copy held under ``key`` in this process, or None."""
+    with _GUARD:
+        entry = _ON_WORKER.get(key)
+        return None if entry is None else entry[0]
 
 
 class Holder(WorkerPlugin):
@@ -16,7 +27,14 @@ class Holder(WorkerPlugin):
         self.estimator = estimator
 
     def setup(self, worker):
-        ON_WORKER[self.key] = self.estimator
+        with _GUARD:
+            entry = _ON_WORKER.setdefault(self.key, [self.estimator, 0])
+            entry[1] += 1
 
     def teardown(self, worker):
-        ON_WORKER.pop(self.key, None)
+        with _GUARD:
+            entry = _ON_WORKER.get(self.key)
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] <= 0:
+                    del _ON_WORKER[self.key]

@@ -19,13 +19,16 @@ for a 2-D feature matrix.
 
 import copyreg
 import pickle
+import sys
 import threading
 import uuid
 import weakref
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 
 import numpy as np
 from sklearn.frozen import FrozenEstimator
+
+from .transformer import _is_fitted, _network_lock
 
 __all__ = ["sent_once", "transform_blocks"]
 
@@ -45,15 +48,30 @@ class _Pickled:
     """A transformer as bytes, the form in which it enters the task graph. Workers pass
     the bytes to each other, never the object: pickling a network that a task is
     transforming with would copy the engine's hooks with it (seen: the other worker's
-    copy then refused to run, "the network changed since fit")."""
+    copy then refused to run, "the network changed since fit"). In the process that made
+    it, the object itself serves (dask's threads: no second copy of the network)."""
 
-    __slots__ = ("data", "__weakref__")
+    __slots__ = ("data", "original", "__weakref__")
 
-    def __init__(self, data):
+    def __init__(self, data, original=None):
         self.data = data
+        self.original = original
 
     def __reduce__(self):
         return _Pickled, (self.data,)
+
+
+def _pickled(transformer):
+    """``transformer`` as a :class:`_Pickled`, pickled while no thread of this process
+    computes with its networks (their hooks would be pickled too). cloudpickle, as dask
+    uses: a network class defined in a script or notebook travels by value."""
+    import cloudpickle
+    steps = [transformer] + [step for _, step, *_ in getattr(transformer, "steps", [])]
+    modules = {id(m): m for step in steps if (m := getattr(step, "module_", None)) is not None}
+    with ExitStack() as locks:
+        for _, module in sorted(modules.items()):
+            locks.enter_context(_network_lock(module))
+        return _Pickled(cloudpickle.dumps(transformer), original=transformer)
 
 
 # one unpickled transformer per _Pickled object a process holds: a worker's tasks share it
@@ -63,6 +81,8 @@ _UNPICKLED_GUARD = threading.Lock()
 
 
 def _unpickled(pickled):
+    if pickled.original is not None:
+        return pickled.original
     with _UNPICKLED_GUARD:
         if pickled not in _UNPICKLED:
             _UNPICKLED[pickled] = pickle.loads(pickled.data)
@@ -125,7 +145,7 @@ def transform_blocks(transformer, X):
     X = X.rechunk({axis: -1 for axis in range(1, X.ndim)})
     n_features = len(transformer.get_feature_names_out())
     # one graph key for the transformer: a cluster ships it once per worker
-    shared = dask.delayed(_Pickled(pickle.dumps(transformer)), pure=True)
+    shared = dask.delayed(_pickled(transformer), pure=True)
     return X.map_blocks(_transform_block, shared, dtype=np.float64,
                         drop_axis=list(range(2, X.ndim)),
                         chunks=(X.chunks[0], (n_features,)), meta=np.empty((0, 0)))
@@ -171,11 +191,15 @@ def sent_once(estimator, client=None):
     ------
     ImportError
         Without dask.distributed, saying how to install the extra.
+    ValueError
+        With no client given and none current, with an asynchronous client, or when
+        ``estimator`` is already being sent by an open block (one block serves any number
+        of searches).
 
     Notes
     -----
-    Inside the block, ``copy.deepcopy(estimator)`` is ``estimator`` itself (copyreg's
-    reducers serve copies as well as pickles; the transformer never modifies it).
+    The reference applies to pickles made in this process, from any thread, while the
+    block is open; ``copy.deepcopy`` still makes real copies.
 
     Examples
     --------
@@ -196,40 +220,90 @@ def sent_once(estimator, client=None):
     """
     distributed = _distributed()
     client = distributed.get_client() if client is None else client
+    if getattr(client, "asynchronous", False):
+        raise ValueError("sent_once needs a synchronous distributed.Client (its plugin is "
+                         "registered and unregistered by blocking calls)")
     key = f"skgradunc-sent-once-{uuid.uuid4().hex}"
     # a worker plugin: every worker, and any that joins later, holds it before it runs a
     # task, so a reference is a lookup in the worker's own memory (no data to fetch, no
-    # replica for Dask's memory manager to drop). Registered before the reducer below, so
+    # replica for Dask's memory manager to drop). Registered before the reducer is, so
     # that the plugin carries the network itself.
     from ._worker_holder import Holder
-    client.register_plugin(Holder(key, estimator), name=key)
-    kind = type(estimator)
-    previous = copyreg.dispatch_table.get(kind)
-
-    def reduce(obj):
-        if obj is estimator:
-            return _reference, (key,)
-        if previous is not None:
-            return previous(obj)
-        return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
-
-    _SENDING[key] = estimator
-    copyreg.dispatch_table[kind] = reduce
+    try:
+        client.register_plugin(Holder(key, estimator), name=key)
+    except BaseException:
+        # the scheduler keeps a plugin some worker failed to set up: later workers get it
+        with suppress(Exception):
+            client.unregister_worker_plugin(key)
+        raise
+    try:
+        _start_sending(estimator, key)
+    except BaseException:
+        with suppress(Exception):
+            client.unregister_worker_plugin(key)
+        raise
     try:
         yield key
     finally:
-        if previous is None:
-            del copyreg.dispatch_table[kind]
-        else:
-            copyreg.dispatch_table[kind] = previous
-        _SENDING.pop(key, None)
-        client.unregister_worker_plugin(key)
+        _stop_sending(estimator, key)
+        try:
+            client.unregister_worker_plugin(key)
+        except Exception:
+            if sys.exc_info()[1] is None:   # not to hide the block's own error
+                raise
 
 
 # key -> the estimator itself, in the process that sends it, while its block runs: a
-# reference unpickled or deep-copied there (scikit-learn's clone of a parameter, Dask's
-# handling of task arguments) is the original
+# reference unpickled there (the results of tasks, an in-process scheduler's copy of the
+# graph) is the original
 _SENDING = {}
+# id(estimator) -> (estimator, key) for the open blocks; type -> the dispatch entry the
+# type had before the first of them (None: none), restored when the last one closes
+_SENT = {}
+_PREVIOUS = {}
+_SENT_GUARD = threading.Lock()
+
+
+def _start_sending(estimator, key):
+    kind = type(estimator)
+    with _SENT_GUARD:
+        if id(estimator) in _SENT:
+            raise ValueError(f"this {kind.__name__} is already being sent by an open "
+                             "sent_once block; run every search inside that one block")
+        if kind not in _PREVIOUS:
+            _PREVIOUS[kind] = copyreg.dispatch_table.get(kind)
+            copyreg.dispatch_table[kind] = _reduce_sent
+        _SENT[id(estimator)] = (estimator, key)
+        _SENDING[key] = estimator
+
+
+def _stop_sending(estimator, key):
+    kind = type(estimator)
+    with _SENT_GUARD:
+        _SENDING.pop(key, None)
+        _SENT.pop(id(estimator), None)
+        if not any(type(held) is kind for held, _ in _SENT.values()):
+            previous = _PREVIOUS.pop(kind)
+            if copyreg.dispatch_table.get(kind) is _reduce_sent:  # else: someone else's now
+                if previous is None:
+                    del copyreg.dispatch_table[kind]
+                else:
+                    copyreg.dispatch_table[kind] = previous
+
+
+def _reduce_sent(obj):
+    """copyreg's reducer for the types of the networks being sent: those networks pickle
+    as their key, anything else as it would without it."""
+    held = _SENT.get(id(obj))
+    # copy.deepcopy asks copyreg's reducers too: a copy stays a real copy (code that
+    # copies a network to change the copy must not change the original)
+    if (held is not None and held[0] is obj
+            and sys._getframe(1).f_globals.get("__name__") != "copy"):
+        return _reference, (held[1],)
+    previous = _PREVIOUS.get(type(obj))
+    if previous is not None:
+        return previous(obj)
+    return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
 
 
 def _reference(key):
@@ -243,15 +317,17 @@ def _workers_copy(key):
     if key in _SENDING:
         return _SENDING[key]
     try:
-        from ._worker_holder import ON_WORKER
+        from ._worker_holder import held
     except ImportError:   # no dask here, so no worker either
-        ON_WORKER = {}
-    if key in ON_WORKER:
-        return ON_WORKER[key]
-    raise RuntimeError(f"a network sent to Dask's workers by skgradunc.cluster.sent_once "
-                       f"({key}) is not held in this process: a pickle made inside a "
-                       f"sent_once block is loaded only by that block's workers while it "
-                       f"runs (pickle the estimator after the block to keep the network)")
+        held = None
+    found = None if held is None else held(key)
+    if found is None:
+        raise RuntimeError(
+            f"a network sent to Dask's workers by skgradunc.cluster.sent_once ({key}) is "
+            f"not held in this process: a pickle made inside a sent_once block is loaded "
+            f"only by that block's workers while it runs (pickle the estimator after the "
+            f"block to keep the network)")
+    return found
 
 
 class _WorkersCopy(FrozenEstimator):
@@ -281,7 +357,6 @@ class _WorkersCopy(FrozenEstimator):
     # what was sent may be a torch module, which scikit-learn's tags and fitted check
     # do not know: the transformer's own check decides, as for the module itself
     def __sklearn_is_fitted__(self):
-        from .transformer import _is_fitted
         return _is_fitted(self.estimator)
 
     def __sklearn_tags__(self):

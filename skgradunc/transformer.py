@@ -288,16 +288,20 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
 
     def __getstate__(self):
         state = dict(super().__getstate__())   # object's is the live __dict__ itself
-        # module_ is found again in estimator_ when unpickled: a pickle holds the network
+        # module_ is found again in estimator_ after unpickling: a pickle holds the network
         # only as estimator_ holds it (a reference to the workers' copy, inside
         # skgradunc.cluster.sent_once)
         state.pop("module_", None)
         return state
 
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        if "estimator_" in state:
-            self.module_ = find_module(self.estimator_)
+    def __getattr__(self, name):
+        # module_ after unpickling, found at first use: estimator_ may be a reference that
+        # only a worker can resolve (skgradunc.cluster.sent_once), and a scheduler unpickles
+        # the tasks' arguments too
+        if name == "module_" and "estimator_" in self.__dict__:
+            module = self.__dict__["module_"] = find_module(self.__dict__["estimator_"])
+            return module
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -3,6 +3,8 @@ and on a LocalCluster of worker processes; transform from several threads at onc
 searches on joblib's dask backend, with the network sent to each worker once."""
 
 import copy
+import copyreg
+import os
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 
@@ -102,8 +104,8 @@ def test_a_grid_search_on_the_dask_backend_equals_the_serial_one(search_setup, d
 
 
 def _held_here(key):
-    from skgradunc._worker_holder import ON_WORKER
-    return key in ON_WORKER
+    from skgradunc._worker_holder import held
+    return held(key) is not None
 
 
 def test_sent_once_pickles_the_network_as_a_reference_in_its_block(search_setup, dask_client):
@@ -113,8 +115,11 @@ def test_sent_once_pickles_the_network_as_a_reference_in_its_block(search_setup,
         # every worker holds it, before any task names it
         held = dask_client.run(_held_here, key)
         assert len(held) == 2 and all(held.values())
-        # copy.deepcopy takes copyreg's reducers too: a copy made here is the original
-        assert copy.deepcopy(frozen) is frozen
+        # copy.deepcopy asks copyreg's reducers too, and still makes a real copy (code that
+        # copies a network to change the copy must not change the original)
+        twin = copy.deepcopy(frozen)
+        assert twin is not frozen and twin.estimator.module_ is not frozen.estimator.module_
+        assert type(twin) is FrozenEstimator
         task = pickle.dumps(clone(pipe))
         assert key in task.decode("latin-1")
         # unpickled in this process (not a worker): the original, found here
@@ -156,3 +161,53 @@ def test_a_torch_module_sent_once_and_fitted_pipelines_coming_back(search_setup,
                                atol=1e-9)
     assert all(fitted[0].estimator_ is module and fitted[0].module_ is module
                for fitted in on_cluster["estimator"])
+
+
+def _plugins_on_the_scheduler(dask_scheduler):
+    return [name for name in dask_scheduler.worker_plugins if "sent-once" in name]
+
+
+def test_blocks_closed_in_any_order_leave_pickling_as_it_was(search_setup, dask_client):
+    frozen, _, _, _ = search_setup
+    other = FrozenEstimator(frozen.estimator)
+    first, second = sent_once(frozen, dask_client), sent_once(other, dask_client)
+    first.__enter__()
+    second_key = second.__enter__()
+    first.__exit__(None, None, None)            # the first one closes first
+    assert second_key in pickle.dumps(other).decode("latin-1")
+    assert len(pickle.dumps(frozen)) > 100_000  # the network itself again
+    second.__exit__(None, None, None)
+    assert FrozenEstimator not in copyreg.dispatch_table
+    assert len(pickle.dumps(other)) > 100_000
+    assert dask_client.run_on_scheduler(_plugins_on_the_scheduler) == []
+
+
+def test_sending_one_network_twice_at_once_is_refused(search_setup, dask_client):
+    frozen, _, _, _ = search_setup
+    with sent_once(frozen, dask_client):
+        with pytest.raises(ValueError, match="already being sent by an open sent_once"):
+            with sent_once(frozen, dask_client):
+                pass
+    assert FrozenEstimator not in copyreg.dispatch_table
+    assert dask_client.run_on_scheduler(_plugins_on_the_scheduler) == []
+
+
+class _RefusedOnWorkers:
+    """Unpickles in the process that made it, fails to on a worker."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __setstate__(self, state):
+        if state["pid"] != os.getpid():
+            raise RuntimeError("cannot be unpickled here")
+        self.__dict__.update(state)
+
+
+def test_a_plugin_the_workers_cannot_set_up_is_withdrawn(dask_client):
+    """Else the scheduler keeps it and gives it to every worker that joins later."""
+    with pytest.raises(Exception, match="cannot be unpickled here"):
+        with sent_once(_RefusedOnWorkers(os.getpid()), dask_client):
+            pass
+    assert _RefusedOnWorkers not in copyreg.dispatch_table
+    assert dask_client.run_on_scheduler(_plugins_on_the_scheduler) == []
