@@ -6,6 +6,7 @@ import copy
 import copyreg
 import os
 import pickle
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import dask.array as da
@@ -211,3 +212,26 @@ def test_a_plugin_the_workers_cannot_set_up_is_withdrawn(dask_client):
             pass
     assert _RefusedOnWorkers not in copyreg.dispatch_table
     assert dask_client.run_on_scheduler(_plugins_on_the_scheduler) == []
+
+
+def _wait_for_exactly(client, n, timeout=120):
+    deadline = time.monotonic() + timeout
+    while len(client.scheduler_info(n_workers=-1)["workers"]) != n:
+        assert time.monotonic() < deadline, f"the cluster did not reach {n} workers"
+        time.sleep(0.2)
+
+
+def test_a_worker_that_joins_during_the_block_holds_the_network(search_setup, dask_client):
+    """Dask gives registered plugins to a worker when it joins, before it runs a task."""
+    frozen, _, _, _ = search_setup
+    cluster = dask_client.cluster
+    try:
+        with sent_once(frozen, dask_client) as key:
+            cluster.scale(3)
+            _wait_for_exactly(dask_client, 3)
+            held = dask_client.run(_held_here, key)
+    finally:
+        cluster.scale(2)
+        _wait_for_exactly(dask_client, 2)
+    assert len(held) == 3 and all(held.values())
+    assert not any(dask_client.run(_held_here, key).values())
