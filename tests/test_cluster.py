@@ -8,6 +8,7 @@ import os
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
 
 import dask.array as da
 import joblib
@@ -185,7 +186,8 @@ def test_blocks_closed_in_any_order_leave_pickling_as_it_was(search_setup, dask_
 
 def test_sending_one_network_twice_at_once_is_refused(search_setup, dask_client):
     frozen, _, _, _ = search_setup
-    with sent_once(frozen, dask_client):
+    with sent_once(frozen) as key:          # no client given: the current one
+        assert all(dask_client.run(_held_here, key).values())
         with pytest.raises(ValueError, match="already being sent by an open sent_once"):
             with sent_once(frozen, dask_client):
                 pass
@@ -235,3 +237,11 @@ def test_a_worker_that_joins_during_the_block_holds_the_network(search_setup, da
         _wait_for_exactly(dask_client, 2)
     assert len(held) == 3 and all(held.values())
     assert not any(dask_client.run(_held_here, key).values())
+
+
+def test_an_asynchronous_client_is_refused(search_setup):
+    """Its register_plugin would return a coroutine nobody awaits: nothing registered."""
+    with pytest.raises(ValueError, match="synchronous distributed.Client"):
+        with sent_once(search_setup[0], SimpleNamespace(asynchronous=True)):
+            pass
+    assert FrozenEstimator not in copyreg.dispatch_table
