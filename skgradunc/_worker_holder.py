@@ -1,6 +1,7 @@
 """The worker plugin of :func:`skgradunc.cluster.sent_once` (imports dask.distributed, which
 the package needs only with the ``dask`` extra)."""
 
+import pickle
 import threading
 
 from distributed.diagnostics.plugin import WorkerPlugin
@@ -20,15 +21,18 @@ def held(key):
 
 class Holder(WorkerPlugin):
     """Brings an estimator to every worker (those that join later too, before they run a
-    task) and keeps it there under its key until the plugin is unregistered."""
+    task) and keeps it there under its key until the plugin is unregistered. It travels
+    pickled (``payload``) and is unpickled by ``setup``, so that a worker that cannot load
+    it fails there, with the reason, and the caller withdraws the plugin."""
 
-    def __init__(self, key, estimator):
+    def __init__(self, key, payload):
         self.key = key
-        self.estimator = estimator
+        self.payload = payload
 
     def setup(self, worker):
+        estimator = pickle.loads(self.payload)
         with _GUARD:
-            entry = _ON_WORKER.setdefault(self.key, [self.estimator, 0])
+            entry = _ON_WORKER.setdefault(self.key, [estimator, 0])
             entry[1] += 1
 
     def teardown(self, worker):

@@ -17,6 +17,7 @@ the output drops the image axes, so the dask array it returns claims the input's
 for a 2-D feature matrix.
 """
 
+import copy
 import copyreg
 import pickle
 import sys
@@ -26,6 +27,7 @@ import weakref
 from contextlib import ExitStack, contextmanager, suppress
 
 import numpy as np
+import torch
 from sklearn.frozen import FrozenEstimator
 
 from .transformer import _is_fitted, _network_lock
@@ -65,13 +67,15 @@ def _pickled(transformer):
     """``transformer`` as a :class:`_Pickled`, pickled while no thread of this process
     computes with its networks (their hooks would be pickled too). cloudpickle, as dask
     uses: a network class defined in a script or notebook travels by value."""
-    import cloudpickle
-    steps = [transformer] + [step for _, step, *_ in getattr(transformer, "steps", [])]
-    modules = {id(m): m for step in steps if (m := getattr(step, "module_", None)) is not None}
+    parts = [transformer]
+    if hasattr(transformer, "get_params"):   # the steps of (nested) pipelines, unions, ...
+        parts += list(transformer.get_params(deep=True).values())
+    modules = {id(m): m for part in parts
+               if isinstance(m := getattr(part, "module_", None), torch.nn.Module)}
     with ExitStack() as locks:
         for _, module in sorted(modules.items()):
             locks.enter_context(_network_lock(module))
-        return _Pickled(cloudpickle.dumps(transformer), original=transformer)
+        return _Pickled(_cloudpickle().dumps(transformer), original=transformer)
 
 
 # one unpickled transformer per _Pickled object a process holds: a worker's tasks share it
@@ -224,33 +228,49 @@ def sent_once(estimator, client=None):
         raise ValueError("sent_once needs a synchronous distributed.Client (its plugin is "
                          "registered and unregistered by blocking calls)")
     key = f"skgradunc-sent-once-{uuid.uuid4().hex}"
-    # a worker plugin: every worker, and any that joins later, holds it before it runs a
-    # task, so a reference is a lookup in the worker's own memory (no data to fetch, no
-    # replica for Dask's memory manager to drop). Registered before the reducer is, so
-    # that the plugin carries the network itself.
     from ._worker_holder import Holder
+    _start_sending(estimator, key)     # refuses a second block for it before anything is sent
     try:
-        client.register_plugin(Holder(key, estimator), name=key)
+        # pickled as if no block were open: a network may hold one that another block sends
+        with _plain_pickling():
+            payload = _cloudpickle().dumps(estimator)
+        # a worker plugin: every worker, and any that joins later, holds it before it runs
+        # a task, so a reference is a lookup in the worker's own memory (no data to fetch,
+        # no replica for Dask's memory manager to drop)
+        client.register_plugin(Holder(key, payload), name=key)
     except BaseException:
+        _stop_sending(estimator, key)
         # the scheduler keeps a plugin some worker failed to set up: later workers get it
         with suppress(Exception):
             client.unregister_worker_plugin(key)
         raise
     try:
-        _start_sending(estimator, key)
+        yield key
     except BaseException:
-        with suppress(Exception):
+        _stop_sending(estimator, key)
+        with suppress(Exception):      # not to hide the block's own error
             client.unregister_worker_plugin(key)
         raise
+    _stop_sending(estimator, key)
+    client.unregister_worker_plugin(key)
+
+
+def _cloudpickle():
+    import cloudpickle   # a dependency of dask: network classes of a script travel by value
+    return cloudpickle
+
+
+_PLAIN = threading.local()
+
+
+@contextmanager
+def _plain_pickling():
+    """In this thread, pickle the networks being sent as themselves."""
+    _PLAIN.active = True
     try:
-        yield key
+        yield
     finally:
-        _stop_sending(estimator, key)
-        try:
-            client.unregister_worker_plugin(key)
-        except Exception:
-            if sys.exc_info()[1] is None:   # not to hide the block's own error
-                raise
+        _PLAIN.active = False
 
 
 # key -> the estimator itself, in the process that sends it, while its block runs: a
@@ -262,6 +282,7 @@ _SENDING = {}
 _SENT = {}
 _PREVIOUS = {}
 _SENT_GUARD = threading.Lock()
+_COPIERS = (copy.copy.__code__, copy.deepcopy.__code__)
 
 
 def _start_sending(estimator, key):
@@ -295,11 +316,15 @@ def _reduce_sent(obj):
     """copyreg's reducer for the types of the networks being sent: those networks pickle
     as their key, anything else as it would without it."""
     held = _SENT.get(id(obj))
-    # copy.deepcopy asks copyreg's reducers too: a copy stays a real copy (code that
-    # copies a network to change the copy must not change the original)
-    if (held is not None and held[0] is obj
-            and sys._getframe(1).f_globals.get("__name__") != "copy"):
-        return _reference, (held[1],)
+    if held is not None and held[0] is obj and not getattr(_PLAIN, "active", False):
+        # copy.copy and copy.deepcopy ask copyreg's reducers too: a copy stays a real copy
+        # (code that copies a network to change the copy must not change the original)
+        try:
+            copying = sys._getframe(1).f_code in _COPIERS
+        except ValueError:   # called with no Python frame above: not by the copy module
+            copying = False
+        if not copying:
+            return _reference, (held[1],)
     previous = _PREVIOUS.get(type(obj))
     if previous is not None:
         return previous(obj)

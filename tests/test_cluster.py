@@ -8,6 +8,7 @@ import os
 import pickle
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from types import SimpleNamespace
 
 import dask.array as da
@@ -22,6 +23,7 @@ from sklearn.preprocessing import StandardScaler
 
 from skgradunc import GradientMetricTransformer, MetaClassifier, correctness_target, metrics
 from skgradunc.cluster import sent_once, transform_blocks
+from skgradunc.experiments.parallel_runs import environment_kept
 from tolerances import assert_features_close
 
 
@@ -172,13 +174,13 @@ def _plugins_on_the_scheduler(dask_scheduler):
 def test_blocks_closed_in_any_order_leave_pickling_as_it_was(search_setup, dask_client):
     frozen, _, _, _ = search_setup
     other = FrozenEstimator(frozen.estimator)
-    first, second = sent_once(frozen, dask_client), sent_once(other, dask_client)
-    first.__enter__()
-    second_key = second.__enter__()
-    first.__exit__(None, None, None)            # the first one closes first
-    assert second_key in pickle.dumps(other).decode("latin-1")
-    assert len(pickle.dumps(frozen)) > 100_000  # the network itself again
-    second.__exit__(None, None, None)
+    with ExitStack() as second_open:
+        with ExitStack() as first_open:
+            first_open.enter_context(sent_once(frozen, dask_client))
+            second_key = second_open.enter_context(sent_once(other, dask_client))
+        # the first one has closed, the second is open
+        assert second_key in pickle.dumps(other).decode("latin-1")
+        assert len(pickle.dumps(frozen)) > 100_000  # the network itself again
     assert FrozenEstimator not in copyreg.dispatch_table
     assert len(pickle.dumps(other)) > 100_000
     assert dask_client.run_on_scheduler(_plugins_on_the_scheduler) == []
@@ -227,16 +229,63 @@ def test_a_worker_that_joins_during_the_block_holds_the_network(search_setup, da
     """Dask gives registered plugins to a worker when it joins, before it runs a task."""
     frozen, _, _, _ = search_setup
     cluster = dask_client.cluster
-    try:
-        with sent_once(frozen, dask_client) as key:
-            cluster.scale(3)
-            _wait_for_exactly(dask_client, 3)
-            held = dask_client.run(_held_here, key)
-    finally:
-        cluster.scale(2)
-        _wait_for_exactly(dask_client, 2)
-    assert len(held) == 3 and all(held.values())
+    # a nanny writes its workers' settings (OMP_NUM_THREADS=1, ...) into this process's
+    # environment, which later tests' subprocesses would inherit
+    with environment_kept():
+        try:
+            with sent_once(frozen, dask_client) as key:
+                cluster.scale(3)
+                _wait_for_exactly(dask_client, 3)
+                # a task on each worker: what the worker holds when it runs one
+                workers = list(dask_client.scheduler_info(n_workers=-1)["workers"])
+                held = [dask_client.submit(_held_here, key, workers=[w], pure=False,
+                                           allow_other_workers=False).result()
+                        for w in workers]
+        finally:
+            cluster.scale(2)
+            _wait_for_exactly(dask_client, 2)
+    assert len(held) == 3 and all(held)
     assert not any(dask_client.run(_held_here, key).values())
+
+
+def _held_type(key):
+    from skgradunc._worker_holder import held
+    return type(held(key).estimator).__name__
+
+
+def test_a_network_holding_one_another_block_sends(search_setup, dask_client):
+    """The outer object is sent whole: its copy outlives the inner one's block."""
+    frozen, _, _, _ = search_setup
+    net = frozen.estimator
+    with ExitStack() as outer_open:
+        with sent_once(net, dask_client):
+            outer_key = outer_open.enter_context(sent_once(frozen, dask_client))
+        assert set(dask_client.run(_held_type, outer_key).values()) == {type(net).__name__}
+
+
+class _FailingUnregister:
+    """A client whose unregistering fails (a scheduler gone away)."""
+
+    def __init__(self, client):
+        self._client = client
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+    def unregister_worker_plugin(self, key):
+        self._client.unregister_worker_plugin(key)
+        raise OSError("the scheduler went away")
+
+
+def test_an_unregistering_error_is_raised_unless_the_block_failed(search_setup, dask_client):
+    frozen, _, _, _ = search_setup
+    with pytest.raises(OSError, match="went away"):
+        with sent_once(frozen, _FailingUnregister(dask_client)):
+            pass
+    with pytest.raises(KeyError, match="the block's own"):
+        with sent_once(frozen, _FailingUnregister(dask_client)):
+            raise KeyError("the block's own")
+    assert FrozenEstimator not in copyreg.dispatch_table
 
 
 def test_an_asynchronous_client_is_refused(search_setup):
