@@ -326,9 +326,18 @@ def _reduce_sent(obj):
         if not copying:
             return _reference, (held[1],)
     previous = _PREVIOUS.get(type(obj))
-    if previous is not None:
-        return previous(obj)
+    # a reducer installed over ours during an earlier block may chain back to ours: the
+    # second call for the same object takes the default
+    if previous is not None and getattr(_IN_PREVIOUS, "obj", None) is not obj:
+        _IN_PREVIOUS.obj = obj
+        try:
+            return previous(obj)
+        finally:
+            _IN_PREVIOUS.obj = None
     return obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+
+
+_IN_PREVIOUS = threading.local()
 
 
 def _reference(key):

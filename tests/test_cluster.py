@@ -294,3 +294,17 @@ def test_an_asynchronous_client_is_refused(search_setup):
         with sent_once(search_setup[0], SimpleNamespace(asynchronous=True)):
             pass
     assert FrozenEstimator not in copyreg.dispatch_table
+
+
+def test_a_reducer_over_ours_that_chains_back_does_not_recurse(search_setup, dask_client):
+    frozen, _, _, _ = search_setup
+    other, third = FrozenEstimator(frozen.estimator), FrozenEstimator(frozen.estimator)
+    try:
+        with sent_once(frozen, dask_client):
+            chained = copyreg.dispatch_table[FrozenEstimator]     # ours
+            copyreg.dispatch_table[FrozenEstimator] = lambda obj: chained(obj)  # theirs
+        with sent_once(other, dask_client) as key:              # theirs is now "previous"
+            assert key in pickle.dumps(other).decode("latin-1")
+            assert type(pickle.loads(pickle.dumps(third))) is FrozenEstimator
+    finally:
+        copyreg.dispatch_table.pop(FrozenEstimator, None)
