@@ -239,20 +239,24 @@ def sent_once(estimator, client=None):
         # no replica for Dask's memory manager to drop)
         client.register_plugin(Holder(key, payload), name=key)
     except BaseException:
-        _stop_sending(estimator, key)
-        # the scheduler keeps a plugin some worker failed to set up: later workers get it
-        with suppress(Exception):
-            client.unregister_worker_plugin(key)
+        _abandon(estimator, key, client)
         raise
     try:
         yield key
     except BaseException:
-        _stop_sending(estimator, key)
-        with suppress(Exception):      # not to hide the block's own error
-            client.unregister_worker_plugin(key)
+        _abandon(estimator, key, client)
         raise
     _stop_sending(estimator, key)
     client.unregister_worker_plugin(key)
+
+
+def _abandon(estimator, key, client):
+    """After a failure: forget the block and withdraw its plugin, quietly (the failure is
+    the error to see). Also when registering failed: the scheduler keeps a plugin some
+    worker could not set up, and would give it to every worker that joins later."""
+    _stop_sending(estimator, key)
+    with suppress(Exception):
+        client.unregister_worker_plugin(key)
 
 
 def _cloudpickle():
@@ -273,12 +277,9 @@ def _plain_pickling():
         _PLAIN.active = False
 
 
-# key -> the estimator itself, in the process that sends it, while its block runs: a
-# reference unpickled there (the results of tasks, an in-process scheduler's copy of the
-# graph) is the original
-_SENDING = {}
-# id(estimator) -> (estimator, key) for the open blocks; type -> the dispatch entry the
-# type had before the first of them (None: none), restored when the last one closes
+# id(estimator) -> (estimator, key) for the open blocks of this process; type -> the
+# dispatch entry the type had before the first of them (None: none), restored when the
+# last one closes
 _SENT = {}
 _PREVIOUS = {}
 _SENT_GUARD = threading.Lock()
@@ -295,13 +296,11 @@ def _start_sending(estimator, key):
             _PREVIOUS[kind] = copyreg.dispatch_table.get(kind)
             copyreg.dispatch_table[kind] = _reduce_sent
         _SENT[id(estimator)] = (estimator, key)
-        _SENDING[key] = estimator
 
 
 def _stop_sending(estimator, key):
     kind = type(estimator)
     with _SENT_GUARD:
-        _SENDING.pop(key, None)
         _SENT.pop(id(estimator), None)
         if not any(type(held) is kind for held, _ in _SENT.values()):
             previous = _PREVIOUS.pop(kind)
@@ -342,14 +341,17 @@ _IN_PREVIOUS = threading.local()
 
 def _reference(key):
     """What a pickled reference to a network sent by :func:`sent_once` unpickles as: the
-    original in the process that sent it, a lazy copy elsewhere."""
-    return _SENDING[key] if key in _SENDING else _WorkersCopy(key)
+    original in the process that sent it while its block runs (the results of tasks, an
+    in-process scheduler's copy of the graph), a lazy copy elsewhere."""
+    for estimator, sent_key in list(_SENT.values()):
+        if sent_key == key:
+            return estimator
+    return _WorkersCopy(key)
 
 
 def _workers_copy(key):
-    """The estimator that ``key`` stands for, in this process."""
-    if key in _SENDING:
-        return _SENDING[key]
+    """The estimator that ``key`` stands for on this worker (a lazy copy exists only where
+    the block's original is not: :func:`_reference`)."""
     try:
         from ._worker_holder import held
     except ImportError:   # no dask here, so no worker either
