@@ -196,9 +196,9 @@ def sent_once(estimator, client=None):
     ImportError
         Without dask.distributed, saying how to install the extra.
     ValueError
-        With no client given and none current, with an asynchronous client, or when
-        ``estimator`` is already being sent by an open block (one block serves any number
-        of searches).
+        When ``estimator`` is not fitted, with no client given and none current, with an
+        asynchronous client, or when ``estimator`` is already being sent by an open block
+        (one block serves any number of searches).
 
     Notes
     -----
@@ -227,6 +227,10 @@ def sent_once(estimator, client=None):
     if getattr(client, "asynchronous", False):
         raise ValueError("sent_once needs a synchronous distributed.Client (its plugin is "
                          "registered and unregistered by blocking calls)")
+    if not _is_fitted(estimator):
+        # a copy on the workers is frozen: an unfitted net would not be trained there
+        raise ValueError(f"sent_once sends a fitted network, but this "
+                         f"{type(estimator).__name__} is not fitted: fit it first")
     key = f"skgradunc-sent-once-{uuid.uuid4().hex}"
     from ._worker_holder import Holder
     _start_sending(estimator, key)     # refuses a second block for it before anything is sent

@@ -15,7 +15,7 @@ import dask.array as da
 import joblib
 import numpy as np
 import pytest
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import GridSearchCV, cross_val_score, cross_validate
 from sklearn.pipeline import make_pipeline
@@ -197,22 +197,27 @@ def test_sending_one_network_twice_at_once_is_refused(search_setup, dask_client)
     assert dask_client.run_on_scheduler(_plugins_on_the_scheduler) == []
 
 
-class _RefusedOnWorkers:
-    """Unpickles in the process that made it, fails to on a worker."""
+class _RefusedOnWorkers(BaseEstimator):
+    """A fitted estimator that unpickles in the process that made it, and fails to on a
+    worker."""
 
     def __init__(self, pid):
         self.pid = pid
 
+    def fit(self, X=None, y=None):
+        self.fitted_ = True
+        return self
+
     def __setstate__(self, state):
         if state["pid"] != os.getpid():
             raise RuntimeError("cannot be unpickled here")
-        self.__dict__.update(state)
+        super().__setstate__(state)
 
 
 def test_a_plugin_the_workers_cannot_set_up_is_withdrawn(dask_client):
     """Else the scheduler keeps it and gives it to every worker that joins later."""
     with pytest.raises(Exception, match="cannot be unpickled here"):
-        with sent_once(_RefusedOnWorkers(os.getpid()), dask_client):
+        with sent_once(_RefusedOnWorkers(os.getpid()).fit(), dask_client):
             pass
     assert _RefusedOnWorkers not in copyreg.dispatch_table
     assert dask_client.run_on_scheduler(_plugins_on_the_scheduler) == []
@@ -308,3 +313,12 @@ def test_a_reducer_over_ours_that_chains_back_does_not_recurse(search_setup, das
             assert type(pickle.loads(pickle.dumps(third))) is FrozenEstimator
     finally:
         copyreg.dispatch_table.pop(FrozenEstimator, None)
+
+
+def test_an_unfitted_network_is_refused(dask_client):
+    """On the workers it is frozen: it would never be trained there."""
+    from skgradunc import CNNClassifier
+    with pytest.raises(ValueError, match="CNNClassifier is not fitted: fit it first"):
+        with sent_once(CNNClassifier(), dask_client):
+            pass
+    assert dask_client.run_on_scheduler(_plugins_on_the_scheduler) == []
