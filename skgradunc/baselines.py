@@ -30,6 +30,9 @@ class SingleMetricClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     feature : str or int, default="softmax__entropy"
         Column name (needs a DataFrame, e.g. from ``set_output(transform="pandas")``
         on the pipeline) or column index.
+    pos_label : int, str or None, default=None
+        The target value meaning "correct"; None: the larger of two numbers (1).
+        Labels that are not numbers must name it.
 
     Attributes
     ----------
@@ -38,7 +41,8 @@ class SingleMetricClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     direction_ : {1, -1}
         +1 when larger values mean "more likely correct".
     classes_ : ndarray
-        The two target values; the larger one (1) means "correct".
+        The two target values, ``[negative, positive]``; ``classes_[1]`` means
+        "correct".
 
     Examples
     --------
@@ -50,8 +54,9 @@ class SingleMetricClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     (-1, [0, 0, 1, 1])
     """
 
-    def __init__(self, feature="softmax__entropy"):
+    def __init__(self, feature="softmax__entropy", *, pos_label=None):
         self.feature = feature
+        self.pos_label = pos_label
 
     def _column(self):
         if isinstance(self.feature, str):
@@ -79,8 +84,8 @@ class SingleMetricClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
             Features, among them the column ``feature`` names (named by a string,
             it needs a DataFrame).
         y : array-like of shape (n_samples,)
-            The meta target, with exactly two values; the larger one (1) means
-            "correct".
+            The meta target, with exactly two values; ``pos_label`` (default: the
+            larger one, 1) means "correct".
 
         Returns
         -------
@@ -89,7 +94,7 @@ class SingleMetricClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
         """
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_classification_targets(y)
-        self.classes_ = check_binary_target(y)
+        self.classes_ = check_binary_target(y, self.pos_label)
         self.column_ = self._column()
         target = (y == self.classes_[1]).astype(int)
         values = X[:, self.column_]

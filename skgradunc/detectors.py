@@ -14,7 +14,6 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from ._network import find_module
-from .gradients import trainable_parameters
 from .meta import MetaClassifier
 from .transformer import GradientMetricTransformer
 
@@ -22,8 +21,10 @@ __all__ = ["gradnorm_score", "lee_alregib_detector", "last_layer_weight"]
 
 
 def last_layer_weight(module):
-    """Name of the last trainable 2-D ``weight`` in the module's parameter order (a
-    classifier's last fully connected layer: ``fc.weight``, ``heads.head.weight``).
+    """Name of the last 2-D ``weight`` in the module's parameter order (a classifier's
+    last fully connected layer: ``fc.weight``, ``heads.head.weight``), frozen or not:
+    GradNorm is defined on the last layer, and gradients can be taken with respect to
+    a frozen weight.
 
     Parameters
     ----------
@@ -38,8 +39,8 @@ def last_layer_weight(module):
     Raises
     ------
     ValueError
-        When the module has no trainable 2-D parameter named ``weight`` (or no
-        parameters at all).
+        When the module has no 2-D parameter named ``weight`` (or no parameters at
+        all).
 
     Examples
     --------
@@ -50,12 +51,11 @@ def last_layer_weight(module):
     >>> last_layer_weight(net)
     '2.weight'
     """
-    shapes = dict(module.named_parameters())
-    found = [name for name in trainable_parameters(module)
-             if name.rsplit(".", 1)[-1] == "weight" and shapes[name].dim() == 2]
+    found = [name for name, weight in module.named_parameters()
+             if name.rsplit(".", 1)[-1] == "weight" and weight.dim() == 2]
     if not found:
-        raise ValueError(f"{type(module).__name__} has no trainable 2-D weight (a Linear "
-                         "layer's); name the parameter GradNorm takes with parameter=")
+        raise ValueError(f"{type(module).__name__} has no 2-D weight (a Linear layer's); "
+                         "name the parameter GradNorm takes with parameter=")
     return found[-1]
 
 
@@ -113,7 +113,7 @@ def gradnorm_score(estimator, X, *, temperature=1.0, parameter=None, batch_size=
 
 
 def lee_alregib_detector(estimator, *, alpha=None, random_state=None, batch_size=256,
-                         device="auto", output="auto"):
+                         device="auto", output="auto", pos_label=None):
     """Lee & AlRegib (2020)'s gradient-based detector, as a Pipeline to fit.
 
     Features: ||grad_theta J||_2^2 for every parameter tensor theta (each weight and
@@ -148,6 +148,10 @@ def lee_alregib_detector(estimator, *, alpha=None, random_state=None, batch_size
         CPU (as for :class:`GradientMetricTransformer`).
     output : {"auto", "logits", "probabilities", "log_probabilities"}, default="auto"
         What the module returns, as for :class:`GradientMetricTransformer`.
+    pos_label : int, str or None, default=None
+        The label of in-distribution (or correct) samples, whose probability is
+        ``predict_proba(X)[:, 1]``; None: the larger of two numbers (1 of 0 / 1).
+        Labels that are not numbers (``"in"`` / ``"out"``) must name it.
 
     Returns
     -------
@@ -173,11 +177,13 @@ def lee_alregib_detector(estimator, *, alpha=None, random_state=None, batch_size
         estimator, target="all_ones", groups="parameter", statistics=["l2"],
         include_network=False, softmax_features=False, batch_size=batch_size, device=device,
         output=output)
-    return Pipeline([("gradients", gradients), *_lee_alregib_head(alpha, random_state)])
+    return Pipeline([("gradients", gradients),
+                     *_lee_alregib_head(alpha, random_state, pos_label)])
 
 
-def _lee_alregib_head(alpha=None, random_state=None):
+def _lee_alregib_head(alpha=None, random_state=None, pos_label=None):
     """The detector's steps after the gradient norms (the reproduction fits them on
     cached norms): square them, then the two-layer binary classifier."""
     return [("squared", FunctionTransformer(np.square, feature_names_out="one-to-one")),
-            ("detector", MetaClassifier("nn", alpha=alpha, random_state=random_state))]
+            ("detector", MetaClassifier("nn", alpha=alpha, random_state=random_state,
+                                        pos_label=pos_label))]

@@ -111,9 +111,12 @@ def resolve_groups(module, groups="layer"):
         the paper's "layerwise"; a top-level parameter belongs to "module").
         ``"parameter"``: one group per parameter tensor (``conv1.weight``...).
         A list of layer or parameter names: one group each. A dict: group name
-        -> list of layer or parameter names.
+        -> list of layer or parameter names. A named layer or parameter whose weights
+        are all frozen (``requires_grad=False``) is taken as well: gradients can be
+        taken with respect to frozen weights.
     """
     trainable = trainable_parameters(module)
+    everything = [name for name, _ in module.named_parameters()]
     if isinstance(groups, str):
         if groups == "layer":
             return _layer_groups(trainable)
@@ -137,9 +140,9 @@ def resolve_groups(module, groups="layer"):
             members = [members]
         names = []
         for member in members:
-            found = [p for p in trainable
-                     if p == member or p.startswith(member + ".") or member == "module"
-                     and "." not in p]
+            # a name whose parameters are all frozen is taken as named: gradients can be
+            # taken with respect to frozen weights (GradNorm's last layer)
+            found = (_members(trainable, member) or _members(everything, member))
             if not found:
                 raise ValueError(
                     f"unknown layer or parameter {member!r}; layers with trainable "
@@ -147,6 +150,22 @@ def resolve_groups(module, groups="layer"):
             names.extend(p for p in found if p not in names)
         resolved[str(group)] = names
     return resolved
+
+
+def _members(names, member):
+    """The parameter names that layer or parameter name ``member`` covers."""
+    return [p for p in names if p == member or p.startswith(member + ".")
+            or member == "module" and "." not in p]
+
+
+def gradient_parameters(module, groups):
+    """The parameters whose per-sample gradients are computed, in module order: the
+    trainable ones (:func:`trainable_parameters`) and any frozen one that ``groups``
+    (from :func:`resolve_groups`) names."""
+    named = {name for members in groups.values() for name in members}
+    trainable = set(trainable_parameters(module))
+    return [name for name, _ in module.named_parameters()
+            if name in trainable or name in named]
 
 
 @contextmanager
@@ -342,13 +361,16 @@ class GradientFeatureEngine:
     output_guessed : bool, default=False
         Nobody said what the module returns: refuse the ambiguous outputs
         (:func:`~skgradunc._outputs.check_scores`).
+    sigmoids : str or None, default=None
+        Who says the outputs are per-class sigmoids
+        (:func:`~skgradunc._outputs.sigmoid_outputs`): several are refused.
     strategy : one of STRATEGIES or None
         Found by :meth:`probe` (run on the first chunk when None).
     """
 
     def __init__(self, module, target, groups, statistics, include_network, softmax,
                  device, overwritten=(), *, output="logits", output_guessed=False,
-                 strategy=None, temperature=1.0):
+                 sigmoids=None, strategy=None, temperature=1.0):
         self.module = module
         self.target = target
         self.temperature = temperature
@@ -359,7 +381,11 @@ class GradientFeatureEngine:
         self.device = torch.device(device)
         self.output = output
         self.output_guessed = output_guessed
-        self.trainable = trainable_parameters(module)
+        self.sigmoids = sigmoids
+        # every parameter whose gradient is taken; the network's statistics cover the
+        # trainable ones, groups may also name frozen ones
+        self.trainable = gradient_parameters(module, groups)
+        self._network_parameters = set(trainable_parameters(module))
         if strategy is not None and strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose one of {STRATEGIES}")
         self._units = _parameter_units(module, self.trainable)
@@ -718,13 +744,13 @@ class GradientFeatureEngine:
         if self._membership_mask is None or self._membership_mask.device != device:
             rows = [[p in names for p in self.trainable] for names in self.groups.values()]
             if self.include_network:
-                rows.append([True] * len(self.trainable))
+                rows.append([p in self._network_parameters for p in self.trainable])
             self._membership_mask = torch.tensor(rows, dtype=torch.bool, device=device)
         return self._membership_mask
 
     def _chunk_features(self, summaries, scores, offset=0):
         # the class scores are checked (NaN, probabilities that are not) before use
-        check_scores(scores, self.output, self.output_guessed, offset)
+        check_scores(scores, self.output, self.output_guessed, offset, sigmoids=self.sigmoids)
         # one summary per parameter tensor; groups and the network combine them exactly
         columns = []
         if self.statistics:

@@ -107,13 +107,18 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
         Passed to a preset's model: seeds the ``"nn"`` preset's initialisation and
         batch shuffling, and the ``saga`` solver of the L1 and elastic-net presets.
         Not used with a classifier given as ``method``.
+    pos_label : int, str or None, default=None
+        The target value meaning "correct" (or "in distribution"). None: the larger
+        of two numbers (1 of 0 / 1); labels that are not numbers (``"in"`` /
+        ``"out"``) must name it, or fit refuses them.
 
     Attributes
     ----------
     estimator_ : Pipeline
         The fitted (scaler +) model.
     classes_ : ndarray
-        The two target values; the larger one (1) means "correct".
+        The two target values, ``[negative, positive]``: ``predict_proba(X)[:, 1]``
+        is P(``classes_[1]``), P(correct).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         When fitted on a DataFrame (e.g. from ``set_output(transform="pandas")``).
@@ -133,8 +138,9 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, method="lasso", *, C=None, l1_ratio=None, alpha=None, standardize=True,
-                 max_iter=None, random_state=None):
+                 max_iter=None, random_state=None, pos_label=None):
         self.method = method
+        self.pos_label = pos_label
         self.C = C
         self.l1_ratio = l1_ratio
         self.alpha = alpha
@@ -190,8 +196,9 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
             Uncertainty features, e.g. the output of
             :class:`~skgradunc.GradientMetricTransformer`.
         y : array-like of shape (n_samples,)
-            The meta target, with exactly two values; the larger one (1) means
-            "correct", e.g. from :func:`~skgradunc.correctness_target`.
+            The meta target, with exactly two values; ``pos_label`` (default: the
+            larger one, 1) means "correct", e.g. from
+            :func:`~skgradunc.correctness_target`.
 
         Returns
         -------
@@ -201,7 +208,7 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
         X, y = validate_data(self, X, y, dtype=np.float64)
         model = self._model(len(X))
         check_classification_targets(y)
-        self.classes_ = check_binary_target(y)
+        self.classes_ = check_binary_target(y, self.pos_label)
         steps = [StandardScaler(), model] if self.standardize else [model]
         self.estimator_ = make_pipeline(*steps).fit(X, (y == self.classes_[1]).astype(int))
         if hasattr(self.estimator_[-1], "n_iter_"):
@@ -243,8 +250,12 @@ class MetaClassifier(BinaryMetaMixin, ClassifierMixin, BaseEstimator):
         return np.log(p) - np.log1p(-p)
 
 
-def check_binary_target(y):
-    """The two classes of a meta target, or a clear error."""
+def check_binary_target(y, pos_label=None):
+    """The two classes of a meta target as ``[negative, positive]``, or a clear error.
+
+    ``pos_label``: the label meaning "correct" / "in distribution"; None: the larger of
+    two numbers or booleans (1, True). Other labels (strings) must say which is positive:
+    sorting them would make the positive class whichever sorts last."""
     classes = np.unique(y)
     if len(classes) != 2:
         what = "one class only" if len(classes) < 2 else f"{len(classes)} classes"
@@ -252,7 +263,18 @@ def check_binary_target(y):
             f"Only binary classification is supported. The meta target must be 1 (correct) "
             f"or 0 (wrong / OoD); got {what}: {classes[:10].tolist()}. Both correct and wrong "
             "predictions are needed.")
-    return classes
+    if pos_label is None:
+        if classes.dtype.kind not in "biuf":
+            raise ValueError(
+                f"the target's labels {classes.tolist()} are not 0 / 1: say which one means "
+                f"correct (in distribution) with pos_label, e.g. pos_label={classes[0]!r}")
+        return classes
+    matches = [c for c in classes.tolist() if c == pos_label]
+    if not matches:
+        raise ValueError(f"pos_label={pos_label!r} is not one of the target's labels "
+                         f"{classes.tolist()}")
+    positive = classes.tolist().index(matches[0])
+    return classes[[1 - positive, positive]]
 
 
 def _check_positive(value, name, allow_zero=False):

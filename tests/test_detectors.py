@@ -52,8 +52,42 @@ def test_gradnorm_is_the_l1_norm_of_the_last_weights_kl_gradient(temperature):
 
 def test_gradnorm_needs_a_linear_weight():
     net = nn.Sequential(nn.Conv1d(2, 4, 6), nn.Flatten())
-    with pytest.raises(ValueError, match="no trainable 2-D weight.*parameter="):
+    with pytest.raises(ValueError, match="no 2-D weight.*parameter="):
         gradnorm_score(net, _X(), device="cpu")
+
+
+def test_gradnorm_takes_the_last_layer_when_it_is_frozen():
+    """Issue 25: a frozen last layer made GradNorm the first layer's L1 norm, silently.
+    GradNorm is defined on the last layer: its gradient is taken, frozen or not, and the
+    network's requires_grad flags are left as they were."""
+    net, X = _net(), _X()
+    net[5].weight.requires_grad_(False)
+    assert last_layer_weight(net) == "5.weight"
+
+    def kl(z):
+        u = torch.full_like(z, 1 / len(z))
+        return torch.sum(u * (torch.log(u) - torch.log_softmax(z, -1)))
+
+    expected = np.abs(_per_sample(net, X, kl)["5.weight"]).sum(axis=(1, 2))
+    np.testing.assert_allclose(gradnorm_score(net, X, device="cpu"), expected, rtol=1e-4)
+    assert not net[5].weight.requires_grad and net[5].bias.requires_grad
+
+
+def test_a_frozen_parameter_named_in_groups_is_taken_but_not_in_the_network_group():
+    from skgradunc import GradientMetricTransformer
+    net, X = _net(), _X()
+    net[3].requires_grad_(False)
+    grad = GradientMetricTransformer(net, groups={"frozen": ["3"]}, statistics=["l2"],
+                                     softmax_features=False, device="cpu").fit(X)
+
+    def nll(z):
+        return -torch.log_softmax(z, -1)[z.argmax()]
+    grads = _per_sample(net, X, nll)
+    F = grad.transform(X)
+    frozen = np.sqrt((grads["3.weight"] ** 2).sum(axis=(1, 2)) + (grads["3.bias"] ** 2).sum(1))
+    network = np.sqrt(sum((grads[n].reshape(len(X), -1) ** 2).sum(1)
+                          for n in grads if not n.startswith("3.")))
+    np.testing.assert_allclose(F, np.c_[frozen, network], rtol=1e-4)
 
 
 def test_lee_alregib_features_are_squared_l2_norms_per_parameter_of_the_softmax_bce():
@@ -102,3 +136,21 @@ def test_an_unfitted_network_is_refused_not_trained_on_the_detectors_labels():
         lee_alregib_detector(unfitted)
     with pytest.raises(TypeError, match="cannot find a torch module.*fitted skorch net"):
         gradnorm_score(unfitted, _X(), parameter="5.weight")
+
+
+def test_string_labels_need_the_positive_class_named():
+    """Issue 25: fit(X, ["in", ..., "out", ...]) sorted the classes, so predict_proba[:, 1]
+    was P("out") while the documented convention is column 1 = in distribution."""
+    net, X = _net(), _X(40)
+    y = np.array(["in"] * 20 + ["out"] * 20)
+    with pytest.raises(ValueError, match=r"labels \['in', 'out'\] are not 0 / 1.*pos_label"):
+        lee_alregib_detector(net, random_state=0, device="cpu").fit(X, y)
+    named = lee_alregib_detector(net, random_state=0, device="cpu", pos_label="in").fit(X, y)
+    numeric = lee_alregib_detector(net, random_state=0, device="cpu").fit(
+        X, (y == "in").astype(int))
+    assert named[-1].classes_.tolist() == ["out", "in"]
+    np.testing.assert_array_equal(named.predict_proba(X), numeric.predict_proba(X))
+    np.testing.assert_array_equal(named.predict(X),
+                                  np.where(numeric.predict(X) == 1, "in", "out"))
+    with pytest.raises(ValueError, match="pos_label='yes' is not one of"):
+        lee_alregib_detector(net, device="cpu", pos_label="yes").fit(X, y)

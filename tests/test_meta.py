@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
@@ -146,11 +147,17 @@ def test_single_metric_bad_feature(features):
         SingleMetricClassifier(99).fit(X, y)
 
 
+STRING_LABELS = ("a binary meta target of labels that are not numbers must name its "
+                 "positive class (pos_label): sorting them would make 'correct' whichever "
+                 "sorts last (issue 25); the check passes string labels without it")
+
+
 def expected_failures(estimator):
+    expected = {"check_classifiers_classes": STRING_LABELS}
     if isinstance(estimator, SingleMetricClassifier):
-        return {"check_classifiers_train": "thresholds one feature by design; the check wants "
-                                           "high accuracy on data that needs several"}
-    return {}
+        expected["check_classifiers_train"] = ("thresholds one feature by design; the check "
+                                               "wants high accuracy on data that needs several")
+    return expected
 
 
 @parametrize_with_checks([MetaClassifier("lasso"), MetaClassifier("glm"),
@@ -197,3 +204,23 @@ def test_calibrated_meta_classifier_in_a_gradient_pipeline():
     assert proba.shape == (150,) and ((0 <= proba) & (proba <= 1)).all()
     ece = cross_val_score(pipeline, X, y, cv=3, scoring=metrics.scorer("ece"))
     assert np.all((-1 <= ece) & (ece <= 0))   # lower is better: negated, as sklearn wants
+
+
+@pytest.mark.parametrize("estimator", [MetaClassifier("lasso", random_state=0),
+                                       SingleMetricClassifier(0)])
+def test_the_positive_class_is_explicit(estimator):
+    """Issue 25: sorted string labels made the positive class whichever sorts last."""
+    rng = np.random.RandomState(0)
+    y = rng.randint(0, 2, 100)
+    X = np.c_[y + rng.normal(0, 0.5, 100), rng.normal(size=100)]
+    words = np.where(y == 1, "correct", "wrong")        # sorted: "correct" first
+    with pytest.raises(ValueError, match="not 0 / 1: say which one means correct"):
+        clone(estimator).fit(X, words)
+    named = clone(estimator).set_params(pos_label="correct").fit(X, words)
+    numeric = clone(estimator).fit(X, y)
+    assert named.classes_.tolist() == ["wrong", "correct"]
+    np.testing.assert_allclose(named.predict_proba(X), numeric.predict_proba(X))
+    # and a numeric target may name its positive class too: 0 = "correct" here
+    flipped = clone(estimator).set_params(pos_label=0).fit(X, 1 - y)
+    assert flipped.classes_.tolist() == [1, 0]
+    np.testing.assert_allclose(flipped.predict_proba(X), numeric.predict_proba(X), atol=1e-6)
