@@ -37,18 +37,22 @@ from ._layers import LayerRule, choose_rule, dense, layer_tensors, register_rule
 __all__ = ["LayerRule", "register_layer_rule", "check_layer_rule"]
 
 
-def register_layer_rule(*layer_types):
+def register_layer_rule(*layer_types, replace=False):
     """Class decorator: use an instance of the decorated :class:`LayerRule` for every
     layer of exactly these types (or of a subclass that keeps their forward unchanged).
 
     The rule is used only for layers without hooks or parametrisations, whose weights
     are used in their own calls alone (checked on every chunk); check it first with
-    :func:`check_layer_rule`. A type registered again replaces its rule.
+    :func:`check_layer_rule`. A type that has a rule already (a built-in one, or one
+    of yours) keeps it unless ``replace=True``.
 
     Parameters
     ----------
     *layer_types : type
-        The torch.nn.Module subclasses the rule is exact for.
+        The torch.nn.Module subclasses the rule is exact for: layer types with a
+        forward of their own (not ``torch.nn.Module`` itself or a container).
+    replace : bool, default=False
+        Replace the rule of a type that has one; without it that is an error.
 
     Returns
     -------
@@ -59,7 +63,11 @@ def register_layer_rule(*layer_types):
     Raises
     ------
     TypeError
-        When no type is given, or one is not a torch.nn.Module subclass.
+        When no type is given, one is not a layer type, or the decorated class is
+        not a :class:`LayerRule` implementing ``gradients`` (checked before anything
+        is registered).
+    ValueError
+        When a type has a rule already and ``replace`` is False.
 
     Examples
     --------
@@ -91,11 +99,7 @@ def register_layer_rule(*layer_types):
     >>> GradientMetricTransformer(net).fit(X).layer_rules_
     {'0': 'GateRule', '1': 'LinearRule'}
     """
-    if not layer_types or not all(isinstance(t, type) and issubclass(t, torch.nn.Module)
-                                  for t in layer_types):
-        raise TypeError(f"register_layer_rule takes torch.nn.Module classes, got "
-                        f"{layer_types!r}")
-    return register_rule(*layer_types)
+    return register_rule(*layer_types, replace=replace)
 
 
 def check_layer_rule(layer, x, rule=None, *, rtol=1e-4, atol=1e-6, seed=0):
@@ -150,6 +154,10 @@ def check_layer_rule(layer, x, rule=None, *, rtol=1e-4, atol=1e-6, seed=0):
                          f"{tuple(x.shape)}")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise ValueError("x contains NaN or infinity")
+    if rule is not None and not isinstance(rule, LayerRule):
+        hint = (f"; pass an instance, {rule.__name__}()" if isinstance(rule, type)
+                and issubclass(rule, LayerRule) else "")
+        raise TypeError(f"rule must be a LayerRule instance, got {rule!r}{hint}")
     names = [name for name, _ in layer.named_parameters(recurse=False)]
     rule = rule or choose_rule(layer, names)
     if rule is None:
@@ -160,8 +168,7 @@ def check_layer_rule(layer, x, rule=None, *, rtol=1e-4, atol=1e-6, seed=0):
                          "the float64 reference instead")
     layer64 = copy.deepcopy(layer).double().eval()
     x64 = x.double() if x.is_floating_point() else x
-    with torch.no_grad():
-        out = layer64(x64)
+    out = _run_alone(layer64, x64)
     generator = torch.Generator().manual_seed(seed)
     grad_out = torch.randn(out.shape, generator=generator, dtype=torch.float64)
     own = dict(layer64.named_parameters(recurse=False))
@@ -191,3 +198,26 @@ def check_layer_rule(layer, x, rule=None, *, rtol=1e-4, atol=1e-6, seed=0):
                 worst = float(np.max(np.abs(a - b)))
                 raise AssertionError(f"{name!r}, sample {i}: the rule's gradient differs "
                                      f"from float64 autograd by up to {worst:.3g}")
+
+
+def _run_alone(layer, x):
+    """The layer's output on ``x`` (without autograd), or an error saying why a rule
+    cannot be checked on it: it does not run on ``x``, or returns other than one tensor
+    (per-layer rules take one tensor in and give one out)."""
+    name = type(layer).__name__
+    try:
+        with torch.no_grad():
+            out = layer(x)
+    except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+        kind = "" if x.is_floating_point() else (
+            f"; integer inputs are for layers that take indices (nn.Embedding), a "
+            f"{name} may need floats")
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"the {name} could not run on x of shape {tuple(x.shape)} and dtype "
+                         f"{x.dtype} ({message}){kind}") from exc
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(f"the {name} returns {type(out).__name__}, not one tensor: per-layer "
+                         "rules are for layers of one tensor in and one out; check a network "
+                         "holding it against the float64 reference instead (its gradients "
+                         "are computed by the layer-local fallback or vmap)")
+    return out

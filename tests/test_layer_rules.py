@@ -89,7 +89,7 @@ def test_a_layer_nothing_applies_to_is_refused():
 
 
 def test_bad_arguments_are_refused_clearly():
-    with pytest.raises(TypeError, match="torch.nn.Module classes"):
+    with pytest.raises(TypeError, match="must be torch.nn.Module subclasses"):
         register_layer_rule(nn.Linear(2, 2))
     with pytest.raises(TypeError, match="must be a torch.nn.Module"):
         check_layer_rule("linear", torch.randn(2, 2))
@@ -97,3 +97,85 @@ def test_bad_arguments_are_refused_clearly():
         check_layer_rule(nn.Linear(2, 2), torch.tensor([[1.0, float("nan")]]))
     with pytest.raises(ValueError, match="at least one sample"):
         check_layer_rule(nn.Linear(2, 2), torch.empty(0, 2))
+
+
+class _Scale(nn.Module):
+    def __init__(self, n=3):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n))
+
+    def forward(self, x):
+        return x * self.weight
+
+
+def test_registration_refuses_what_is_not_a_rule_or_not_a_layer_type():
+    """Issue 25: register_layer_rule(Scale)(int) and a duck-typed non-rule were accepted
+    and failed later with AttributeError; nn.Module was accepted and had no effect."""
+    from skgradunc._layers import rule_for
+
+    class Duck:
+        def gradients(self, layer, x, grad_out, tensors):
+            return {}
+
+    class Unfinished(LayerRule):
+        pass
+    for not_a_rule, message in ((int, "must subclass LayerRule"),
+                                (Duck, "must subclass LayerRule"),
+                                (Unfinished, "does not implement gradients")):
+        with pytest.raises(TypeError, match=message):
+            register_layer_rule(_Scale)(not_a_rule)
+    assert rule_for(_Scale()) is None                  # nothing was registered
+    for not_a_layer in (nn.Module, nn.Sequential, nn.ModuleList):
+        with pytest.raises(TypeError, match="not a layer type"):
+            register_layer_rule(not_a_layer)
+
+    class Mixin(nn.Module):
+        pass
+    with pytest.raises(TypeError, match="no forward of its own"):
+        register_layer_rule(Mixin)
+
+
+def test_registering_a_type_twice_is_refused_unless_replace():
+    from skgradunc._layers import rule_for
+
+    class Scaled(_Scale):
+        def forward(self, x):
+            return x * self.weight
+
+    @register_layer_rule(Scaled)
+    class First(LayerRule):
+        def parameters(self, layer):
+            return ("weight",)
+
+        def gradients(self, layer, x, grad_out, tensors):
+            return {"weight": grad_out * x}
+
+    with pytest.raises(ValueError, match="Scaled \\(First\\) already registered.*replace=True"):
+        @register_layer_rule(Scaled)
+        class Second(First):
+            pass
+    assert type(rule_for(Scaled())) is First
+    with pytest.raises(ValueError, match="Linear \\(LinearRule\\) already registered"):
+        register_layer_rule(nn.Linear)(First)
+
+    @register_layer_rule(Scaled, replace=True)
+    class Third(First):
+        pass
+    assert type(rule_for(Scaled())) is Third
+    check_layer_rule(Scaled(), torch.randn(4, 3))
+
+
+def test_check_layer_rule_names_what_cannot_be_checked():
+    """Issue 25: an LSTM (tuple output), integer inputs and a non-rule gave raw
+    AttributeError / RuntimeError."""
+    with pytest.raises(ValueError, match="LSTM returns tuple, not one tensor"):
+        check_layer_rule(nn.LSTM(3, 2, batch_first=True), torch.randn(2, 4, 3))
+    with pytest.raises(ValueError, match="Linear could not run on x of shape \\(2, 2\\) and "
+                                         "dtype torch.int64 .* integer inputs"):
+        check_layer_rule(nn.Linear(2, 2), torch.ones(2, 2, dtype=torch.int64))
+    check_layer_rule(nn.Embedding(5, 3), torch.tensor([[1, 2], [3, 4]]))  # indices: fine
+    with pytest.raises(TypeError, match="rule must be a LayerRule instance, got 3"):
+        check_layer_rule(nn.Linear(2, 2), torch.randn(2, 2), rule=3)
+    with pytest.raises(TypeError, match="pass an instance, LocalRule\\(\\)"):
+        from skgradunc._layers.local import LocalRule
+        check_layer_rule(nn.Linear(2, 2), torch.randn(2, 2), rule=LocalRule)

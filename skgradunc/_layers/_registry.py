@@ -1,5 +1,6 @@
 """The registry of per-layer rules: one rule per layer type, registered by exact type."""
 
+from torch import nn
 from torch.nn.utils import parametrize
 
 __all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "layer_tensors",
@@ -157,14 +158,57 @@ def layer_tensors(layer):
     return dict(layer.named_parameters()) | dict(layer.named_buffers())
 
 
-def register_rule(*layer_types, torch_only=False):
+# types no rule can be for: the base of every layer, and containers, which hold no
+# weights of their own and whose forward is their children's
+_NOT_LAYERS = (nn.Module, nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList,
+               nn.ParameterDict)
+
+
+def _check_layer_types(layer_types):
+    if not layer_types:
+        raise TypeError("name at least one layer type (a torch.nn.Module subclass)")
+    for kind in layer_types:
+        if not (isinstance(kind, type) and issubclass(kind, nn.Module)):
+            raise TypeError(f"layer types must be torch.nn.Module subclasses, got {kind!r}")
+        if kind in _NOT_LAYERS:
+            raise TypeError(f"{kind.__module__}.{kind.__name__} is not a layer type: rules "
+                            "are registered for the exact types of layers that hold weights")
+        if kind.forward is nn.Module.forward:
+            raise TypeError(f"{kind.__name__} has no forward of its own: rules are "
+                            "registered for the layer types that compute something")
+
+
+def _rule_instance(rule_class):
+    if not (isinstance(rule_class, type) and issubclass(rule_class, LayerRule)):
+        raise TypeError(f"the decorated class must subclass LayerRule, got {rule_class!r}")
+    if not rule_class.composite and rule_class.gradients is LayerRule.gradients:
+        raise TypeError(f"{rule_class.__name__} does not implement gradients(layer, x, "
+                        "grad_out, tensors)")
+    try:
+        return rule_class()
+    except TypeError as exc:
+        raise TypeError(f"{rule_class.__name__}() must take no arguments: {exc}") from exc
+
+
+def register_rule(*layer_types, torch_only=False, replace=False):
     """Class decorator: register an instance of the decorated :class:`LayerRule` for
     each of ``layer_types`` (exact types). The types' forward methods are recorded now; a
     layer whose type or instance has other ones later gets no rule. ``torch_only``: a
     type whose forward methods are not torch's own (patched before this import) gets
-    none either."""
+    none either. A type that has a rule already is refused unless ``replace``, and so
+    are a decorated class that is no :class:`LayerRule` and types that are not layers,
+    before anything is registered."""
+    _check_layer_types(layer_types)
+
     def decorator(rule_class):
-        rule = rule_class()
+        rule = _rule_instance(rule_class)
+        taken = [kind for kind in layer_types if kind in _RULES]
+        if taken and not replace:
+            held = ", ".join(f"{kind.__name__} ({type(_RULES[kind]).__name__})"
+                             for kind in taken)
+            raise ValueError(f"{held} already registered: registering "
+                             f"{rule_class.__name__} would replace the rule silently; "
+                             "pass replace=True to replace it")
         for kind in layer_types:
             methods = {m: getattr(kind, m) for m in FORWARD_METHODS if hasattr(kind, m)}
             if torch_only and not all(getattr(f, "__module__", "").startswith(
