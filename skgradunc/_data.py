@@ -28,7 +28,7 @@ import torch
 from skorch.helper import SliceDataset
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
-from ._validation import as_float32_array, check_finite, sample_layout
+from ._validation import as_float32_array, check_finite, refuse_containers, sample_layout
 
 __all__ = ["as_samples", "is_dataset", "from_input", "item_of", "item_array", "value_scale",
            "Relabelled"]
@@ -58,6 +58,7 @@ def as_samples(X, sample_shape=None, *, name="X", owner="the network"):
     if isinstance(X, torch.Tensor) and X.device.type != "cpu":
         return _DeviceTensorSamples(X, *args)
     if not isinstance(X, (np.ndarray, torch.Tensor)):
+        refuse_containers(X, name, datasets=True)
         X = as_float32_array(X, name)   # a list, a DataFrame: in memory already
     return _ArraySamples(X, *args)
 
@@ -449,8 +450,16 @@ class _LoaderSamples(_Samples):
 
 
 def _refuse_sample_lists(batch, start, name):
-    """A batch that is a list of samples (``collate_fn=list``) looks like (x, y, ...):
-    its elements all have one shape, which an (x, y) batch's never have."""
+    """A batch that is a list of samples or items (``collate_fn=list``) looks like (x, y,
+    ...): its elements all have one shape, which an (x, y) batch's never have, or are
+    items themselves (an (x, y) batch's x is an array)."""
+    if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], (tuple, list,
+                                                                            dict)):
+        raise ValueError(
+            f"the batch from sample {start} of the DataLoader given as {name} is a "
+            f"{type(batch).__name__} of {len(batch)} {type(batch[0]).__name__}s: items not "
+            "collated (a collate_fn returning a list?); batches must be x or (x, y, ...) "
+            "with x stacked, as the default collate_fn makes them")
     if isinstance(batch, (list, tuple)) and len(batch) > 1 and all(
             isinstance(e, (torch.Tensor, np.ndarray)) and e.ndim >= 1
             and tuple(e.shape) == tuple(batch[0].shape) for e in batch):

@@ -125,8 +125,16 @@ class ImageClassifierBase(AutoDeviceMixin, NeuralNetClassifier):
             if len(np.unique(y)) < 2:
                 raise ValueError(f"y holds a single class ({int(y[0])}); need at least two")
             self.input_shape_ = tuple(X.shape[1:])
-            self.n_classes_ = int(given_classes or (y.max() + 1))
+            self.n_classes_ = self._output_count(y, given_classes)
         return X, y
+
+    def _output_count(self, y, given):
+        """The module's outputs for labels ``y`` (the classes 0..K-1 by position)."""
+        return int(given or (y.max() + 1))
+
+    def _output_classes(self):
+        """The class of each output: by default its position."""
+        return np.arange(self.n_classes_)
 
     def fit(self, X, y, **fit_params):
         """Validate the hyper-parameters, images and labels, then train.
@@ -190,10 +198,13 @@ class ImageClassifierBase(AutoDeviceMixin, NeuralNetClassifier):
             return method(*args, **kwargs)
 
     def check_data(self, X, y):
+        # every output of the module is a class, even if y lacks some of them (skorch's
+        # own check infers the classes from the labels it trains on)
+        known = self._output_classes() if getattr(self, "n_classes_", None) is not None \
+            else None
         super().check_data(X, y)
-        if getattr(self, "n_classes_", None) is not None:
-            # every output of the module is a class, even if y lacks some of them
-            self.classes_inferred_ = np.arange(self.n_classes_)
+        if known is not None:
+            self.classes_inferred_ = known
 
     # -- prediction ----------------------------------------------------------
     def _check_predict_input(self, X):

@@ -24,8 +24,8 @@ several outputs.
 import torch
 from torch import nn
 
-__all__ = ["OUTPUTS", "NetworkOutputError", "resolve_output", "first_scores", "class_logits",
-           "check_scores"]
+__all__ = ["OUTPUTS", "NetworkOutputError", "resolve_output", "sigmoid_outputs", "first_scores",
+           "class_logits", "check_scores"]
 
 OUTPUTS = ("auto", "logits", "probabilities", "log_probabilities")
 
@@ -64,6 +64,24 @@ def resolve_output(output, estimator):
         return ("probabilities" if isinstance(net, NeuralNetClassifier)
                 else "log_probabilities"), False
     return "logits", True
+
+
+def sigmoid_outputs(output, estimator):
+    """Who says the module's outputs are per-class sigmoids, in words, or None.
+
+    With ``output="auto"``, a skorch net whose criterion is ``BCEWithLogitsLoss`` or
+    ``BCELoss`` reads each output as its own sigmoid: one output is a two-class network,
+    but several are one-vs-all (or multi-label) scores, whose softmax is no distribution
+    the network was trained to give (:func:`check_scores` refuses them)."""
+    if output != "auto":
+        return None   # the user said what the outputs are
+    net, criterion = _skorch_criterion(estimator)
+    if not isinstance(criterion, (nn.BCEWithLogitsLoss, nn.BCELoss)):
+        return None
+    while getattr(net, "estimator", None) is not None:   # FrozenEstimator lends its net's
+        net = net.estimator
+    return (f"{type(net).__name__}'s criterion {type(criterion).__name__} reads each output "
+            "as its own sigmoid")
 
 
 def _skorch_criterion(estimator):
@@ -126,16 +144,23 @@ def _two_classes(score, kind):
     return torch.cat([torch.log((-torch.expm1(score)).clamp_min(tiny)), score], dim=1)
 
 
-def check_scores(output, kind, guessed=False, offset=0, for_gradients=True):
+def check_scores(output, kind, guessed=False, offset=0, for_gradients=True, sigmoids=None):
     """Refuse class scores that cannot be what ``kind`` says, naming the problem and the
     first sample concerned (``offset`` + row): NaN or infinity, probabilities outside
     [0, 1] or not summing to 1, log-probabilities above 0 or not normalised. When the kind
     was ``guessed``: one score per sample (a logit or a probability? no way to tell) and,
-    ``for_gradients``, logits that look like probabilities. ``output`` is what
-    :func:`class_logits` accepted."""
+    ``for_gradients``, logits that look like probabilities. ``sigmoids``
+    (:func:`sigmoid_outputs`): several outputs are one-vs-all scores, not a softmax's.
+    ``output`` is what :func:`class_logits` accepted."""
     scores = first_scores(output).detach()
     scores = scores.reshape(len(scores), -1)
     n_samples, q = scores.shape
+    if sigmoids and q > 1 and for_gradients:
+        raise NetworkOutputError(
+            f"{sigmoids}: its {q} outputs are one-vs-all (or multi-label) scores, not the "
+            "logits of a softmax, so the softmax-based targets, softmax features and "
+            "GradNorm would describe a distribution the network was never trained to give; "
+            "pass output='logits' to read them as softmax logits all the same")
     finite = torch.isfinite(scores).all(dim=1)
     if not finite.all():
         first = int((~finite).nonzero()[0, 0])
@@ -180,14 +205,21 @@ def _refuse_invalid(scores, valid, kind, offset, what):
         return
     first = int((~valid).nonzero()[0, 0])
     row = scores[first]
-    if kind == "probabilities" and (row <= 0).all():
-        hint = "log_probabilities"
-    elif kind == "log_probabilities" and _probability_rows(row[None]).all():
-        hint = "probabilities"
-    else:
-        hint = "logits"
+    hints = [other for other in _plausible_kinds(row) if other != kind]
+    advice = ", or ".join(f"output={hint!r} if they are {hint.replace('_', '-')}"
+                          for hint in hints)
     raise NetworkOutputError(
         f"the network's outputs are read as {kind.replace('_', '-')}, but those for sample "
         f"{offset + first} are not ({what}): "
-        f"{[round(v, 4) for v in row[:6].tolist()]}; pass output={hint!r} if they are "
-        f"{hint.replace('_', '-')}")
+        f"{[round(v, 4) for v in row[:6].tolist()]}; pass {advice}")
+
+
+def _plausible_kinds(row):
+    """The kinds one row of scores could be, the most specific first: logits always."""
+    kinds = []
+    if _probability_rows(row[None]).all():
+        kinds.append("probabilities")
+    if (row <= _TOLERANCE).all() and (len(row) == 1 or abs(
+            float(torch.logsumexp(row.double(), dim=0))) <= _SUM_TOLERANCE):
+        kinds.append("log_probabilities")
+    return kinds + ["logits"]

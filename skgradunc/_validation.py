@@ -1,5 +1,6 @@
 """Input checks shared by every estimator: images in, clear errors out."""
 
+import collections.abc
 import math
 import numbers
 
@@ -7,10 +8,10 @@ import numpy as np
 import scipy.sparse
 import torch
 
-__all__ = ["check_images", "image_layout", "check_labels", "check_samples", "sample_layout",
-           "check_finite", "as_float32_array", "is_int",
-           "is_finite_real", "check_number", "check_positive_int", "check_non_negative_int",
-           "check_positive_real", "check_fraction"]
+__all__ = ["SAMPLE_CONTAINERS", "refuse_containers", "check_images", "image_layout",
+           "check_labels", "encode_labels", "check_samples", "sample_layout", "check_finite",
+           "as_float32_array", "is_int", "is_finite_real", "check_number", "check_positive_int",
+           "check_non_negative_int", "check_positive_real", "check_fraction"]
 
 
 def check_images(X, input_shape=None, name="X"):
@@ -70,6 +71,7 @@ def as_float32_array(X, name="X"):
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu()
         X = (X.float() if X.dtype == torch.bfloat16 else X).numpy()  # numpy has no bfloat16
+    refuse_containers(X, name)
     try:
         X = np.asarray(X)
     except (ValueError, TypeError) as exc:
@@ -89,6 +91,40 @@ def as_float32_array(X, name="X"):
         raise ValueError(f"{name} is empty: found array with 0 feature(s) (shape={X.shape}) "
                          "while a minimum of 1 is required.")
     return X
+
+
+SAMPLE_CONTAINERS = ("a numpy array or memmap, a tensor, a torch Dataset or IterableDataset, "
+                     "skorch's SliceDataset or a DataLoader")
+
+
+def refuse_containers(X, name="X", datasets=False):
+    """Refuse, naming the container, an X that would become an array of objects: a
+    DataLoader or Dataset where an array is needed (unless ``datasets``), an iterator
+    (read once only), and the list of ``(x, y)`` items scikit-learn's splitters make of a
+    torch Dataset."""
+    from torch.utils.data import DataLoader, Dataset
+    kind = type(X).__name__
+    if datasets:
+        pass
+    elif isinstance(X, DataLoader):
+        raise TypeError(f"{name} is a DataLoader, but an array or tensor of samples is needed "
+                        "here; pass its dataset (loader.dataset) where a Dataset is taken, or "
+                        "the stacked samples (np.concatenate of its batches' x)")
+    elif isinstance(X, Dataset):
+        raise TypeError(f"{name} is a torch {kind}, but an array or tensor of samples is "
+                        "needed here; stack its samples (np.stack([x for x, *_ in dataset]))")
+    if isinstance(X, collections.abc.Iterator):
+        where = f"; {name} may be {SAMPLE_CONTAINERS}" if datasets else ""
+        raise TypeError(f"{name} is a {kind}, which can be read only once{where}: make a list "
+                        "or array of its samples, or an IterableDataset whose __iter__ starts "
+                        "a new pass where Datasets are taken")
+    if (isinstance(X, (list, tuple)) and len(X) and isinstance(X[0], (tuple, list))
+            and len(X[0]) >= 2 and isinstance(X[0][0], (torch.Tensor, np.ndarray))):
+        raise TypeError(
+            f"{name} is a {kind} of (x, y, ...) items: what scikit-learn's splitters "
+            "(cross_val_score, GridSearchCV) make of a torch Dataset, which they index item "
+            "by item; wrap the dataset in skorch.helper.SliceDataset(dataset), which they "
+            "index into samples (its labels still come from the items)")
 
 
 def check_finite(X, name="X", offset=None):
@@ -164,6 +200,46 @@ def check_labels(y, n_samples, n_classes=None, name="y"):
             f"{name} has label {labels.max()} but the network has only {n_classes} classes "
             f"(0..{n_classes - 1})")
     return labels
+
+
+def encode_labels(y, n_samples, classes=None, name="y"):
+    """(classes, y as int64 positions in them): scikit-learn's convention for classifiers
+    whose outputs are the classes seen. ``classes``: the known classes, in output order
+    (a fitted classifier's, or a ``classes`` parameter); None: the sorted labels of ``y``.
+    Any labels (integers, strings, ...); integral floats as integers; refused: NaN,
+    continuous targets, labels not among ``classes``, and a shape that is not one label
+    per sample."""
+    if isinstance(y, torch.Tensor):
+        y = y.detach().cpu().numpy()
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y.ravel()
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class labels, got shape {y.shape}")
+    if len(y) != n_samples:
+        raise ValueError(f"{name} has {len(y)} labels but X has {n_samples} samples")
+    if y.dtype.kind == "c":
+        raise TypeError(f"{name} must hold class labels, got complex dtype {y.dtype}")
+    if y.dtype.kind == "f":
+        if not np.isfinite(y).all() or not np.array_equal(y, np.round(y)):
+            raise ValueError(f"{name} must hold class labels; got non-integer or non-finite "
+                             "floats (continuous targets are not class labels)")
+        y = y.astype(np.int64)
+    try:
+        seen = np.unique(y)
+    except TypeError as exc:   # an object array mixing strings and numbers
+        raise TypeError(f"{name} mixes label types that cannot be ordered ({exc}); give "
+                        "labels of one type") from exc
+    classes = seen if classes is None else np.asarray(classes)
+    order = np.argsort(classes, kind="stable")
+    positions = np.searchsorted(classes[order], y)
+    found = (positions < len(classes))
+    found[found] = classes[order][positions[found]] == y[found]
+    if not found.all():
+        unknown = np.unique(y[~found])
+        raise ValueError(f"{name} has labels {unknown[:10].tolist()} that are not among the "
+                         f"classes {classes[:20].tolist()}")
+    return classes, order[positions].astype(np.int64)
 
 
 # -- numbers: one check each, naming the setting, what it must be and the value given ----

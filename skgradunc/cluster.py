@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from sklearn.frozen import FrozenEstimator
 
+from ._data import is_dataset
+from ._validation import refuse_containers
 from .transformer import _is_fitted, _network_lock
 
 __all__ = ["sent_once", "transform_blocks"]
@@ -125,6 +127,9 @@ def transform_blocks(transformer, X):
         Without dask, saying how to install the extra.
     ValueError
         When ``X`` has fewer than two dimensions.
+    TypeError
+        When ``X`` is a torch Dataset or DataLoader (``transform`` reads those) or no
+        array of numbers.
 
     Examples
     --------
@@ -141,7 +146,15 @@ def transform_blocks(transformer, X):
     True
     """
     dask, da = _dask_array()
-    X = X if isinstance(X, da.Array) else da.from_array(np.asarray(X), chunks=4096)
+    if is_dataset(X):
+        raise TypeError(
+            f"transform_blocks splits an array into blocks for dask; X is a "
+            f"{type(X).__name__}, which transformer.transform(X) reads block by block itself "
+            "(in this process), or make it a dask array (dask.array.from_array of the stacked "
+            "samples, or of a memmap)")
+    if not isinstance(X, da.Array):
+        refuse_containers(X)   # an iterator, a list of items: named, not numpy's words
+        X = da.from_array(np.asarray(X), chunks=4096)
     if X.ndim < 2:
         raise ValueError(f"X must hold samples along its first axis and their values "
                          f"along the others (at least 2 dimensions), got shape "

@@ -9,7 +9,7 @@ from torch.utils.data import ConcatDataset, DataLoader, IterableDataset
 from ._data import Relabelled, as_samples, is_dataset, item_array, item_of, value_scale
 from ._network import sample_shape
 from ._outputs import check_scores, class_logits, resolve_output
-from ._validation import as_float32_array
+from ._validation import as_float32_array, refuse_containers
 from .gradients import evaluation_mode
 
 __all__ = ["correctness_target", "append_out_of_distribution", "OUT_OF_DISTRIBUTION"]
@@ -137,6 +137,7 @@ def correctness_target(estimator, X, y=None, *, output="auto"):
     array([1, 1, 0])
     """
     resolve_output(output, None)   # a valid name, whatever the estimator
+    refuse_containers(X, datasets=True)    # an iterator, a list of items: named
     if y is None:
         samples = as_samples(X, _input_shape(estimator))
         predictions, known, y = _predict(estimator, samples, output, labels=True)

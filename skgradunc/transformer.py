@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ._data import as_samples, from_input, is_dataset
 from ._device import check_device
 from ._network import find_module, sample_shape
-from ._outputs import NetworkOutputError, resolve_output
+from ._outputs import NetworkOutputError, resolve_output, sigmoid_outputs
 from ._validation import (check_number, check_positive_int, check_positive_real, check_samples,
                           is_int)
 from .gradients import TARGETS, GradientFeatureEngine, UnsupportedNetworkError, resolve_groups
@@ -194,7 +194,10 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         ``NeuralNetClassifier``: probabilities; ``NLLLoss`` elsewhere:
         log-probabilities); else logits, refusing outputs that look like
         probabilities (rows non-negative, summing to 1) and one score per
-        sample (a logit or a probability? say which). Other shapes, NaN or
+        sample (a logit or a probability? say which). Several outputs under a
+        ``BCEWithLogitsLoss`` or ``BCELoss`` criterion (a one-vs-all network such
+        as :class:`~skgradunc.OneVsAllClassifier`) are per-class sigmoids, not a
+        softmax's logits, and are refused unless ``output`` is given. Other shapes, NaN or
         infinite outputs, and probabilities or log-probabilities that are not
         are refused with an error naming the shape or the sample.
         ``target="all_ones"`` needs logits.
@@ -404,7 +407,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         return GradientFeatureEngine(
             self.module_, self.target, self.groups_, statistics, self.include_network, softmax,
             device, self.overwritten_ if overwritten is None else overwritten,
-            output=kind, output_guessed=guessed, strategy=strategy,
+            output=kind, output_guessed=guessed,
+            sigmoids=sigmoid_outputs(self.output, self.estimator_), strategy=strategy,
             temperature=float(self.temperature))
 
     def transform(self, X):

@@ -581,3 +581,53 @@ def test_an_error_is_not_held_back_by_a_stalled_read(data):
     with pytest.raises(KeyboardInterrupt):
         grad.transform(Items(N, item))
     assert time.perf_counter() - started < 4
+
+
+def test_a_loader_of_uncollated_items_is_refused_naming_the_collate_fn(data):
+    """Issue 25: collate_fn=list over (x, y) items gave numpy's 'inhomogeneous shape'."""
+    X, y = data
+    dataset = TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
+    grad = GradientMetricTransformer(small_cnn(), batch_size=BATCH).fit(X[:2])
+    with pytest.raises(ValueError, match="list of 4 tuples: items not collated .*collate_fn"):
+        grad.transform(DataLoader(dataset, batch_size=4, collate_fn=list))
+
+
+def test_containers_no_reader_takes_are_named_with_what_is_taken(data):
+    """Issue 25: a generator and a DataLoader where an array is needed said 'dtype
+    object'; cluster.transform_blocks on a Dataset said numpy's 'inhomogeneous shape'."""
+    X, y = data
+    grad = GradientMetricTransformer(small_cnn(), batch_size=BATCH).fit(X[:2])
+    with pytest.raises(TypeError, match="X is a generator, which can be read only once; X "
+                                        "may be a numpy array .* a DataLoader"):
+        grad.transform(x for x in X)
+    with pytest.raises(TypeError, match="X is a generator, which can be read only once"):
+        sgu.correctness_target(small_cnn(), (x for x in X), y)
+    images = np.random.default_rng(0).random((40, 1, 16, 16), dtype=np.float32)
+    ova = sgu.OneVsAllClassifier(max_epochs=1, verbose=0, device="cpu").fit(
+        images, np.arange(40) % 2)
+    loader = DataLoader(TensorDataset(torch.from_numpy(images[:4]), torch.zeros(4)),
+                        batch_size=2)
+    with pytest.raises(TypeError, match="X is a DataLoader, but an array or tensor of samples "
+                                        "is needed here; pass its dataset"):
+        ova.predict_proba(loader)
+    assert ova.predict_proba(loader.dataset).shape == (4, 2)   # the advice works
+    pytest.importorskip("dask")
+    from skgradunc.cluster import transform_blocks
+    with pytest.raises(TypeError, match="X is a TensorDataset, which transformer.transform"):
+        transform_blocks(grad, TensorDataset(torch.from_numpy(X)))
+
+
+def test_splitting_a_bare_dataset_names_slice_dataset(data):
+    """Issue 25: cross_val_score over a bare TensorDataset gave numpy's words; scikit-learn
+    indexes it into a list of (x, y) items, which the pipeline now refuses naming
+    SliceDataset (a DataLoader is refused by scikit-learn itself, before any estimator)."""
+    X, y = data
+    dataset = TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
+    pipe = make_pipeline(GradientMetricTransformer(small_cnn(), batch_size=BATCH),
+                         sgu.MetaClassifier())
+    y_meta = np.arange(N) % 2
+    with pytest.raises(TypeError, match="list of \\(x, y, ...\\) items: what scikit-learn's "
+                                        "splitters .*SliceDataset\\(dataset\\)"):
+        cross_val_score(pipe, dataset, y_meta, cv=2, error_score="raise")
+    scores = cross_val_score(pipe, SliceDataset(dataset), y_meta, cv=2, error_score="raise")
+    assert np.isfinite(scores).all()

@@ -101,3 +101,58 @@ def test_labels_are_required_and_an_unfitted_classifier_says_so(digits):
         OneVsAllClassifier().fit(X[:10], None)
     with pytest.raises(Exception, match="not initialized|not fitted"):
         OneVsAllClassifier().predict_proba(X[:2])
+
+
+def test_gradient_features_and_gradnorm_refuse_to_read_the_sigmoids_as_a_softmax(fitted):
+    """Issue 25: softmax features of a one-vs-all network (softmax__max_prob 0.11) came
+    without a word, and GradNorm's softmax target too."""
+    from sklearn.frozen import FrozenEstimator
+
+    from skgradunc import GradientMetricTransformer
+    from skgradunc.detectors import gradnorm_score
+    clf, X, _ = fitted
+    with pytest.raises(ValueError, match="OneVsAllClassifier's criterion BCEWithLogitsLoss "
+                                         "reads each output as its own sigmoid"):
+        GradientMetricTransformer(FrozenEstimator(clf), device="cpu").fit(X)
+    with pytest.raises(ValueError, match="one-vs-all .* output='logits'"):
+        gradnorm_score(clf, X, device="cpu")
+
+
+@pytest.mark.parametrize("relabel", [
+    lambda y: np.array([0, 1, 2, 4])[y],            # a gap: {0, 1, 2, 4}
+    lambda y: y + 1,                                 # 1..4, no class 0
+    lambda y: np.array(["a", "b", "c", "d"])[y],     # strings
+])
+def test_classes_are_the_sorted_labels_seen_of_any_type(digits, relabel):
+    """Issue 25: labels {0, 1, 2, 4} gave classes_ 0..4 with a probability column (and an
+    output) for the never-seen 3. scikit-learn's convention: classes_ = the sorted labels
+    seen; the network is the one the positions 0..K-1 train."""
+    X, y = digits
+    keep = np.flatnonzero(y < 4)[:200]
+    X, y = X[keep], y[keep]
+    settings = dict(max_epochs=2, random_state=0, verbose=0, device="cpu")
+    plain = OneVsAllClassifier(**settings).fit(X, y)
+    labels = relabel(y)
+    clf = OneVsAllClassifier(**settings).fit(X, labels)
+    np.testing.assert_array_equal(clf.classes_, np.unique(labels))
+    P = clf.predict_proba(X[:20])
+    assert P.shape == (20, 4)
+    np.testing.assert_array_equal(P, plain.predict_proba(X[:20]))
+    np.testing.assert_array_equal(clf.predict(X[:20]), np.unique(labels)[P.argmax(1)])
+    np.testing.assert_allclose(clf.class_prior_, np.bincount(y) / len(y))
+    # continuing training takes labels among the classes, refuses others
+    clf.set_params(warm_start=True, max_epochs=1).fit(X[:50], labels[:50])
+    clf.partial_fit(X[:50], labels[:50])
+    with pytest.raises(ValueError, match="not among the classes"):
+        clf.partial_fit(X[:2], np.array([labels[0], "z" if labels.dtype.kind == "U" else 9]))
+
+
+def test_the_classes_parameter_names_every_output(digits):
+    X, y = digits
+    keep = np.flatnonzero(y < 3)[:120]
+    clf = OneVsAllClassifier(classes=[0, 1, 2, 3], max_epochs=1, random_state=0, verbose=0,
+                             device="cpu").fit(X[keep], y[keep])
+    assert clf.predict_proba(X[:2]).shape == (2, 4) and clf.class_prior_[3] == 0
+    with pytest.raises(ValueError, match="module__n_classes=5, but there are 3 classes"):
+        OneVsAllClassifier(module__n_classes=5, max_epochs=1, verbose=0,
+                           device="cpu").fit(X[keep], y[keep])

@@ -212,3 +212,33 @@ def test_output_changed_after_fit_needs_a_new_fit():
     grad.set_params(output="logits")
     with pytest.raises(ValueError, match="changed since fit"):
         grad.transform(X)
+
+
+def test_per_class_sigmoids_are_not_read_as_a_softmax(logits_features):
+    """Issue 25: a BCE-trained network of several outputs (one-vs-all, multi-label) gave
+    softmax features and softmax-target gradients without a word; refused unless the user
+    states what the outputs are."""
+    expected, names = logits_features
+    for criterion in (nn.BCEWithLogitsLoss, nn.BCELoss):
+        net = NeuralNetClassifier(_body(), criterion=criterion, max_epochs=0).initialize()
+        with pytest.raises(ValueError, match=f"{criterion.__name__} reads each output as "
+                                             "its own sigmoid: its 4 outputs are one-vs-all"):
+            GradientMetricTransformer(net, batch_size=4).fit(X)
+    # said explicitly: read as softmax logits, the same features as the plain module
+    net = NeuralNetClassifier(_body(), criterion=nn.BCEWithLogitsLoss,
+                              max_epochs=0).initialize()
+    stated = GradientMetricTransformer(net, batch_size=4, output="logits").fit_transform(X)
+    assert_features_close(stated, expected, names)
+
+
+def test_the_advice_names_every_kind_the_outputs_could_be():
+    """Issue 25: logits that happen to be negative, declared as probabilities, were said
+    to be log-probabilities only."""
+    negative = Ending(_body(), lambda z: z - z.abs().max() - 1)   # logits, all < 0
+    with pytest.raises(ValueError, match="pass output='logits' if they are logits$"):
+        features(negative, output="probabilities")
+    log_softmax = Ending(_body(), lambda z: torch.log_softmax(z, 1))
+    with pytest.raises(ValueError, match="pass output='log_probabilities' if they are "
+                                         "log-probabilities, or output='logits' if they are "
+                                         "logits$"):
+        features(log_softmax, output="probabilities")

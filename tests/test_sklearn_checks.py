@@ -80,8 +80,9 @@ IMAGE_EXPECTED = {
     "check_dtype_object": INTEGERS + "; object arrays likewise",
     "check_classifier_data_not_an_array": f"{IMAGES_ONLY} (or integer X, refused: "
                                           f"{INTEGERS})",
-    "check_classifiers_classes": "labels must be integers 0..K-1 (string labels are "
-                                 "refused with the advice to encode them), and X images",
+    "check_classifiers_classes": IMAGES_ONLY + " (labels of any type are taken, classes_ "
+                                               "the sorted labels seen: tests/test_one_vs_all.py "
+                                               "and tests/test_uqgan.py)",
 }
 ONE_VS_ALL_EXPECTED = {
     **IMAGE_EXPECTED,

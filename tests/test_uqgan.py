@@ -164,3 +164,26 @@ def test_bad_data_is_refused(toy):
         UQGANClassifier(**TOY).fit(X[:, :, :26, :26], y)
     with pytest.raises(Exception, match="not fitted"):
         UQGANClassifier().predict(X[:2])
+
+
+@pytest.mark.parametrize("relabel", [
+    lambda y: np.array([0, 1, 4])[y],               # a gap: {0, 1, 4}
+    lambda y: y + 1,                                 # 1..3, no class 0
+    lambda y: np.array(["cat", "dog", "emu"])[y],    # strings
+])
+def test_classes_are_the_sorted_labels_seen_of_any_type(toy, fitted, relabel):
+    """Issue 25: labels {0, 1, 2, 4} gave classes_ 0..4 with a probability column for the
+    never-seen 3, labels 1..5 an unseen class 0. scikit-learn's convention: classes_ are
+    the sorted labels seen, and the model is the one the positions 0..K-1 train."""
+    X, y, X_test = toy
+    labels = relabel(y)
+    model = UQGANClassifier(**TOY).fit(X, labels)
+    np.testing.assert_array_equal(model.classes_, np.unique(labels))
+    P = model.predict_proba(X_test)
+    assert P.shape == (len(X_test), 3)
+    np.testing.assert_array_equal(P, fitted.predict_proba(X_test))   # same networks
+    np.testing.assert_array_equal(model.predict(X_test), np.unique(labels)[P.argmax(1)])
+    np.testing.assert_array_equal(model.sample_out_of_class(np.unique(labels), random_state=1),
+                                  fitted.sample_out_of_class([0, 1, 2], random_state=1))
+    with pytest.raises(ValueError, match="not among the classes"):
+        model.sample_out_of_class([labels[0], "zebra" if labels.dtype.kind == "U" else 99])

@@ -6,7 +6,7 @@ import torch
 from skorch.utils import to_tensor
 
 from .._image_classifier import ImageClassifierBase
-from .._validation import check_labels, check_number, is_finite_real
+from .._validation import check_number, encode_labels, is_finite_real
 from ._losses import negative_weights, one_vs_all_loss
 from ._networks import LeNet5
 from ._outputs import OneVsAllOutputMixin
@@ -104,9 +104,10 @@ class OneVsAllClassifier(OneVsAllOutputMixin, LinearDecayMixin, ImageClassifierB
         X : array-like of shape (n_samples, channels, height, width)
             Training images, checked and converted as for
             :class:`~skgradunc.CNNClassifier` (uint8 is scaled by 1/255).
-        y : array-like of int, shape (n_samples,)
-            Classes 0..K-1. Their counts give ``class_prior_`` and the weights of
-            the negative targets.
+        y : array-like of shape (n_samples,)
+            Class labels of any type (integers, strings, ...): ``classes_`` are the
+            sorted labels seen (or the ``classes`` parameter), one output each. Their
+            counts give ``class_prior_`` and the weights of the negative targets.
         **fit_params : dict
             Passed on to skorch's ``fit`` (to the module's ``forward`` and to the
             ``train_split`` call).
@@ -117,7 +118,12 @@ class OneVsAllClassifier(OneVsAllOutputMixin, LinearDecayMixin, ImageClassifierB
             The fitted estimator.
         """
         continuing = self.warm_start and getattr(self, "initialized_", False)
-        return super().fit(X, self._count_classes(y, continuing), **fit_params)
+        labels = self._count_classes(y, continuing)
+        self._encoded = True    # skorch's fit calls partial_fit with these positions
+        try:
+            return super().fit(X, labels, **fit_params)
+        finally:
+            del self._encoded
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """Train ``max_epochs`` more epochs from the current weights (the class prior and
@@ -128,11 +134,14 @@ class OneVsAllClassifier(OneVsAllOutputMixin, LinearDecayMixin, ImageClassifierB
         X : array-like of shape (n_samples, channels, height, width)
             Training images, checked and converted as for
             :class:`~skgradunc.CNNClassifier` (uint8 is scaled by 1/255).
-        y : array-like of int, shape (n_samples,), default=None
-            Classes 0..K-1. Needed on the first call, whose label counts give the
-            class prior and the negative weights.
+        y : array-like of shape (n_samples,), default=None
+            Class labels, among ``classes_`` once fitted. Needed on the first call,
+            whose labels give the classes (with ``classes``), the class prior and the
+            negative weights.
         classes : array-like or None, default=None
-            Unused; passed to skorch, which takes it for scikit-learn compatibility.
+            On the first call, every class (scikit-learn's ``partial_fit``
+            convention), one output each; default: the ``classes`` parameter, else
+            the sorted labels of ``y``. Ignored later.
         **fit_params : dict
             Passed on to skorch's ``partial_fit`` (to the module's ``forward`` and
             to the ``train_split`` call).
@@ -142,25 +151,41 @@ class OneVsAllClassifier(OneVsAllOutputMixin, LinearDecayMixin, ImageClassifierB
         self : OneVsAllClassifier
             The fitted estimator.
         """
-        first = not hasattr(self, "negative_weights_")
-        labels = self._count_classes(y, continuing=not first) if first else y
-        return super().partial_fit(X, labels, classes=classes, **fit_params)
+        if getattr(self, "_encoded", False) or y is None and hasattr(self, "classes_inferred_"):
+            labels = y
+        else:
+            first = not hasattr(self, "negative_weights_")
+            labels = self._count_classes(y, continuing=not first, classes=classes)
+        return super().partial_fit(X, labels, **fit_params)
 
-    def _count_classes(self, y, continuing):
-        """The labels checked; on a fresh start, the class prior and negative weights
-        from their counts (one per output, absent classes included)."""
+    def _count_classes(self, y, continuing, classes=None):
+        """The labels as positions among the classes (scikit-learn's convention: the
+        sorted labels seen, or the ``classes`` parameter; any label type); on a fresh
+        start, the classes, the class prior and negative weights from their counts (one
+        per output, a class of ``classes`` absent from y included)."""
         if y is None:
             raise ValueError("OneVsAllClassifier needs the labels as y: its class prior "
                              "and negative weights come from their counts")
-        given = self.n_classes_ if continuing else self.get_params_for("module").get(
-            "n_classes")
-        labels = check_labels(np.asarray(y), len(y), n_classes=given)
-        if not continuing:
-            counts = np.bincount(labels, minlength=int(given or labels.max() + 1))
-            self.class_prior_ = counts / counts.sum()
-            # a class absent from y has no samples to weigh its negatives against
-            self.negative_weights_ = negative_weights(np.maximum(counts, 1))
+        if continuing:
+            return encode_labels(y, len(y), self.classes_)[1]
+        classes, labels = encode_labels(y, len(y), self.classes if classes is None else classes)
+        given = self.get_params_for("module").get("n_classes")
+        if given is not None and given != len(classes):
+            raise ValueError(f"module__n_classes={given}, but there are {len(classes)} "
+                             f"classes {classes[:20].tolist()}: one output per class; pass "
+                             "classes=[...] to name every output's class")
+        counts = np.bincount(labels, minlength=len(classes))
+        self.classes_inferred_ = classes
+        self.class_prior_ = counts / counts.sum()
+        # a class absent from y has no samples to weigh its negatives against
+        self.negative_weights_ = negative_weights(np.maximum(counts, 1))
         return labels
+
+    def _output_count(self, y, given):
+        return len(self.classes_inferred_)
+
+    def _output_classes(self):
+        return self.classes_inferred_
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         """The one-vs-all loss of a batch (skorch's hook, in place of ``criterion``).

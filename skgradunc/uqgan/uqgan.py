@@ -11,8 +11,8 @@ from tqdm.auto import tqdm
 
 from .._device import check_device
 from .._random import seeded_torch
-from .._validation import (check_images, check_labels, check_number, check_positive_int,
-                           check_positive_real, is_finite_real, is_int)
+from .._validation import (check_images, check_number, check_positive_int, check_positive_real,
+                           encode_labels, is_finite_real, is_int)
 from ..callbacks import TrainingDivergedError
 from ._losses import (angular_diversity, generated_loss, gradient_penalty, negative_weights,
                       one_vs_all_loss)
@@ -165,8 +165,9 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         X : array-like of shape (n_samples, channels, height, width)
             Images in [0, 1] (uint8 is scaled); height and width divisible by 4, at
             least 16.
-        y : array-like of int, shape (n_samples,)
-            Classes 0..K-1.
+        y : array-like of shape (n_samples,)
+            Class labels of any type (integers, strings, ...); ``classes_`` are the
+            sorted labels seen, one output each.
 
         Returns
         -------
@@ -175,10 +176,10 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         """
         device = self._check_params()
         X = check_images(X)
-        y = check_labels(y, len(X))
-        n_classes = int(y.max()) + 1
-        if len(np.unique(y)) < 2:
-            raise ValueError(f"y holds a single class ({int(y[0])}); need at least two")
+        classes, y = encode_labels(y, len(X))
+        n_classes = len(classes)
+        if n_classes < 2:
+            raise ValueError(f"y holds a single class ({classes[0]!r}); need at least two")
         if len(X) < self.batch_size:
             raise ValueError(f"fit got {len(X)} samples, fewer than batch_size="
                              f"{self.batch_size}: every step takes one full batch")
@@ -190,7 +191,7 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
             self._train_autoencoder(networks["autoencoder"], data, n_classes, rng)
             history = self._train_jointly(networks, data, counts, rng)
         # set together, after training: a failed refit leaves the previous fit whole
-        self.classes_, self.class_prior_ = np.arange(n_classes), counts / counts.sum()
+        self.classes_, self.class_prior_ = classes, counts / counts.sum()
         self.input_shape_, self.history_, self.n_iter_ = tuple(X.shape[1:]), history, len(history)
         for name, network in networks.items():
             setattr(self, f"{name}_", network.cpu().eval())
@@ -351,7 +352,7 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        y : array-like of int, shape (n_samples,)
+        y : array-like of shape (n_samples,)
             The class of each image to generate, among ``classes_``.
         random_state : int or None, default=None
             Seeds the generator's noise; None draws it from torch's global generator.
@@ -363,7 +364,7 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
             decoder's output).
         """
         check_is_fitted(self, "generator_")
-        y = torch.from_numpy(check_labels(y, len(y), n_classes=len(self.classes_)))
+        y = torch.from_numpy(encode_labels(y, len(y), self.classes_)[1])
         generator = None if random_state is None else torch.Generator().manual_seed(
             int(random_state))
         noise = torch.rand(len(y), self.noise_dim, generator=generator)
