@@ -156,7 +156,10 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
     groups : "layer", "parameter", list or dict, default="layer"
         Which weights form one group of statistics: each layer (weight and
         bias together), each parameter tensor, a list of layer/parameter
-        names, or a dict of group name -> list of names.
+        names, or a dict of group name -> list of names. A name whose weights
+        are all frozen (``requires_grad=False``) is taken too: gradients can be
+        taken with respect to frozen weights (``network`` covers the trainable
+        ones).
     statistics : "all" or list of str, default="all"
         Any of ``l1, l2, min, max, mean, std, skew, kurtosis``. ``std`` has
         ``ddof=0``; ``skew`` and ``kurtosis`` are the biased estimators and
@@ -242,8 +245,8 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         strategies.
     trainable_ : list of str
         The parameters gradients are taken of (those with ``requires_grad``;
-        all of them when none has it); ``transform`` refuses a network whose
-        set has changed since ``fit``.
+        all of them when none has it; and frozen ones that ``groups`` names);
+        ``transform`` refuses a network whose set has changed since ``fit``.
 
     Examples
     --------
