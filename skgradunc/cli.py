@@ -89,7 +89,8 @@ def _add_reproduce_arguments(parser):
                              "download; mnist, the only one, for --protocol uqgan)")
     parser.add_argument("--root", default=defaults.root,
                         help="folder with the real data sets, e.g. ../shared/data (default: "
-                             "none; needed for mnist and emnist)")
+                             "none; needed for mnist, emnist and --protocol uqgan, not "
+                             "taken with the embedded digits)")
     parser.add_argument("--runs", type=int, default=defaults.runs,
                         help="random re-splits, each with its own networks (default: 10, "
                              "as the paper; 3 for --protocol uqgan)")
@@ -110,7 +111,9 @@ def _add_reproduce_arguments(parser):
                              "config.json records the counts used (default: %(default)s)")
     parser.add_argument("--split", type=float, nargs=3, default=None,
                         metavar=("TRAIN", "VALIDATION", "TEST"),
-                        help="fractions of the in-distribution data (default: the paper's "
+                        help="fractions of the in-distribution data, summing to at most "
+                             "1; each part gets its fraction of the images, the rest are "
+                             "unused; config.json records the numbers (default: the paper's "
                              "60k/20k/200k proportions; 50k/10k/10k for mnist)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=defaults.preset,
                         help="--protocol uqgan's training budgets: cpu, one run in about 30 "
@@ -126,8 +129,9 @@ def _add_reproduce_arguments(parser):
                              "--out (default: none)")
     parser.add_argument("--threads", type=int, default=defaults.threads,
                         help="torch threads per run; the same tables from two calls need "
-                             "the same value (default: torch's own serially, the cores "
-                             "divided among --workers, 1 on a --scheduler's workers)")
+                             "the same value, and a resume with another is refused (default: "
+                             "torch's own serially, the cores divided among --workers, 1 on "
+                             "a --scheduler's workers)")
     _add_common_arguments(parser, device=defaults.device)
 
 
@@ -225,8 +229,10 @@ def _checked_command(args):
         _check_train_arguments(args)
         return lambda: run_train(args)
     from .experiments import check_config, run_protocol
+    from .experiments.protocol import make_out_folder
     config = _reproduce_config(args)
-    check_config(config)  # the same check run_protocol makes, before any work
+    check_config(config)  # the same checks run_protocol makes, before any work
+    make_out_folder(config.out)
     return lambda: run_protocol(config)
 
 

@@ -1,3 +1,4 @@
+import errno
 import os
 import re
 import shutil
@@ -187,3 +188,77 @@ def test_help_shows_every_default(capsys, command):
     for block in blocks:
         if not block.startswith("-h, --help"):
             assert "default" in block, block
+
+
+# issue 25: options refused before any work, and disk errors that name the file
+
+@pytest.mark.parametrize("options, message", [
+    (["--root", "/nonexistent"], "--root is not used by the embedded digits data set"),
+    (["--data", "mnist"], "--data mnist needs --root"),
+    (["--data", "emnist"], "--data emnist needs --root"),
+    (["--data", "mnist", "--root", "/nonexistent"], "--root '/nonexistent' does not exist"),
+    (["--data", "emnist", "--root", "/nonexistent"], "--root '/nonexistent' does not exist"),
+])
+def test_root_is_an_option_error(capsys, tmp_path, options, message):
+    assert cli.main(["reproduce", *TINY, *options, "--out", str(tmp_path / "out")]) == 2
+    assert message in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_uqgan_protocol_without_root_is_an_option_error(capsys, tmp_path):
+    assert cli.main(["reproduce", "--protocol", "uqgan", "--runs", "1",
+                     "--out", str(tmp_path / "out")]) == 2
+    assert "--protocol uqgan needs --root" in _one_line_error(capsys)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_root_that_is_a_file_is_named(capsys, tmp_path):
+    (tmp_path / "data").write_text("")
+    assert cli.main(["reproduce", "--protocol", "uqgan", "--root", str(tmp_path / "data"),
+                     "--out", str(tmp_path / "out")]) == 2
+    assert f"--root '{tmp_path / 'data'}' is not a folder" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize("where", ["proc", "under a file", "a file"])
+def test_an_output_folder_that_cannot_be_created_is_named(capsys, tmp_path, monkeypatch, where):
+    (tmp_path / "a-file").write_text("")
+    out = {"proc": "/proc/x", "under a file": str(tmp_path / "a-file" / "out"),
+           "a file": str(tmp_path / "a-file")}[where]
+    if where == "proc" and not Path("/proc/self").exists():
+        pytest.skip("no /proc")
+    from skgradunc.experiments import protocol
+    monkeypatch.setattr(protocol, "load_experiment_data", lambda *a, **k: pytest.fail("ran"))
+    assert cli.main(["reproduce", *TINY, "--out", out]) == 2
+    assert f"cannot create the output folder {out}: " in _one_line_error(capsys)
+
+
+def _no_space(target_name):
+    """os.replace that fails, as on a full disk, when it would write ``target_name``."""
+    real = os.replace
+
+    def replace(source, target, *args, **kwargs):
+        if os.path.basename(target) == target_name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(source, target, *args, **kwargs)
+    return replace
+
+
+@pytest.mark.parametrize("name", ["tables.md", "runs/run-01/features.npz",
+                                  "runs/run-01/net.pt"])
+def test_a_full_disk_is_a_one_line_error_naming_the_file(capsys, tmp_path, monkeypatch, piped,
+                                                         name):
+    """The file being written and what failed, exit status 1, and no half-written file:
+    a results file keeps what it held, a cache file stays absent."""
+    out = shutil.copytree(piped[1], tmp_path / "out")
+    path = out / name
+    if name.endswith("features.npz"):
+        path.unlink()
+    elif name.endswith("net.pt"):
+        shutil.rmtree(path.parent)
+    before = path.read_bytes() if path.exists() else None
+    monkeypatch.setattr(os, "replace", _no_space(path.name))
+    assert cli.main(["reproduce", *TINY, "--out", str(out)]) == 1
+    assert _one_line_error(capsys) == (f"skgradunc: error: cannot write {path}: No space left "
+                                       f"on device")
+    assert (path.read_bytes() if path.exists() else None) == before
+    assert not list(out.rglob(".*"))

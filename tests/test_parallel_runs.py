@@ -5,6 +5,7 @@ the cache is shared and resumed; the settings and a missing dask are refused cle
 import importlib.util
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,6 +49,13 @@ def test_two_local_workers_write_the_serial_tables_and_share_the_cache(serial, t
     assert (tmp_path / "tables.json").read_text() == (serial / "tables.json").read_text()
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["threads"] == 1
+    # each file a worker cached records the thread count config.json records (issue 25)
+    for run, path in enumerate(cached):
+        settings = json.loads(str(np.load(path)["settings"]))
+        network = json.loads(torch.load(path.parent / "net.pt", weights_only=True)["settings"])
+        for recorded in (settings, network):
+            assert (recorded["threads"], recorded["run"], recorded["run_seed"]) == (
+                config["threads"], run + 1, run)
 
 
 def test_an_existing_cluster_at_its_address(serial, tmp_path, dask_client):

@@ -23,7 +23,7 @@ from skgradunc.experiments.protocol import resolve_config
 from skgradunc.experiments import protocol as protocol_module
 from skgradunc.experiments import runs as runs_module
 from skgradunc.experiments import tables as tables_module
-from skgradunc.experiments.data import PAPER_SPLIT, load_experiment_data
+from skgradunc.experiments.data import MNIST_SPLIT, PAPER_SPLIT, load_experiment_data
 from skgradunc.experiments.io import atomic_path, write_text
 from skgradunc.targets import correctness_target
 
@@ -146,7 +146,7 @@ def test_the_network_file_rebuilds_a_fitted_classifier(finished, digits):
     run = out / "runs" / "run-01"
     net, attempts = runs_module.load_network(
         run / runs_module.NETWORK_FILE,
-        runs_module.run_settings(config, runs_module.NETWORK_SETTINGS), device="cpu")
+        runs_module.run_settings(config, 0, runs_module.NETWORK_SETTINGS), device="cpu")
     assert isinstance(net, CNNClassifier) and attempts[-1]["diverged"] is False
     assert net.input_shape_ == (1, 28, 28) and list(net.classes_) == list(range(10))
     assert net.get_params()["lr"] == attempts[-1]["lr"] == 0.01
@@ -163,7 +163,7 @@ def first_run(finished, digits):
     folder = out / "runs" / "run-01"
     net, _ = runs_module.load_network(
         folder / runs_module.NETWORK_FILE,
-        runs_module.run_settings(config, runs_module.NETWORK_SETTINGS), device="cpu")
+        runs_module.run_settings(config, 0, runs_module.NETWORK_SETTINGS), device="cpu")
     X, y = digits
     _, val, test = runs_module.split_indices(len(X), config.split, np.random.RandomState(0))
     data = load_experiment_data("digits", ood_size=config.ood_size, seed=config.seed)
@@ -266,8 +266,9 @@ def _copy(out, tmp_path):
 
 
 def _resolved(out, **kwargs):
-    """The tiny configuration as run_protocol resolves it for the digits."""
-    return tiny(out, lr=0.01, split=PAPER_SPLIT, **kwargs)
+    """The tiny configuration as run_protocol resolves it for the digits (serially:
+    torch's own thread count)."""
+    return tiny(out, lr=0.01, split=PAPER_SPLIT, threads=torch.get_num_threads(), **kwargs)
 
 
 def test_resuming_with_other_settings_is_refused(finished):
@@ -331,7 +332,7 @@ def test_a_network_trained_another_way_is_refused(finished, tmp_path):
     payload["settings"] = json.dumps(settings)
     torch.save(payload, folder / runs_module.NETWORK_FILE)
     with pytest.raises(ValueError, match=r"run-01.net\.pt was made with other settings "
-                                         r"\(training: None then, \{'schedule_on'"):
+                                         r"\(training: not recorded then, \{'schedule_on'"):
         run_protocol(tiny(copy), log=lambda m: None)
 
 
@@ -519,3 +520,165 @@ def test_emnist_experiment_data_from_torchvision_files(tmp_path):
     assert len(data.ood["EMNIST letters"]) == 8 and data.known_unknowns == ("uniform noise",)
     with pytest.raises(ValueError, match="needs --root"):
         load_experiment_data("emnist", None)
+
+
+# issue 25: what a bad input campaign found
+
+def _old_split_indices(n, proportions, rng):
+    """split_indices before issue 25: the test set took whatever was left."""
+    order = rng.permutation(n)
+    n_train = int(round(proportions[0] * n))
+    n_val = int(round(proportions[1] * n))
+    return order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
+
+
+@pytest.mark.parametrize("n, split, sizes", [
+    (1797, (0.5, 0.2, 0.1), [898, 359, 180]),        # the digits: not 540 test images
+    (70000, (0.02, 0.01, 0.01), [1400, 700, 700]),   # MNIST: not 67,900
+    (10, (0.36, 0.36, 0.26), [4, 4, 2]),             # round(2.6) = 3, but only 2 are left
+])
+def test_the_split_honours_the_test_fraction(n, split, sizes):
+    parts = runs_module.split_indices(n, split, np.random.RandomState(0))
+    assert [len(part) for part in parts] == sizes
+    assert len(np.unique(np.concatenate(parts))) == sum(sizes)     # disjoint
+    assert runs_module.split_sizes(n, split) == tuple(sizes)
+
+
+def test_the_default_splits_partition_as_before():
+    """The paper's and MNIST's splits sum to 1: every data set size is split exactly as
+    before issue 25, so the cached runs and published tables stay what they were."""
+    for split in (PAPER_SPLIT, MNIST_SPLIT):
+        for n in [1797, 70000, 280000, *range(1, 2000, 7)]:
+            for seed in (0, 3):
+                new = runs_module.split_indices(n, split, np.random.RandomState(seed))
+                old = _old_split_indices(n, split, np.random.RandomState(seed))
+                for mine, theirs in zip(new, old):
+                    np.testing.assert_array_equal(mine, theirs, err_msg=f"{split} {n}")
+
+
+def test_config_json_and_the_header_record_the_images_used(finished):
+    out, _, _ = finished
+    config = json.loads((out / "config.json").read_text())
+    assert config["split_images"] == {"train": 385, "validation": 128, "test": 1284}
+    assert "385 train / 128 validation / 1284 test images" in (out / "tables.md").read_text()
+    features = np.load(out / "runs" / "run-01" / "features.npz")
+    assert len(features["y_validation"]) == 128 and len(features["y_test"]) == 1284
+
+
+def test_a_split_that_leaves_images_out_tests_on_its_own_fraction(tmp_path):
+    messages = []
+    run_protocol(tiny(tmp_path, runs=1, epochs=1, ood_size=20, split=(0.5, 0.2, 0.1)),
+                 log=messages.append)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["split"] == [0.5, 0.2, 0.1]
+    assert config["split_images"] == {"train": 898, "validation": 359, "test": 180}
+    features = np.load(tmp_path / "runs" / "run-01" / "features.npz")
+    assert len(features["y_validation"]) == 359 and len(features["y_test"]) == 180
+    assert any("on 180 test images" in str(m) for m in messages)
+    assert "898 train / 359 validation / 180 test images" in (tmp_path / "tables.md").read_text()
+
+
+def test_a_split_that_leaves_a_part_empty_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(protocol_module, "compute_run", lambda *a, **k: pytest.fail("ran"))
+    with pytest.raises(ValueError, match=r"split \(0\.5, 0\.2, 0\.0001\) leaves no test "
+                                         r"images of the 1797"):
+        run_protocol(tiny(tmp_path, split=(0.5, 0.2, 0.0001)), log=lambda m: None)
+
+
+def test_resuming_with_another_thread_count_is_refused(finished, tmp_path):
+    copy = _copy(finished[0], tmp_path)
+    then = json.loads((copy / "config.json").read_text())["threads"]
+    assert then == torch.get_num_threads()              # torch's own, serially
+    with pytest.raises(ValueError, match=rf"run-01.features\.npz was made with other settings "
+                                         rf"\(threads: {then} then, {then + 1} now\).*delete"):
+        run_protocol(tiny(copy, threads=then + 1), log=lambda m: None)
+    (copy / "runs" / "run-01" / "features.npz").unlink()
+    with pytest.raises(ValueError, match=rf"run-01.net\.pt was made with other settings "
+                                         rf"\(threads: {then} then, {then + 1} now\)"):
+        run_protocol(tiny(copy, threads=then + 1), log=lambda m: None)
+    run_protocol(tiny(copy, threads=then), log=lambda m: None)   # the same count: resumed
+
+
+@pytest.mark.parametrize("name", ["features.npz", "net.pt"])
+def test_a_cached_file_of_another_run_is_refused(finished, tmp_path, name):
+    """run-02's file copied over run-01's is refused, not read as run 1's."""
+    copy = _copy(finished[0], tmp_path)
+    if name == "net.pt":
+        (copy / "runs" / "run-01" / "features.npz").unlink()
+    shutil.copyfile(copy / "runs" / "run-02" / name, copy / "runs" / "run-01" / name)
+    with pytest.raises(ValueError, match=rf"run-01.{re.escape(name)} was made with other "
+                                         r"settings \(run: 2 then, 1 now, run_seed: 1 then, 0 "
+                                         r"now\); delete it"):
+        run_protocol(tiny(copy), log=lambda m: None)
+
+
+def test_a_cached_file_from_before_issue_25_is_refused(finished, tmp_path):
+    """A file that records neither its run nor its thread count is refused clearly."""
+    copy = _copy(finished[0], tmp_path)
+    features = copy / "runs" / "run-01" / "features.npz"
+    arrays = dict(np.load(features))
+    settings = json.loads(str(arrays["settings"]))
+    for key in ("run", "run_seed", "threads"):
+        settings.pop(key, None)
+    arrays["settings"] = np.array(json.dumps(settings))
+    np.savez(features, **arrays)
+    with pytest.raises(ValueError, match=r"run-01.features\.npz was made with other settings "
+                                         r"\(threads: not recorded then, \d+ now, run: not "
+                                         r"recorded then, 1 now, run_seed: not recorded then, "
+                                         r"0 now\); delete it"):
+        run_protocol(tiny(copy), log=lambda m: None)
+
+
+@pytest.mark.parametrize("data", ["digits", "mnist", "emnist"])
+def test_root_is_checked_before_any_work(tmp_path, data):
+    from skgradunc.experiments import check_config
+    if data == "digits":
+        with pytest.raises(ValueError, match=r"--root is not used by the embedded digits "
+                                             r"data set.*'/nonexistent'"):
+            check_config(tiny(tmp_path, root="/nonexistent"))
+        return
+    with pytest.raises(ValueError, match=rf"--data {data} needs --root"):
+        check_config(tiny(tmp_path, data=data))
+    with pytest.raises(ValueError, match=r"--root '/nonexistent' does not exist"):
+        check_config(tiny(tmp_path, data=data, root="/nonexistent"))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match=r"--root '.*a-file' is not a folder"):
+        check_config(tiny(tmp_path, data=data, root=str(tmp_path / "a-file")))
+    check_config(tiny(tmp_path, data=data, root=str(tmp_path)))    # a folder: can be run
+    assert not (tmp_path / "runs").exists()
+
+
+def _no_space(target_name):
+    """os.replace that fails, as on a full disk, when it would write ``target_name``."""
+    import errno
+    real = os.replace
+
+    def replace(source, target, *args, **kwargs):
+        if os.path.basename(target) == target_name:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(source, target, *args, **kwargs)
+    return replace
+
+
+@pytest.mark.parametrize("writer", ["write_text", "save_arrays", "atomic_path"])
+def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch, writer):
+    from skgradunc.experiments import io as io_module
+    monkeypatch.setattr(os, "replace", _no_space("result"))
+    path = tmp_path / "result"
+    with pytest.raises(OSError, match=rf"^cannot write {re.escape(str(path))}: No space left "
+                                      r"on device$"):
+        if writer == "write_text":
+            io_module.write_text(path, "| a |\n")
+        elif writer == "save_arrays":
+            io_module.save_arrays(path, a=np.zeros(3))
+        else:
+            with io_module.atomic_path(path) as temporary:
+                temporary.write_bytes(b"half")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_that_cannot_be_created_is_named(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(OSError, match=r"^cannot write .*a-file.sub.result: cannot create its "
+                                      r"folder"):
+        write_text(tmp_path / "a-file" / "sub" / "result", "x")

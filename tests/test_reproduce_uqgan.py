@@ -2,6 +2,7 @@
 cached outputs, resume, refusal of other settings, and the options it refuses."""
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -212,8 +213,8 @@ def test_the_cli_runs_it_and_refuses_what_it_does_not_take(root, tmp_path, capsy
         run_protocol(ReproduceConfig(protocol="uqgan", out=str(tmp_path / "none")))
 
 
-def test_protocol_defaults_fill_what_is_not_given():
-    check_config(ReproduceConfig(protocol="uqgan", root="anywhere"))
+def test_protocol_defaults_fill_what_is_not_given(tmp_path):
+    check_config(ReproduceConfig(protocol="uqgan", root=str(tmp_path)))
     check_config(ReproduceConfig())                         # paper: digits, 10 runs
     with pytest.raises(ValueError, match="unknown protocol 'uqgan2'"):
         check_config(ReproduceConfig(protocol="uqgan2"))
@@ -243,3 +244,39 @@ def test_the_softmax_baseline_decays_its_rate_linearly_to_min_lr(digits):
     np.testing.assert_allclose(net.predict_proba(X[:5]).sum(axis=1), 1, rtol=1e-6)
     with pytest.raises(ValueError, match="min_lr must be a positive number at most lr"):
         SoftmaxBaseline(max_epochs=1, lr=1e-3, min_lr=1e-2).fit(X[:100], y[:100])
+
+
+# issue 25: every stage's file carries its run and thread count; --root is an option
+
+def _copy(out, tmp_path):
+    return Path(shutil.copytree(out, tmp_path / "copy"))
+
+
+def test_a_stage_made_with_another_thread_count_is_refused(finished, root, tmp_path):
+    copy = _copy(finished[0], tmp_path)
+    then = json.loads((copy / "config.json").read_text())["threads"]
+    with pytest.raises(ValueError, match=rf"run-01.softmax\.npz was made with other settings "
+                                         rf"\(threads: {then} then, {then + 1} now\)"):
+        run_protocol(tiny(root, copy, threads=then + 1), log=lambda m: None)
+
+
+@pytest.mark.parametrize("stage", uqgan_runs.STAGES)
+def test_a_stage_of_another_run_is_refused(finished, root, tmp_path, stage):
+    copy = _copy(finished[0], tmp_path)
+    shutil.copyfile(copy / "runs" / "run-02" / f"{stage}.npz",
+                    copy / "runs" / "run-01" / f"{stage}.npz")
+    with pytest.raises(ValueError, match=rf"run-01.{stage}\.npz was made with other settings "
+                                         r"\(run: 2 then, 1 now, run_seed: 1 then, 0 now\); "
+                                         r"delete it"):
+        run_protocol(tiny(root, copy), log=lambda m: None)
+
+
+def test_config_json_records_the_images_of_each_part(finished, root):
+    config = json.loads((finished[0] / "config.json").read_text())
+    data = load_uqgan_data(root, ood_size=60, seed=0)
+    n_validation = int(round(len(data.X_train) / 6))
+    assert config["split_images"] == {"train": len(data.X_train) - n_validation,
+                                      "validation": n_validation, "test": len(data.X_test)}
+    softmax = np.load(finished[0] / "runs" / "run-01" / "softmax.npz")
+    assert len(softmax["validation__proba"]) == n_validation
+    assert len(softmax["test__proba"]) == len(data.X_test)

@@ -6,6 +6,7 @@ the features are an ``.npz`` read with ``allow_pickle=False``. Both hold the run
 settings as a JSON string and are refused when those differ from the current ones.
 """
 
+import io
 import json
 import warnings
 
@@ -63,8 +64,9 @@ def check_settings(path, recorded, settings):
     Raises
     ------
     ValueError
-        Naming the file and each setting that differs (then and now), or saying that
-        it records none or is corrupt, with the advice to delete it.
+        Naming the file and each setting that differs (then and now; "not recorded" for
+        a setting an older skgradunc did not record), or saying that it records none or
+        is corrupt, with the advice to delete it.
     """
     if recorded is None:
         raise ValueError(f"{path} records no settings (an older skgradunc wrote it), so it "
@@ -76,10 +78,11 @@ def check_settings(path, recorded, settings):
     if not isinstance(then, dict):
         raise _corrupt(path, ValueError(f"settings {recorded!r} are not a JSON object"))
     now = _comparable(settings)
-    changed = [key for key in now if then.get(key) != now[key]]
+    changed = [key for key in now if key not in then or then[key] != now[key]]
     if changed:
-        differences = ", ".join(f"{key}: {then.get(key)!r} then, {now[key]!r} now"
-                                for key in changed)
+        differences = ", ".join(
+            f"{key}: {repr(then[key]) if key in then else 'not recorded'} then, "
+            f"{now[key]!r} now" for key in changed)
         raise ValueError(f"{path} was made with other settings ({differences}); "
                          f"{ADVICE}")
 
@@ -96,8 +99,12 @@ def save_network(path, net, attempts, settings):
         "n_classes": int(net.n_classes_),
         "state_dict": {k: v.detach().cpu() for k, v in net.module_.state_dict().items()},
     }
+    # serialised in memory, then written as plain bytes: torch.save onto a full disk
+    # raises RuntimeError("... unexpected pos ..."), a write says "No space left on device"
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
     with atomic_path(path) as temporary:
-        torch.save(payload, temporary)
+        temporary.write_bytes(buffer.getbuffer())
 
 
 def _read(path, load):

@@ -1,5 +1,6 @@
 """The whole protocol: K runs, Tables 1-3, Figure 2, a printed summary."""
 
+import os
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -13,10 +14,11 @@ from .figures import write_coefficients, write_figure2, write_reliability
 from .io import write_json
 from .parallel_runs import check_parallel_settings, computed_runs, resolve_threads
 from .report import write_reports
-from .runs import compute_run
+from .runs import compute_run, split_sizes
 from .tables import COEFFICIENT_TABLE, aggregate, pool_reliability, run_tables
 
-__all__ = ["ReproduceConfig", "run_protocol", "check_config", "resolve_config"]
+__all__ = ["ReproduceConfig", "run_protocol", "check_config", "resolve_config",
+           "make_out_folder"]
 
 
 @dataclass
@@ -28,21 +30,27 @@ class ReproduceConfig:
     data : {"digits", "mnist", "emnist"} or None, default=None
         None: the protocol's (digits for "paper", mnist for "uqgan", its only one).
     root : str or None, default=None
-        Folder with the real data sets; needed for mnist and emnist.
+        Folder with the real data sets; needed for mnist and emnist (and the "uqgan"
+        protocol), where it must be an existing folder; refused with the embedded
+        digits, which read no files.
     runs : int or None, default=None
         Random re-splits, each with its own networks; None: the protocol's (10 for
         "paper", as the paper; 3 for "uqgan").
     out : str, default="skgradunc-results"
-        Where the tables, the figure and the per-run cache go.
+        Where the tables, the figure and the per-run cache go; created (with its
+        parents) before any work, and refused when it cannot be.
     device : str, default="auto"
         Where networks train and gradients are computed: ``"auto"`` uses CUDA when
         available, else the CPU.
     seed : int, default=0
         Run k (counting from 0) seeds its split, CNN and meta classifiers with ``seed + k``.
     split : three floats or None, default=None
-        Train / validation / test fractions of the in-distribution data; None takes
-        the data set's: the paper's 60k/20k/200k proportions for digits and emnist,
-        50k/10k/10k for mnist.
+        Train / validation / test fractions of the in-distribution data, summing to at
+        most 1: each part gets its fraction of the images, rounded (the test set never
+        more than the other two leave; fractions summing to 1 leave no image out), and
+        images beyond them are left unused. None takes the data set's: the paper's
+        60k/20k/200k proportions for digits and emnist, 50k/10k/10k for mnist.
+        ``config.json`` records the numbers of images used (``split_images``).
     epochs : int or None, default=None
         Training epochs; None takes the data set's (60 for digits, 15 for mnist, 8
         for emnist).
@@ -67,7 +75,8 @@ class ReproduceConfig:
         (``tcp://host:8786``); its workers need skgradunc and a view of ``out``.
     threads : int or None, default=None
         Torch threads per run. Float32 training rounds differently with another number of
-        threads, so the same tables from a serial and a Dask call need the same value.
+        threads, so the same tables from a serial and a Dask call need the same value;
+        every cached file records it, and a resume with another count is refused.
         None: torch's own count serially, the cores divided among ``workers``, 1 on a
         ``scheduler``'s workers.
 
@@ -120,6 +129,32 @@ def _check_split(split):
                          f"{split!r}")
 
 
+# where each data set's files are under --root
+ROOT_HOLDS = {"mnist": "MNIST/raw/", "emnist": "EMNIST/raw/"}
+
+
+def _check_root(config):
+    """--root: refused with the embedded digits, needed (an existing folder) otherwise."""
+    if config.data == "digits":
+        if config.root is not None:
+            raise ValueError(f"--root is not used by the embedded digits data set (--data "
+                             f"digits reads no files), got {config.root!r}; leave it out, or "
+                             f"choose --data mnist or emnist")
+        return
+    needs = "--protocol uqgan" if config.protocol == "uqgan" else f"--data {config.data}"
+    if config.root is None:
+        raise ValueError(f"{needs} needs --root, the folder holding {ROOT_HOLDS[config.data]}")
+    if not isinstance(config.root, (str, os.PathLike)):
+        raise ValueError(f"root must be the path of a folder, got {config.root!r}")
+    root = Path(config.root)
+    if not root.exists():
+        raise ValueError(f"--root {str(config.root)!r} does not exist; {needs} needs the "
+                         f"folder holding {ROOT_HOLDS[config.data]}")
+    if not root.is_dir():
+        raise ValueError(f"--root {str(config.root)!r} is not a folder; {needs} needs the "
+                         f"folder holding {ROOT_HOLDS[config.data]}")
+
+
 def with_protocol_defaults(config):
     """``config`` with its protocol's data, runs and preset where they are None."""
     if config.protocol not in PROTOCOLS:
@@ -147,7 +182,11 @@ def check_config(config):
     """Refuse a configuration that cannot be run as given, naming the setting.
 
     The one check of ``skgradunc reproduce``'s options and of :func:`run_protocol`'s
-    ``config`` (None values take their protocol's defaults first); it touches no file.
+    ``config`` (None values take their protocol's defaults first). It writes no file:
+    of the file system it only looks at ``root``, which must be an existing folder
+    (mnist, emnist, the "uqgan" protocol) or None (the embedded digits). Whether
+    ``out`` can be created is checked by :func:`make_out_folder`, at the start of the
+    run.
 
     Parameters
     ----------
@@ -171,6 +210,10 @@ def check_config(config):
     Traceback (most recent call last):
     ...
     ValueError: epochs: only for --protocol paper; the uqgan protocol's training is set by ...
+    >>> check_config(ReproduceConfig(root="../shared/data"))
+    Traceback (most recent call last):
+    ...
+    ValueError: --root is not used by the embedded digits data set (--data digits reads no ...
     """
     config = with_protocol_defaults(config)
     if config.protocol == "uqgan":
@@ -180,6 +223,7 @@ def check_config(config):
                          f"--protocol paper")
     if config.data not in DATA_SETS:
         raise ValueError(f"unknown data set {config.data!r}; choose one of {sorted(DATA_SETS)}")
+    _check_root(config)
     check_positive_int(config.runs, "runs")
     check_seed(config.seed, "seed", count=config.runs)
     if config.split is not None:
@@ -190,6 +234,57 @@ def check_config(config):
     check_positive_int(config.ood_size, "ood_size")
     check_device(config.device)
     check_parallel_settings(config)
+
+
+def make_out_folder(out):
+    """Create the output folder ``out`` (with its parents) where it is not yet one.
+
+    Parameters
+    ----------
+    out : str or Path
+        ``ReproduceConfig.out``.
+
+    Raises
+    ------
+    ValueError
+        Naming the folder and why it cannot be created (a file in the way, a parent
+        that cannot hold folders, no permission, a full disk).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from skgradunc.experiments.protocol import make_out_folder
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     out = os.path.join(folder, "results", "digits")
+    ...     make_out_folder(out)
+    ...     print(os.path.isdir(out))
+    True
+    >>> make_out_folder("/dev/null/results")
+    Traceback (most recent call last):
+    ...
+    ValueError: cannot create the output folder /dev/null/results: Not a directory (--out)
+    """
+    try:
+        Path(out).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = ("a file of that name is in the way" if Path(out).exists()
+                  else exc.strerror or str(exc))
+        raise ValueError(f"cannot create the output folder {out}: {reason} (--out)") from exc
+
+
+SPLIT_PARTS = ("train", "validation", "test")
+
+
+def split_images(config, data):
+    """``{"train": n, "validation": n, "test": n}``: the images each run's split has
+    (``config`` resolved); a part left empty is refused, naming the split."""
+    sizes = dict(zip(SPLIT_PARTS, split_sizes(len(data.X), config.split)))
+    empty = [part for part, size in sizes.items() if size == 0]
+    if empty:
+        raise ValueError(f"split {config.split} leaves no {empty[0]} images of the "
+                         f"{len(data.X)} in-distribution images of {config.data}; give "
+                         f"larger fractions")
+    return sizes
 
 
 def resolve_config(config, data):
@@ -229,8 +324,13 @@ def run_protocol(config, log=print):
     Raises
     ------
     ValueError
-        For a bad setting (:func:`check_config`), and for a cached run in
-        ``config.out`` made with other settings, or corrupt, naming the file.
+        For a bad setting (:func:`check_config`), an output folder that cannot be
+        created (:func:`make_out_folder`), a split that leaves a part without images,
+        and for a cached run in ``config.out`` made with other settings (another thread
+        count, another run's file), or corrupt, naming the file.
+    OSError
+        When a result or cache file cannot be written (a full disk), as ``cannot write
+        <file>: <reason>``; the file is left as it was.
 
     Examples
     --------
@@ -256,6 +356,7 @@ def run_protocol(config, log=print):
     """
     check_config(config)
     config = with_protocol_defaults(config)
+    make_out_folder(config.out)
     if config.protocol == "uqgan":
         from .uqgan_protocol import run_uqgan_protocol
         return run_uqgan_protocol(config, log=log)
@@ -264,6 +365,7 @@ def run_protocol(config, log=print):
     data = load_experiment_data(config.data, config.root, ood_size=config.ood_size,
                                 seed=config.seed)
     config = resolve_config(config, data)
+    images = split_images(config, data)
     concepts = list(data.ood)
     log(f"skgradunc {__version__} reproduce: {config.data}, {len(data.X)} in-distribution "
         f"images, unknown concepts {concepts}, {config.runs} runs -> {out}")
@@ -281,7 +383,9 @@ def run_protocol(config, log=print):
     split = tuple(round(s, 4) for s in config.split)
     accuracy = [t["test_accuracy"] for t in training]
     recovered = [t["run"] for t in training if t["diverged_attempts"]]
-    header = (f"Data: `{config.data}`; {config.runs} runs; split {split}; CNN test accuracy "
+    header = (f"Data: `{config.data}`; {config.runs} runs; split {split}: "
+              f"{images['train']} train / {images['validation']} validation / "
+              f"{images['test']} test images; CNN test accuracy "
               f"{100 * min(accuracy):.2f}-{100 * max(accuracy):.2f} % (mean "
               f"{100 * sum(accuracy) / len(accuracy):.2f} %); unknown concepts: "
               f"{', '.join(concepts)}; known unknowns (Table 3): "
@@ -297,6 +401,7 @@ def run_protocol(config, log=print):
     seconds = time.perf_counter() - start
     # ood_size is a ceiling: the images each concept actually had are recorded beside it
     write_json(out / "config.json", {**asdict(config), "device": resolve_device(config.device),
+                                     "split_images": images,
                                      "ood_images": {c: len(X) for c, X in data.ood.items()},
                                      "seconds": seconds, "version": __version__,
                                      "training": training})

@@ -18,15 +18,17 @@ from .cache import (FEATURES_FILE, NETWORK_FILE, load_features, load_network,
                     refuse_pickled_network, save_features, save_network)
 from .checks import CompletedEpochs, raise_if_interrupted
 
-__all__ = ["compute_run", "run_settings", "RUN_SETTINGS", "NETWORK_SETTINGS",
-           "KNOWN_UNKNOWN_SIZE",
+__all__ = ["compute_run", "run_settings", "run_identity", "split_indices", "split_sizes",
+           "RUN_SETTINGS", "NETWORK_SETTINGS", "KNOWN_UNKNOWN_SIZE",
            "TARGET_FEATURES", "NETWORK_FILE", "load_network"]
 
-# what shapes a run's cached files (resolved values, and TRAINING); the number of runs and
-# the device may change on resume. The network depends only on the first six: a new
-# --ood-size or --batch-size (of the extraction) recomputes the features, not the training.
-RUN_SETTINGS = ("data", "root", "seed", "split", "epochs", "lr", "batch_size", "ood_size")
-NETWORK_SETTINGS = RUN_SETTINGS[:6]
+# what shapes a run's cached files (resolved values, the run's identity and TRAINING); the
+# number of runs and the device may change on resume. The torch threads are among them:
+# float32 training (and extraction) rounds differently with another count. The network
+# depends only on NETWORK_SETTINGS: a new --ood-size or --batch-size (of the extraction)
+# recomputes the features, not the training.
+NETWORK_SETTINGS = ("data", "root", "seed", "split", "epochs", "lr", "threads")
+RUN_SETTINGS = NETWORK_SETTINGS + ("batch_size", "ood_size")
 
 KNOWN_UNKNOWN_SIZE = 200      # the paper's "200 uniform noise images", per concept
 # The paper's features per layer at the predicted class; the other two targets need only
@@ -75,19 +77,63 @@ class EpochBar(Callback):
         self.bar = None  # a closed bar is of no use to the trained net
 
 
+def split_sizes(n, proportions):
+    """The numbers of train, validation and test images of ``n`` split in ``proportions``.
+
+    Each part gets its fraction of ``n``, rounded; the test set never more than the other
+    two leave. Fractions that sum to 1 give the test set all that is left, so that
+    rounding leaves no image out (the paper's and MNIST's splits: the partition is the
+    one of before issue 25, when the test set always took the rest).
+
+    Parameters
+    ----------
+    n : int
+        The number of in-distribution images.
+    proportions : sequence of three floats
+        Train / validation / test fractions, summing to at most 1.
+
+    Returns
+    -------
+    sizes : tuple of three int
+        ``(n_train, n_validation, n_test)``.
+
+    Examples
+    --------
+    >>> from skgradunc.experiments.runs import split_sizes
+    >>> split_sizes(1797, (0.5, 0.2, 0.1))
+    (898, 359, 180)
+    >>> split_sizes(70000, (50 / 70, 10 / 70, 10 / 70))
+    (50000, 10000, 10000)
+    """
+    n_train = min(int(round(proportions[0] * n)), n)
+    n_val = min(int(round(proportions[1] * n)), n - n_train)
+    left = n - n_train - n_val
+    if abs(sum(proportions) - 1) <= 1e-9:
+        return n_train, n_val, left
+    return n_train, n_val, min(int(round(proportions[2] * n)), left)
+
+
 def split_indices(n, proportions, rng):
-    """Train / validation / test indices in the given proportions (test takes the rest)."""
+    """Train / validation / test indices of a random order of ``n`` images, of the sizes
+    :func:`split_sizes` gives."""
     order = rng.permutation(n)
-    n_train = int(round(proportions[0] * n))
-    n_val = int(round(proportions[1] * n))
-    return order[:n_train], order[n_train:n_train + n_val], order[n_train + n_val:]
+    n_train, n_val, n_test = split_sizes(n, proportions)
+    return (order[:n_train], order[n_train:n_train + n_val],
+            order[n_train + n_val:n_train + n_val + n_test])
 
 
-def run_settings(config, keys=RUN_SETTINGS):
-    """The settings a run's cached files must have been made with (``config`` resolved);
-    ``keys=NETWORK_SETTINGS`` for its network."""
+def run_identity(config, run):
+    """Which run a cached file belongs to: its number (from 1, as its folder) and its seed,
+    recorded with the file so that another run's file is refused in its place."""
+    return {"run": run + 1, "run_seed": int(config.seed) + run}
+
+
+def run_settings(config, run, keys=RUN_SETTINGS):
+    """The settings run ``run``'s cached files must have been made with (``config``
+    resolved); ``keys=NETWORK_SETTINGS`` for its network."""
     settings = {key: getattr(config, key) for key in keys}
     settings["split"] = [float(v) for v in settings["split"]]
+    settings.update(run_identity(config, run))
     settings["training"] = dict(TRAINING)
     if keys == RUN_SETTINGS:
         settings["targets"] = dict(TARGET_DEFINITIONS)
@@ -128,10 +174,12 @@ def compute_run(config, data, run, log=print):
     ``config`` is resolved (no None epochs or lr). The trained network is cached
     first, then the features: an interrupted run resumes from the last file
     written, and every file is complete or absent. Each file records the run's
-    settings and is refused when they differ from ``config``'s.
+    settings (with its torch threads, and its number and seed: another run's file is
+    refused in its place) and is refused when they differ from ``config``'s.
     """
     folder = Path(config.out) / "runs" / f"run-{run + 1:02d}"
-    settings, trained_with = run_settings(config), run_settings(config, NETWORK_SETTINGS)
+    settings = run_settings(config, run)
+    trained_with = run_settings(config, run, NETWORK_SETTINGS)
     features_file = folder / FEATURES_FILE
     if features_file.exists():
         return load_features(features_file, settings)

@@ -12,7 +12,7 @@ from .parallel_runs import computed_runs, resolve_threads
 from .tables import aggregate
 from .uqgan_data import load_uqgan_data
 from .uqgan_report import uqgan_summary, write_uqgan_report
-from .uqgan_runs import PRESETS, VALIDATION_FRACTION, compute_uqgan_run
+from .uqgan_runs import PRESETS, compute_uqgan_run, validation_size
 from .uqgan_tables import MAIN_TABLE, uqgan_run_tables
 
 __all__ = ["run_uqgan_protocol"]
@@ -26,18 +26,25 @@ def _resolved(config):
                    root=str(Path(config.root).resolve()), threads=resolve_threads(config))
 
 
+def _split_images(data):
+    """The images each run trains on, holds out for validation and tests on."""
+    n_validation = validation_size(len(data.X_train))
+    return {"train": len(data.X_train) - n_validation, "validation": n_validation,
+            "test": len(data.X_test)}
+
+
 def _header(config, data, results):
     budget = PRESETS[config.preset]
-    n_validation = int(round(VALIDATION_FRACTION * len(data.X_train)))
+    images = _split_images(data)
     accuracy = {row: 100 * results[MAIN_TABLE][row]["test"]["Accuracy"]["mean"]
                 for row in ("Max. softmax", "One-vs-all", "UQGAN")}
     return (f"Preset `{config.preset}` ({budget['softmax_epochs']} epochs of the softmax "
             f"LeNet-5, {budget['one_vs_all_epochs']} of the one-vs-all LeNet-5; UQGAN: "
             f"auto-encoder epochs {budget['cae_epochs']}, iterations {budget['iterations']}"
             f"); {config.runs} run(s). In distribution: MNIST 0-4 at 28x28, "
-            f"{len(data.X_train) - n_validation} training and {n_validation} validation "
+            f"{images['train']} training and {images['validation']} validation "
             f"images (a random part of the official training images per run; the meta "
-            f"classifiers' training set), {len(data.X_test)} test images. Unknown concepts: "
+            f"classifiers' training set), {images['test']} test images. Unknown concepts: "
             + ", ".join(f"{c} ({len(X)})" for c, X in data.ood.items())
             + f"; known unknowns: {', '.join(data.known_unknowns)}. Mean test accuracy: "
             + ", ".join(f"{row} {value:.2f} %" for row, value in accuracy.items()) + ".")
@@ -67,6 +74,7 @@ def run_uqgan_protocol(config, log=print):
     seconds = time.perf_counter() - start
     write_json(out / "config.json", {**asdict(config), "device": resolve_device(config.device),
                                      "budget": PRESETS[config.preset],
+                                     "split_images": _split_images(data),
                                      "ood_images": {c: len(X) for c, X in data.ood.items()},
                                      "seconds": seconds, "version": __version__})
     log(uqgan_summary(results, seconds, out))

@@ -20,9 +20,10 @@ from ..uqgan import OneVsAllClassifier, UQGANClassifier
 from ..uqgan._softmax_baseline import SoftmaxBaseline
 from .cache import load_features, save_features
 from .checks import CompletedEpochs, raise_if_interrupted
-from .runs import KNOWN_UNKNOWN_SIZE, EpochBar
+from .runs import KNOWN_UNKNOWN_SIZE, EpochBar, run_identity
 
-__all__ = ["PRESETS", "STAGES", "VALIDATION_FRACTION", "compute_uqgan_run", "stage_settings"]
+__all__ = ["PRESETS", "STAGES", "VALIDATION_FRACTION", "compute_uqgan_run", "stage_settings",
+           "validation_size"]
 
 # Training budgets. "authors": their MNIST 0-4 configs (200 epochs for the softmax and
 # one-vs-all LeNets, 200 auto-encoder epochs, 2,000 UQGAN iterations; minutes on a GPU).
@@ -39,26 +40,34 @@ PRESETS = {
 # set (the authors hold out a validation part as well, to pick checkpoints)
 VALIDATION_FRACTION = 1 / 6
 STAGES = ("softmax", "one_vs_all", "uqgan")
-# what shapes each stage's file besides the stage's own budget
-SHARED_SETTINGS = ("data", "root", "seed", "ood_size")
+# what shapes each stage's file besides the stage's own budget and the run's identity
+# (the torch threads: float32 training rounds differently with another count)
+SHARED_SETTINGS = ("data", "root", "seed", "ood_size", "threads")
 
 
-def stage_settings(config, stage):
-    """The settings a stage's cached file must have been made with (``config`` resolved)."""
+def stage_settings(config, stage, run):
+    """The settings the cached file of run ``run``'s ``stage`` must have been made with
+    (``config`` resolved), its run's number and seed among them."""
     budget = PRESETS[config.preset]
     own = {"softmax": ("softmax_epochs",), "one_vs_all": ("one_vs_all_epochs",),
            "uqgan": ("cae_epochs", "iterations")}[stage]
     return {"protocol": "uqgan", "stage": stage,
             **{key: getattr(config, key) for key in SHARED_SETTINGS},
+            **run_identity(config, run),
             "validation_fraction": VALIDATION_FRACTION,
             "known_unknown_size": KNOWN_UNKNOWN_SIZE,
             **{key: budget[key] for key in own}}
 
 
+def validation_size(n):
+    """The validation images a run holds out of ``n`` training images of 0-4."""
+    return int(round(VALIDATION_FRACTION * n))
+
+
 def _split(n, run_seed):
     """Train and validation indices of the training images of 0-4."""
     order = np.random.RandomState(run_seed).permutation(n)
-    n_validation = int(round(VALIDATION_FRACTION * n))
+    n_validation = validation_size(n)
     return order[n_validation:], order[:n_validation]
 
 
@@ -117,9 +126,9 @@ def _uqgan(config, train, sets, run_seed, description):
 TRAINERS = {"softmax": _softmax, "one_vs_all": _one_vs_all, "uqgan": _uqgan}
 
 
-def _stage(folder, stage, config, compute, log):
+def _stage(folder, stage, config, run, compute, log):
     path = folder / f"{stage}.npz"
-    settings = stage_settings(config, stage)
+    settings = stage_settings(config, stage, run)
     if path.exists():
         return load_features(path, settings)
     start = time.perf_counter()
@@ -154,7 +163,7 @@ def compute_uqgan_run(config, data, run, log=print):
         description = f"run {run + 1}: {stage.replace('_', '-')}"
         stage_sets = sets if stage == "softmax" else {k: v for k, v in sets.items()
                                                       if k != "validation"}
-        out[stage] = _stage(folder, stage, config,
+        out[stage] = _stage(folder, stage, config, run,
                             lambda: TRAINERS[stage](config, training, stage_sets, run_seed,
                                                     description), log)
     return out
