@@ -30,7 +30,7 @@ from methods import METHODS, Unavailable  # noqa: E402
 
 from skgradunc import PaperCNN  # noqa: E402
 from skgradunc._device import resolve_device  # noqa: E402
-from skgradunc.gradients import target_loss  # noqa: E402
+from skgradunc._engine import target_loss  # noqa: E402
 
 
 def _torchvision(name, **kwargs):
@@ -140,15 +140,20 @@ def phases(module, X, batch_size, device, repeats):
     """Median time of each phase of the per-layer engine on one chunk, interleaved."""
     from torch.func import functional_call
 
-    from skgradunc.gradients import GradientFeatureEngine, resolve_groups
-    from skgradunc.layer_gradients import block_budget, layer_summaries
-    from skgradunc.statistics import SOFTMAX_FEATURES, STATISTICS
+    from skgradunc._engine import Plan, make_plan
+    from skgradunc._engine._audit import weights_on_device
+    from skgradunc._engine._features import FeatureAssembly
+    from skgradunc._engine._plan import bind_layers
+    from skgradunc._layers import Call, block_budget
+    from skgradunc.statistics import SOFTMAX_FEATURES
 
-    engine = GradientFeatureEngine(module, "predicted", resolve_groups(module), STATISTICS,
-                                   True, SOFTMAX_FEATURES, device)
-    weights, frozen = engine._weights_on_device()
-    budget = block_budget(2**30, device)  # as the transformer's default max_memory
     x = torch.from_numpy(X[:batch_size]).to(device)
+    plan = make_plan(Plan.for_network(module, softmax=SOFTMAX_FEATURES), module, x[:2], device)
+    layers = bind_layers(plan, module)
+    assemble = FeatureAssembly(plan)
+    weights, frozen = weights_on_device(module, plan.parameters, device)
+    everything = {**weights, **frozen}
+    budget = block_budget(2**30, device)  # as the transformer's default max_memory
     params = list(module.to(device).parameters())
     times = {name: [] for name in ("plain forward+backward", "engine forward",
                                    "engine backward to layer outputs",
@@ -162,7 +167,7 @@ def phases(module, X, batch_size, device, repeats):
         calls = {}
         hooks = [layer.register_forward_hook(
             lambda m, i, o, name=name: calls.__setitem__(name, (i[0].detach(), o)))
-            for name, (layer, _) in engine.layers.items()]
+            for name, (layer, _) in layers.items()]
         live = {k: v.detach().requires_grad_() for k, v in weights.items()}
         logits = functional_call(module, (live, frozen), (x,))
         sync(device)
@@ -170,19 +175,20 @@ def phases(module, X, batch_size, device, repeats):
         for hook in hooks:
             hook.remove()
         grad_outputs = torch.autograd.grad(target_loss(logits, "predicted").sum(),
-                                           [calls[name][1] for name in engine.layers])
+                                           [calls[name][1] for name in layers])
         sync(device)
         marks.append(time.perf_counter())
         summaries = {}
-        for (name, (layer, rule)), grad_out in zip(engine.layers.items(), grad_outputs):
-            records = [(calls[name][0], grad_out)]
-            tensors = engine._layer_tensors(name, weights, frozen)
-            for param, summary in layer_summaries(layer, records, budget, rule,
-                                                  tensors).items():
+        for (name, (layer, rule)), grad_out in zip(layers.items(), grad_outputs):
+            tensors = {key[len(name) + 1:]: value for key, value in everything.items()
+                       if key.startswith(name + ".")}
+            call = Call((calls[name][0],), (calls[name][1],))
+            for param, summary in rule.summaries(layer, [call], [(grad_out,)], tensors,
+                                                 budget).items():
                 summaries[f"{name}.{param}"] = summary
         sync(device)
         marks.append(time.perf_counter())
-        engine._chunk_features(summaries, logits.detach())
+        assemble(summaries, logits.detach())
         sync(device)
         marks.append(time.perf_counter())
         for name, start, end in zip(times, marks, marks[1:]):

@@ -11,17 +11,21 @@ import warnings
 import torch
 
 from skgradunc import GradientMetricTransformer
-from skgradunc.gradients import GradientFeatureEngine, resolve_groups, target_loss
-from skgradunc.statistics import SOFTMAX_FEATURES, STATISTICS, finalize, summarize
+from skgradunc._engine import Plan, compute_features, lay_out, target_loss
+from skgradunc._engine._features import FeatureAssembly
+from skgradunc._engine._vmap import WholeNetworkVmap
+from skgradunc._layers import summarize_gradient
+from skgradunc.statistics import SOFTMAX_FEATURES, finalize, summarize
 
 
 class Unavailable(Exception):
     """The method cannot run here (not installed, or unsupported layers)."""
 
 
-def _engine(module, device, strategy=None):
-    return GradientFeatureEngine(module, "predicted", resolve_groups(module), STATISTICS, True,
-                                 SOFTMAX_FEATURES, device, strategy=strategy)
+def _vmap_plan(module):
+    """The engine's plan with the whole-network vmap strategy forced."""
+    return lay_out(Plan.for_network(module, softmax=SOFTMAX_FEATURES),
+                   module).with_strategy("vmap")
 
 
 def _chunks(X, size, device):
@@ -35,8 +39,9 @@ def engine(module, X, batch_size, device):
 
 
 def engine_vmap(module, X, batch_size, device):
-    features = _engine(module, device, strategy="vmap")  # forced
-    return lambda: features.transform(X, batch_size, 2**30)
+    plan = _vmap_plan(module)   # forced
+    return lambda: compute_features(plan, module, X, device=device, batch_size=batch_size,
+                                    max_memory=2**30)
 
 
 def naive(module, X, batch_size, device):
@@ -67,8 +72,9 @@ def plain(module, X, batch_size, device, accumulate):
 
 def _per_sample_library(module, X, batch_size, device, wrap, step):
     # these libraries materialise every weight's gradient: the same bound as vmap
-    features = _engine(module, device, strategy="vmap")
-    chunk = features.chunk_size(batch_size, 2**30)
+    plan = _vmap_plan(module)
+    chunk = WholeNetworkVmap(plan, module, device, 2**30).chunk_size(batch_size)
+    assemble = FeatureAssembly(plan)
     wrapped = wrap(copy.deepcopy(module).to(device))
     names = [name for name, _ in module.named_parameters()]
 
@@ -77,8 +83,7 @@ def _per_sample_library(module, X, batch_size, device, wrap, step):
             with warnings.catch_warnings():  # the libraries' hook notices, once per chunk
                 warnings.simplefilter("ignore", UserWarning)
                 logits, grads = step(wrapped, x)
-            features._chunk_features(
-                features.summarize_gradients(dict(zip(names, grads))), logits)
+            assemble({name: summarize_gradient(g) for name, g in zip(names, grads)}, logits)
     return run
 
 

@@ -20,23 +20,18 @@ whatever held them. Host blocks are read in a background thread up to two blocks
 so reading (disk, decoding, a dataset's transforms) overlaps with the computation.
 """
 
-import queue
-import threading
-
 import numpy as np
 import torch
 from skorch.helper import SliceDataset
 from torch.utils.data import BatchSampler, DataLoader, Dataset, IterableDataset, SequentialSampler
 
+from ._items import (Consistency, Relabelled, batch_labels, item_array, item_of, labels_of,
+                     split_item, value_scale)
+from ._read_ahead import from_input, marked, read_in_background
 from ._validation import as_float32_array, check_finite, refuse_containers, sample_layout
 
 __all__ = ["as_samples", "is_dataset", "from_input", "item_of", "item_array", "value_scale",
            "Relabelled"]
-
-
-def from_input(exc):
-    """True for an error raised while reading or validating X (not by the network)."""
-    return getattr(exc, "_skgradunc_input", False)
 
 
 def is_dataset(X):
@@ -61,144 +56,6 @@ def as_samples(X, sample_shape=None, *, name="X", owner="the network"):
         refuse_containers(X, name, datasets=True)
         X = as_float32_array(X, name)   # a list, a DataFrame: in memory already
     return _ArraySamples(X, *args)
-
-
-# -- items ----------------------------------------------------------------------------
-def _split(item, index, name):
-    """(x, y or None) of one dataset item: ``x`` or ``(x, y, ...)``, skorch's and
-    PyTorch's convention."""
-    if isinstance(item, (tuple, list)):
-        if not item:
-            raise ValueError(f"sample {index} of {name} is an empty {type(item).__name__}")
-        return item[0], (item[1] if len(item) > 1 else None)
-    if isinstance(item, dict):
-        raise TypeError(
-            f"sample {index} of {name} is a dict (keys {sorted(map(str, item))[:5]}); items "
-            "must be x or (x, y, ...): return a tuple from the dataset's __getitem__")
-    return item, None
-
-
-def item_of(X, index, name="X"):
-    """(x, y or None) of sample ``index`` of an indexable X (array, tensor, Dataset,
-    SliceDataset: its label from the dataset's item)."""
-    if isinstance(X, SliceDataset):
-        if not _plain_slice_dataset(X):
-            return _read(X, index, name), None   # its own indexing: x only
-        item = _read(X.dataset, int(X.indices_[index]), name, index)
-        x = X.transform(item[X.idx])
-        label = _split(item, index, name)[1] if X.idx == 0 else None
-        return x, label
-    if isinstance(X, Dataset):
-        return _split(_read(X, index, name), index, name)
-    return X[index], None
-
-
-def _plain_slice_dataset(X):
-    """A SliceDataset that indexes as skorch's does (its dataset's items can be read
-    whole, labels included); a subclass with its own indexing is read through it."""
-    return all(getattr(type(X), m) is getattr(SliceDataset, m)
-               for m in ("__getitem__", "_select_item"))
-
-
-def _read(dataset, index, name, position=None):
-    """dataset[index]; its error gets a note naming the sample (Python 3.11+)."""
-    try:
-        return dataset[index]
-    except Exception as exc:
-        if hasattr(exc, "add_note"):
-            where = index if position is None else position
-            exc.add_note(f"(skgradunc: while reading sample {where} of {name})")
-        raise
-
-
-def item_array(x, index, name):
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
-    if isinstance(x, np.ndarray):
-        return x
-    if type(x).__module__.startswith("PIL."):
-        raise TypeError(
-            f"sample {index} of {name} is a PIL image; give the dataset a transform that "
-            "makes tensors, e.g. torchvision.transforms.ToTensor()")
-    try:
-        array = np.asarray(x)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"sample {index} of {name} is not numeric ({type(x).__name__}): "
-                        f"{exc}") from exc
-    if array.dtype.kind not in "biuf":
-        raise TypeError(f"sample {index} of {name} is not numeric: {type(x).__name__} "
-                        f"(dtype {array.dtype})")
-    return array
-
-
-def value_scale(dtype):
-    """uint8 bytes or floats: what one data set must not mix."""
-    return "uint8" if dtype == np.uint8 else "float" if dtype.kind == "f" else None
-
-
-class _Consistency:
-    """Remembers the first sample's shape and dtype; refuses samples that differ."""
-
-    def __init__(self, name):
-        self.name, self.first = name, None
-
-    def check(self, array, index, per_sample_shape=None):
-        shape = array.shape if per_sample_shape is None else per_sample_shape
-        if value_scale(array.dtype) is None:
-            raise TypeError(
-                f"sample {index} of {self.name} has dtype {array.dtype}; samples must hold "
-                "float values or uint8 image bytes (0-255): cast them (e.g. in the dataset's "
-                "transform)")
-        if self.first is None:
-            self.first = (index, shape, array.dtype)
-            return
-        first, first_shape, first_dtype = self.first
-        if shape != first_shape:
-            raise ValueError(
-                f"sample {index} of {self.name} has shape {tuple(shape)}, sample {first} has "
-                f"{tuple(first_shape)}: samples must all have one shape (resize them, e.g. in "
-                "the dataset's transform)")
-        if value_scale(array.dtype) != value_scale(first_dtype):
-            raise TypeError(
-                f"sample {index} of {self.name} is {array.dtype} but sample {first} is "
-                f"{first_dtype}: uint8 bytes (0-255) and floats mixed in one data set are "
-                "ambiguous; convert them to one (e.g. ToTensor() for all)")
-
-
-def _labels(values, start, name):
-    """Labels read from the items, as an int64 array; None items are refused."""
-    labels = []
-    for offset, value in enumerate(values):
-        if value is None:
-            raise ValueError(
-                f"{name}'s items carry no labels (sample {start + offset} is x, not (x, y)); "
-                "pass y")
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        value = np.asarray(value)
-        if value.size != 1 or value.dtype.kind not in "iuf":
-            raise TypeError(f"the label of sample {start + offset} of {name} is not one "
-                            f"number: {value!r}")
-        if value.dtype.kind == "f" and not (np.isfinite(value) and value == np.round(value)):
-            raise ValueError(f"the label of sample {start + offset} of {name} is "
-                             f"{value.item()!r}, not a class (an integer, or -1 for "
-                             "out of distribution)")
-        labels.append(value.reshape(()))
-    return np.stack(labels) if labels else np.empty(0, dtype=np.int64)
-
-
-def _batch_labels(y, n, start, name):
-    """A DataLoader batch's labels, one per sample."""
-    if y is None:
-        return _labels([None], start, name)   # refused: no labels
-    y = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
-    if y.shape == (n, 1):
-        y = y[:, 0]
-    if y.shape != (n,) or y.dtype.kind not in "iuf":
-        raise TypeError(f"the labels of the batch from sample {start} of {name} are not "
-                        f"{n} numbers (shape {y.shape}, dtype {y.dtype})")
-    return _labels(list(y), start, name)
 
 
 # -- readers --------------------------------------------------------------------------
@@ -250,7 +107,9 @@ class _Samples:
         """Iterator of (start, x, y): float32 tensors of ``size`` samples (the last may be
         fewer), validated, with the labels read from the items when ``labels``."""
         checked = self._checked(self._raw_blocks(size, labels))
-        return _marked(_read_ahead(checked) if read_ahead and self.on_host else checked)
+        # one block has nothing to overlap with: a thread would only cost its start
+        ahead = read_ahead and self.on_host and (self.n is None or self.n > size)
+        return marked(read_in_background(checked) if ahead else checked)
 
     def head(self, k=2):
         """The first ``k`` samples (fewer if X has fewer), validated."""
@@ -305,7 +164,7 @@ class _DatasetSamples(_Samples):
         self.n = len(X)
 
     def _raw_blocks(self, size, labels):
-        consistency = _Consistency(self.name)
+        consistency = Consistency(self.name)
         for start in range(0, self.n, size):
             xs, ys = [], []
             for index in range(start, min(start + size, self.n)):
@@ -314,7 +173,7 @@ class _DatasetSamples(_Samples):
                 consistency.check(x, index)
                 xs.append(x)
                 ys.append(y)
-            yield np.stack(xs), (_labels(ys, start, self.name) if labels else None)
+            yield np.stack(xs), (labels_of(ys, start, self.name) if labels else None)
 
 
 def _join(parts):
@@ -370,14 +229,14 @@ class _IterableSamples(_Samples):
         _refuse_one_shot(X, self.name)
 
     def _raw_blocks(self, size, labels):
-        consistency = _Consistency(self.name)
+        consistency = Consistency(self.name)
 
         def items():
             for index, item in enumerate(self.X):
-                x, y = _split(item, index, self.name)
+                x, y = split_item(item, index, self.name)
                 x = item_array(x, index, self.name)
                 consistency.check(x, index)
-                yield x[None], (_labels([y], index, self.name) if labels else None)
+                yield x[None], (labels_of([y], index, self.name) if labels else None)
         return _recut(items(), size)
 
 
@@ -427,13 +286,13 @@ class _LoaderSamples(_Samples):
 
     def _raw_blocks(self, size, labels):
         batches = iter(self.X)  # here, not in the reader thread: worker processes start now
-        consistency = _Consistency(self.name)
+        consistency = Consistency(self.name)
 
         def pieces():
             start = 0
             for batch in batches:
                 _refuse_sample_lists(batch, start, self.name)
-                x, y = _split(batch, start, self.name)
+                x, y = split_item(batch, start, self.name)
                 x = item_array(x, start, self.name)
                 if x.ndim == 0:
                     raise ValueError(f"the DataLoader given as {self.name} yields scalars, "
@@ -444,7 +303,7 @@ class _LoaderSamples(_Samples):
                         f"{self.name} holds {len(x)} samples but {len(y)} labels: batches "
                         "must be x or (x, y, ...), stacked")
                 consistency.check(x, start, x.shape[1:])
-                yield x, (_batch_labels(y, len(x), start, self.name) if labels else None)
+                yield x, (batch_labels(y, len(x), start, self.name) if labels else None)
                 start += len(x)
         return _recut(pieces(), size)
 
@@ -468,89 +327,3 @@ def _refuse_sample_lists(batch, start, name):
             f"{type(batch).__name__} of {len(batch)} arrays of one shape "
             f"{tuple(batch[0].shape)}: samples not stacked (a collate_fn returning a "
             "list?); batches must be x or (x, y, ...) with x stacked")
-
-
-def _marked(blocks):
-    """The blocks, errors marked as the input's (:func:`from_input`)."""
-    try:
-        yield from blocks
-    except Exception as exc:
-        try:
-            exc._skgradunc_input = True
-        except AttributeError:   # an exception type without __dict__
-            pass
-        raise
-
-
-# -- reading ahead --------------------------------------------------------------------
-_END = object()
-
-
-def _read_ahead(blocks, depth=2):
-    """Iterate ``blocks`` in a background thread, up to ``depth`` blocks ahead. The
-    reader's errors are raised here, in the caller's thread; when the caller stops early
-    (an error, Ctrl-C) the reader stops after its current block."""
-    ready, stop = queue.Queue(maxsize=depth), threading.Event()
-
-    def put(entry):
-        while not stop.is_set():
-            try:
-                ready.put(entry, timeout=0.05)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def read():
-        try:
-            for block in blocks:
-                if not put((block, None)):
-                    return
-            put((_END, None))
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
-            put((None, exc))
-        finally:
-            blocks.close()
-
-    reader = threading.Thread(target=read, name="skgradunc-reader", daemon=True)
-    reader.start()
-    finished = False
-    try:
-        while True:
-            block, error = ready.get()
-            if error is not None:
-                raise error
-            if block is _END:
-                finished = True
-                return
-            yield block
-    finally:
-        stop.set()
-        # stopped early (an error, Ctrl-C): the reader ends after the read it is in,
-        # which is not waited for long (a stalled file system must not hold Ctrl-C)
-        reader.join(None if finished else 2.0)
-
-
-class Relabelled(Dataset):
-    """Items ``(x, label)`` of an indexable X (array, tensor, Dataset, SliceDataset):
-    ``labels`` one per sample, a single value for all, or None to keep the items' own.
-    ``as_float``: x becomes float32 (uint8 scaled by 1/255), for joining data sets of
-    different dtypes (:func:`skgradunc.append_out_of_distribution`)."""
-
-    def __init__(self, X, labels=None, as_float=False):
-        self.X, self.labels, self.as_float = X, labels, as_float
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, index):
-        x, y = item_of(self.X, index)
-        x = item_array(x, index, "X")
-        if self.as_float:
-            x = as_float32_array(x[None])[0]
-        if self.labels is not None:
-            y = self.labels if np.ndim(self.labels) == 0 else self.labels[index]
-        # one type for every item, whichever part it comes from, so that a DataLoader's
-        # default collate can batch them: a tensor and an int
-        x = torch.as_tensor(x if x.flags.writeable else x.copy())
-        return x, (None if y is None else int(_labels([y], index, "X")[0]))

@@ -32,7 +32,7 @@ from sklearn.frozen import FrozenEstimator
 
 from ._data import is_dataset
 from ._validation import refuse_containers
-from .transformer import _is_fitted, _network_lock
+from ._network import is_fitted, network_lock
 
 __all__ = ["sent_once", "transform_blocks"]
 
@@ -76,7 +76,7 @@ def _pickled(transformer):
                if isinstance(m := getattr(part, "module_", None), torch.nn.Module)}
     with ExitStack() as locks:
         for _, module in sorted(modules.items()):
-            locks.enter_context(_network_lock(module))
+            locks.enter_context(network_lock(module))
         return _Pickled(_cloudpickle().dumps(transformer), original=transformer)
 
 
@@ -240,7 +240,7 @@ def sent_once(estimator, client=None):
     if getattr(client, "asynchronous", False):
         raise ValueError("sent_once needs a synchronous distributed.Client (its plugin is "
                          "registered and unregistered by blocking calls)")
-    if not _is_fitted(estimator):
+    if not is_fitted(estimator):
         # a copy on the workers is frozen: an unfitted net would not be trained there
         raise ValueError(f"sent_once sends a fitted network, but this "
                          f"{type(estimator).__name__} is not fitted: fit it first")
@@ -410,7 +410,7 @@ class _WorkersCopy(FrozenEstimator):
     # what was sent may be a torch module, which scikit-learn's tags and fitted check
     # do not know: the transformer's own check decides, as for the module itself
     def __sklearn_is_fitted__(self):
-        return _is_fitted(self.estimator)
+        return is_fitted(self.estimator)
 
     def __sklearn_tags__(self):
         from sklearn.base import BaseEstimator

@@ -10,7 +10,7 @@ from ._data import Relabelled, as_samples, is_dataset, item_array, item_of, valu
 from ._network import sample_shape
 from ._outputs import check_scores, class_logits, resolve_output
 from ._validation import as_float32_array, refuse_containers
-from .gradients import evaluation_mode
+from ._network import evaluation_mode
 
 __all__ = ["correctness_target", "append_out_of_distribution", "OUT_OF_DISTRIBUTION"]
 

@@ -1,8 +1,6 @@
 """GradientMetricTransformer: inputs -> layerwise gradient statistics."""
 
 import copy
-import threading
-import weakref
 from contextlib import contextmanager
 
 import numpy as np
@@ -15,30 +13,15 @@ from tqdm.auto import tqdm
 
 from ._data import as_samples, from_input, is_dataset
 from ._device import check_device
-from ._network import find_module, sample_shape
+from ._engine import (TARGETS, Plan, UnsupportedNetworkError, compute_features, make_plan,
+                      resolve_groups)
+from ._network import find_module, is_fitted, network_lock, sample_shape
 from ._outputs import NetworkOutputError, resolve_output, sigmoid_outputs
 from ._validation import (check_number, check_positive_int, check_positive_real, check_samples,
                           is_int)
-from .gradients import TARGETS, GradientFeatureEngine, UnsupportedNetworkError, resolve_groups
 from .statistics import SOFTMAX_FEATURES, STATISTICS
 
 __all__ = ["GradientMetricTransformer"]
-
-
-def _is_fitted(estimator):
-    if isinstance(estimator, torch.nn.Module):
-        return True
-    if hasattr(estimator, "check_is_fitted"):  # skorch nets
-        try:
-            estimator.check_is_fitted()
-        except NotFittedError:
-            return False
-        return True
-    try:
-        check_is_fitted(estimator)
-    except NotFittedError:
-        return False
-    return True
 
 
 def _names(value, allowed, what):
@@ -55,13 +38,12 @@ def _names(value, allowed, what):
     return names
 
 
-def _layer_rules(engine):
-    """{layer or parameter name: how its per-sample gradients are computed} of a probed
-    engine (see ``layer_rules_``)."""
-    if engine.strategy != "per-layer":
+def _layer_rules(plan):
+    """{layer or parameter name: how its per-sample gradients are computed} of a plan
+    (see ``layer_rules_``)."""
+    if plan.strategy != "per-layer":
         return {}
-    rules = {name: type(rule).__name__ for name, (_, rule) in engine.layers.items()}
-    return rules | {name: "per-sample copy" for name in engine.broadcast}
+    return dict(plan.layers) | {name: "per-sample copy" for name in plan.broadcast}
 
 
 @contextmanager
@@ -87,21 +69,6 @@ def _progress(total, verbose):
     with tqdm(total=total, unit="sample", desc="gradient features",
               dynamic_ncols=True) as bar:
         yield bar.update
-
-
-_NETWORK_LOCKS = weakref.WeakKeyDictionary()
-_NETWORK_LOCKS_GUARD = threading.Lock()
-
-
-def _network_lock(module):
-    """One lock per network. ``fit``'s probe and ``transform`` hook into the network while
-    they run, so two threads computing with one network (dask's threads, joblib's threading
-    backend, a dask worker's tasks) take turns instead of seeing each other's hooks."""
-    with _NETWORK_LOCKS_GUARD:
-        lock = _NETWORK_LOCKS.get(module)
-        if lock is None:
-            lock = _NETWORK_LOCKS[module] = threading.Lock()
-        return lock
 
 
 class GradientMetricTransformer(TransformerMixin, BaseEstimator):
@@ -142,10 +109,10 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         ``(X, y)`` by :meth:`fit` (scikit-learn's meta-estimator convention).
     target : {"predicted", "all_ones", "all_ones_sigmoid", "uniform"}, \
             default="predicted"
-        The loss whose gradient is taken (see
-        :func:`skgradunc.gradients.target_loss`): negative log-likelihood at
-        the predicted class (the paper); binary cross-entropy of the softmax
-        outputs against the all-ones confounding label (Lee & AlRegib 2020, as
+        The loss whose gradient is taken, computed in float64
+        (docs/gradient_metrics.md): negative log-likelihood at the predicted
+        class (the paper); binary cross-entropy of the softmax outputs against
+        the all-ones confounding label (Lee & AlRegib 2020, as
         their only public implementation, pytorch-ood's ``GradUncertainty``,
         reads it); the same with per-class sigmoids (``"all_ones_sigmoid"``,
         needs logits); cross-entropy to the uniform distribution (GradNorm,
@@ -283,7 +250,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         # A fitted network is data, not a hyper-parameter: share it (FrozenEstimator's rule).
         params = self.get_params(deep=False)
         estimator = params.pop("estimator")
-        shared = estimator if _is_fitted(estimator) else clone(estimator)
+        shared = estimator if is_fitted(estimator) else clone(estimator)
         new = type(self)(shared, **{k: clone(v, safe=False) for k, v in params.items()})
         # what scikit-learn's clone carries over besides the parameters: set_output's
         # container and metadata requests
@@ -358,7 +325,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self._check_output_kind(self.estimator)
         if self.estimator is None:
             raise ValueError("estimator is None: pass a fitted classifier or torch module")
-        if _is_fitted(self.estimator):
+        if is_fitted(self.estimator):
             self.estimator_ = self.estimator
         elif y is None and not is_dataset(X):
             raise NotFittedError(
@@ -379,21 +346,40 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         head = samples.head(2)
         self.input_shape_ = tuple(head.shape[1:])
         self.n_features_in_ = int(np.prod(self.input_shape_))
-        self.groups_ = resolve_groups(self.module_, self.groups)
-        # the probe hooks into the network like transform: clones sharing it take turns
-        with _network_lock(self.module_):
-            engine = self._engine(statistics, softmax, device, overwritten=(), strategy=None)
-            self.output_ = engine.output
-            self.feature_names_out_ = np.asarray(engine.feature_names(), dtype=object)
-            # settled once on two samples, so that transform's chunks all take the same
-            # path: the engine, the tensors in-place operations overwrite, the output's
-            # validity
-            with _network_errors(self.input_shape_):
-                self.strategy_ = engine.probe(head, self.max_memory)
-        self.overwritten_ = engine.overwritten
-        self.trainable_ = list(engine.trainable)
-        self.layer_rules_ = _layer_rules(engine)
+        # the plan, settled once on two samples, so that transform's chunks all take the
+        # same path: the strategy, the tensors in-place operations overwrite, the output's
+        # validity; the probe hooks into the network like transform: clones sharing it
+        # take turns
+        with network_lock(self.module_), _network_errors(self.input_shape_):
+            self.plan_ = make_plan(self._wanted(statistics, softmax, self.estimator_),
+                                   self.module_, head, device, self.max_memory)
+        self.feature_names_out_ = np.asarray(self.plan_.feature_names(), dtype=object)
+        self._fitted_with = self._what_to_compute()
         return self
+
+    def _what_to_compute(self):
+        """The parameters a plan is made for: transform refuses others."""
+        return {name: copy.deepcopy(getattr(self, name)) for name in (
+            "target", "temperature", "groups", "statistics", "include_network",
+            "softmax_features", "output")}
+
+    def _wanted(self, statistics, softmax, estimator):
+        """The plan's first part: what to compute (the probe adds how)."""
+        kind, guessed = self._check_output_kind(estimator)
+        groups = resolve_groups(self.module_, self.groups)
+        return Plan(target=self.target, temperature=float(self.temperature),
+                    groups=tuple((name, tuple(members)) for name, members in groups.items()),
+                    statistics=tuple(statistics), include_network=bool(self.include_network),
+                    softmax=tuple(softmax), output=kind, output_guessed=guessed,
+                    sigmoids=sigmoid_outputs(self.output, estimator))
+
+    # what fit found, as views of the plan
+    groups_ = property(lambda self: {name: list(members) for name, members in self.plan_.groups})
+    strategy_ = property(lambda self: self.plan_.strategy)
+    output_ = property(lambda self: self.plan_.output)
+    overwritten_ = property(lambda self: self.plan_.overwritten)
+    trainable_ = property(lambda self: list(self.plan_.parameters))
+    layer_rules_ = property(lambda self: _layer_rules(self.plan_))
 
     def _check_output_kind(self, estimator):
         """(kind, guessed) of :func:`skgradunc._outputs.resolve_output`, for ``target``."""
@@ -404,15 +390,6 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
                 f"network returns {kind.replace('_', '-')} (output={self.output!r}); use a "
                 "network that returns logits, or another target ('all_ones' reads any output)")
         return kind, guessed
-
-    def _engine(self, statistics, softmax, device, overwritten=None, strategy=None):
-        kind, guessed = self._check_output_kind(self.estimator_)
-        return GradientFeatureEngine(
-            self.module_, self.target, self.groups_, statistics, self.include_network, softmax,
-            device, self.overwritten_ if overwritten is None else overwritten,
-            output=kind, output_guessed=guessed,
-            sigmoids=sigmoid_outputs(self.output, self.estimator_), strategy=strategy,
-            temperature=float(self.temperature))
 
     def transform(self, X):
         """Gradient statistics and softmax features, float64 (n_samples, n_features_out).
@@ -433,22 +410,16 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         features : ndarray of float64, shape (n_samples, n_features_out)
             The only memory that grows with the number of samples.
         """
-        check_is_fitted(self, "groups_")
-        statistics, softmax, device = self._check_params()
+        check_is_fitted(self, "plan_")
+        _, _, device = self._check_params()
+        if self._what_to_compute() != self._fitted_with:
+            raise ValueError("parameters changed since fit; call fit again")
         samples = as_samples(X, self.input_shape_, owner=type(self).__name__)
-        with _network_lock(self.module_):
-            engine = self._engine(statistics, softmax, device, strategy=self.strategy_)
-            if (list(engine.feature_names()) != list(self.feature_names_out_)
-                    or engine.output != self.output_):
-                raise ValueError("parameters changed since fit; call fit again")
-            if list(engine.trainable) != self.trainable_:
-                raise ValueError(
-                    "the network's trainable parameters changed since fit (requires_grad "
-                    f"was set on {sorted(set(engine.trainable) ^ set(self.trainable_))}), "
-                    "which changes every gradient feature; call fit again")
-            with _network_errors(self.input_shape_), \
-                    _progress(samples.expected, self.verbose) as progress:
-                return engine.transform(samples, self.batch_size, self.max_memory, progress)
+        with network_lock(self.module_), _network_errors(self.input_shape_), \
+                _progress(samples.expected, self.verbose) as progress:
+            return compute_features(self.plan_, self.module_, samples, device=device,
+                                    batch_size=self.batch_size, max_memory=self.max_memory,
+                                    progress=progress)
 
     def get_feature_names_out(self, input_features=None):
         """Feature names ``"<group>__<statistic>"`` in column order.

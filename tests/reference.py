@@ -9,7 +9,7 @@ import torch
 
 
 def reference_loss(logits, target, temperature=1.0):
-    """The losses written out independently of skgradunc.gradients."""
+    """The losses written out independently of skgradunc._engine."""
     q = logits.shape[-1]
     if target == "predicted":
         return torch.nn.functional.cross_entropy(logits, logits.argmax(-1))

@@ -8,7 +8,7 @@ import torch
 import torchvision
 
 from skgradunc import GradientMetricTransformer, PaperCNN
-from skgradunc.gradients import resolve_groups
+from skgradunc._engine import Plan, lay_out, resolve_groups
 from skgradunc.statistics import STATISTICS
 
 from devices import DEVICE
@@ -98,13 +98,19 @@ def test_inplace_activations_and_norm_layers_match_reference(target):
     assert "1__l2" in names and "4__kurtosis" in names
     overwritten = {("1", 0, "output"), ("4", 0, "output")}  # the norms' outputs, by the ReLUs
     assert GradientMetricTransformer(net).fit(X).overwritten_ == overwritten
-    # an engine not told finds them on its first chunk (and redoes it), then keeps them
-    from skgradunc.gradients import GradientFeatureEngine, resolve_groups
-    engine = GradientFeatureEngine(net, target, resolve_groups(net), STATISTICS, True,
-                                   ("entropy", "max_prob"), "cpu")
-    found = engine.transform(X, 4)
-    assert engine.overwritten == overwritten
-    assert_features_close(found, features, names)
+    # a plan not told finds them on its first chunk (and redoes it), then keeps them
+    from skgradunc._engine._per_layer import PerLayer
+    from skgradunc._engine import compute_features
+    plan = lay_out(Plan.for_network(net, target, softmax=("entropy", "max_prob")), net)
+    assert plan.overwritten == frozenset()
+    assert_features_close(compute_features(plan, net, X, device="cpu", batch_size=4),
+                          features, names)
+    from skgradunc._engine._audit import weights_on_device
+    strategy = PerLayer(plan, net, "cpu", None)
+    with torch.no_grad():
+        strategy.summaries(*weights_on_device(net, plan.parameters, "cpu"),
+                           torch.from_numpy(X[:4]))
+    assert strategy.overwritten == overwritten
 
 
 def unit_spread_resnet18(seed, n):
@@ -129,19 +135,18 @@ def test_resnet18_with_batchnorm_matches_reference(target):
     assert len(names) == (len(layers) + 1) * len(STATISTICS) + 2  # + network, + softmax
 
 
-def _engine(module, target="predicted"):
-    from skgradunc.gradients import GradientFeatureEngine, resolve_groups
-    return GradientFeatureEngine(module, target, resolve_groups(module), ["l2"], True, (),
-                                 "cpu")
+def _laid_out(module, target="predicted"):
+    """The plan before the probe: the strategy the layers' rules allow."""
+    return lay_out(Plan.for_network(module, target, statistics=["l2"]), module)
 
 
 def _strategy(module, target="predicted"):
-    return _engine(module, target).strategy
+    return _laid_out(module, target).strategy
 
 
 def _rules(module):
     """{layer name: the name of the rule its per-sample gradients come from}."""
-    return {name: type(rule).__name__ for name, (_, rule) in _engine(module).layers.items()}
+    return dict(_laid_out(module).layers)
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -292,9 +297,7 @@ def test_tied_weights_count_every_use(target):
     module = randomized(TiedAutoencoderClassifier(), seed=5)
     X = torch.randn(7, 6).numpy()
     grad = GradientMetricTransformer(module, target=target).fit(X)
-    from skgradunc.gradients import GradientFeatureEngine
-    engine = GradientFeatureEngine(module, target, grad.groups_, STATISTICS, True, (), "cpu")
-    assert engine.strategy == "vmap"
+    assert _strategy(module, target) == "vmap" == grad.strategy_
     check(module, X, target)
 
 
@@ -349,7 +352,10 @@ def test_subclassed_layers_with_their_own_forward_match_reference(target):
 
 
 def test_rules_apply_to_exact_layers_only():
-    from skgradunc.layer_gradients import supported_layer
+    from skgradunc._layers import rule_for
+
+    def supported_layer(layer):
+        return rule_for(layer) is not None
     nn = torch.nn
     assert supported_layer(nn.Linear(2, 3)) and supported_layer(NamedLinear(2, 3))
     assert not supported_layer(SquaredLinear(2, 3))
@@ -491,11 +497,12 @@ def test_an_outside_use_shown_by_a_later_chunk_switches_to_one_sample_at_a_time(
     net = randomized(OutsideUseForSomeInputs(), seed=17)
     X = torch.randn(8, 4).clamp(-1.5, 1.5).numpy()
     X[5, 0] = 3.0
-    grad = GradientMetricTransformer(net, batch_size=1, device="cpu")
+    grad = GradientMetricTransformer(net, batch_size=2, device="cpu")
     assert grad.fit(X[:2]).strategy_ == "per-layer"
     # a use only some inputs show comes from data-dependent control flow, which vmap
-    # cannot batch: straight to autograd one sample at a time
-    with pytest.warns(RuntimeWarning, match="other uses .* from 5 on; .* one sample at a time"):
+    # cannot batch: straight to autograd one sample at a time (chunks of 2: a chunk of one
+    # sample is plain autograd anyway)
+    with pytest.warns(RuntimeWarning, match="other uses .* from 4 on; .* one sample at a time"):
         features = grad.transform(X)
     reference = reference_features(net, X, "predicted", grad.groups_, STATISTICS)
     assert_matches_reference(list(grad.get_feature_names_out()), features, reference)
@@ -677,10 +684,10 @@ def test_a_layer_the_forward_does_not_call_has_zero_gradient(force):
     X = torch.randn(5, 5).numpy()
     if force:   # one sample at a time: a weight autograd does not reach
         net.out.register_forward_hook(lambda module, inputs, output: output)
-        from skgradunc.gradients import GradientFeatureEngine
-        engine = GradientFeatureEngine(net, "predicted", resolve_groups(net), STATISTICS, True,
-                                       (), "cpu", strategy="loop")
-        features, names = engine.transform(X, 2), engine.feature_names()
+        from skgradunc._engine import compute_features
+        plan = lay_out(Plan.for_network(net), net).with_strategy("loop")
+        features = compute_features(plan, net, X, device="cpu", batch_size=2)
+        names = plan.feature_names()
         reference = reference_features(net, X, "predicted", resolve_groups(net), STATISTICS,
                                        softmax=())
     else:

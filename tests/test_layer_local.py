@@ -9,7 +9,7 @@ import torch
 import torchvision
 
 from skgradunc import GradientMetricTransformer
-from skgradunc.gradients import TARGETS
+from skgradunc._engine import TARGETS
 
 from test_gradient_reference import _rules, _strategy, check, randomized
 
@@ -204,13 +204,13 @@ def test_small_vision_transformer(target):
     weights: per-sample copies) and MultiheadAttention (a unit with its out_proj, replayed
     per sample): per layer (before: the whole network on vmap)."""
     from torchvision.models import VisionTransformer
-    from test_gradient_reference import _engine
+    from test_gradient_reference import _laid_out
     torch.manual_seed(29)
     net = randomized(VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2,
                                        hidden_dim=16, mlp_dim=32, num_classes=4), seed=29)
-    engine = _engine(net)
-    assert engine.strategy == "per-layer"
-    assert engine.broadcast == ["class_token", "encoder.pos_embedding"]
+    plan = _laid_out(net)
+    assert plan.strategy == "per-layer"
+    assert plan.broadcast == ("class_token", "encoder.pos_embedding")
     assert _rules(net)["encoder.layers.encoder_layer_1.self_attention"] == "AttentionRule"
     check(net, torch.rand(5, 3, 16, 16).numpy(), target, batch_size=2)
     rules = GradientMetricTransformer(net, device="cpu").fit(

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skgradunc import CNNClassifier, GradientMetricTransformer, PaperCNN
-from skgradunc.gradients import resolve_groups
+from skgradunc._engine import Plan, lay_out
 
 from tolerances import assert_features_close
 
@@ -237,23 +237,25 @@ def test_cuda_agrees_with_cpu(fitted_net, digits_split):
 
 def test_max_memory_bounds_each_layers_gradient_block(monkeypatch):
     import torchvision
-    from skgradunc import layer_gradients as gradients
+    from skgradunc._layers import LowRank, Outer, _registry
 
     held = []  # (samples in the block, bytes of materialised per-sample gradients)
 
     def materialised(g):
-        if isinstance(g, gradients.Outer):
+        if isinstance(g, Outer):
             return 0
-        if isinstance(g, gradients.LowRank):  # its product is formed for |g|, min and max
+        if isinstance(g, LowRank):  # its product is formed for |g|, min and max
             return g.u.shape[0] * g.u.shape[2] * g.v.shape[2] * g.u.element_size()
         return g.numel() * g.element_size()
-    original = gradients.per_sample_layer_gradient
+    original = _registry.summed
 
-    def spy(layer, x, grad_out, *rule_and_tensors):
-        grads = original(layer, x, grad_out, *rule_and_tensors)
-        held.append((x.shape[0], sum(materialised(g) for g in grads.values())))
+    def spy(per_call):   # a layer's gradients of one block of samples, its calls summed
+        grads = original(per_call)
+        held.append((len(next(iter(grads.values())).u if isinstance(
+            next(iter(grads.values())), (Outer, LowRank)) else next(iter(grads.values()))),
+            sum(materialised(g) for g in grads.values())))
         return grads
-    monkeypatch.setattr(gradients, "per_sample_layer_gradient", spy)
+    monkeypatch.setattr(_registry, "summed", spy)
     resnet = torchvision.models.resnet18(num_classes=10).eval()
     X = np.random.rand(6, 3, 32, 32).astype(np.float32)
     budget = 2**21  # 2 MB: layer3's 3x3 convolutions (2.4 MB a sample) go one at a time
@@ -270,25 +272,21 @@ def test_max_memory_bounds_each_layers_gradient_block(monkeypatch):
 
 
 def test_out_of_gpu_memory_halves_the_chunk_and_retries(monkeypatch):
-    from skgradunc import gradients
+    from skgradunc._engine._per_layer import PerLayer
 
-    original = gradients.GradientFeatureEngine._summary_function
+    original = PerLayer.summaries
     sizes = []
 
-    def limited(self, max_memory):
-        summaries = original(self, max_memory)
-
-        def run(params, frozen, x):
-            sizes.append(len(x))
-            if len(x) > 3:  # as if more than 3 samples did not fit on the GPU
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-            return summaries(params, frozen, x)
-        return run
+    def limited(self, params, frozen, x):
+        sizes.append(len(x))
+        if len(x) > 3:  # as if more than 3 samples did not fit on the GPU
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self, params, frozen, x)
     net = PaperCNN(image_size=12, n_classes=3)
     X = np.random.rand(10, 1, 12, 12).astype(np.float32)
     grad = GradientMetricTransformer(net, batch_size=4)
     expected, names = grad.fit_transform(X), grad.get_feature_names_out()
-    monkeypatch.setattr(gradients.GradientFeatureEngine, "_summary_function", limited)
+    monkeypatch.setattr(PerLayer, "summaries", limited)
     with pytest.warns(RuntimeWarning) as record:
         features = GradientMetricTransformer(net, batch_size=16).fit_transform(X)
     assert [("chunks of 5 samples" in str(w.message), "chunks of 2 samples" in str(w.message))
@@ -299,16 +297,17 @@ def test_out_of_gpu_memory_halves_the_chunk_and_retries(monkeypatch):
     assert_features_close(features, expected, names)
     # not even one sample fits: the error is raised after the last halving
     fitted = GradientMetricTransformer(net, batch_size=2).fit(X)
-    monkeypatch.setattr(gradients.GradientFeatureEngine, "_summary_function",
-                        lambda self, max_memory: lambda *a: (_ for _ in ()).throw(
-                            torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")))
+    from skgradunc._engine._loop import OneSampleAtATime
+    for strategy in (PerLayer, OneSampleAtATime):   # one sample: plain autograd
+        monkeypatch.setattr(strategy, "summaries", lambda *a: (_ for _ in ()).throw(
+            torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")))
     with pytest.raises(torch.cuda.OutOfMemoryError), pytest.warns(RuntimeWarning):
         fitted.transform(X)
 
 
 def test_sample_block_and_vmap_chunk_follow_max_memory():
-    from skgradunc.gradients import GradientFeatureEngine
-    from skgradunc.layer_gradients import BLOCK_BYTES, block_budget, sample_block
+    from skgradunc._engine._vmap import WholeNetworkVmap
+    from skgradunc._layers import BLOCK_BYTES, block_budget, sample_block
 
     assert sample_block(256, 1000, 10_000) == 10 and sample_block(256, 1000, 1) == 1
     assert sample_block(256, 1000, None) == 256 and sample_block(4, 10**9, 10) == 1
@@ -318,12 +317,14 @@ def test_sample_block_and_vmap_chunk_follow_max_memory():
     assert block_budget(None, "cuda") is None and block_budget(2**40, "cuda") == 2**40
     # a top-level weight beside layers: vmap holds every weight's gradient per sample
     module = _Scaled(8)
-    engine = GradientFeatureEngine(module, "predicted", resolve_groups(module), ["l2"], True,
-                                   (), "cpu")
-    assert engine.strategy == "vmap"
+    plan = lay_out(Plan.for_network(module, statistics=["l2"]), module)
+    assert plan.strategy == "vmap"
     per_sample = 3 * 4 * sum(p.numel() for p in module.parameters())
-    assert engine.chunk_size(256, 100 * per_sample) == 100
-    assert engine.chunk_size(256, None) == 256 and engine.chunk_size(256, 1) == 1
+
+    def chunk(batch_size, max_memory):
+        return WholeNetworkVmap(plan, module, "cpu", max_memory).chunk_size(batch_size)
+    assert chunk(256, 100 * per_sample) == 100
+    assert chunk(256, None) == 256 and chunk(256, 1) == 1
 
 
 class _DoublesInPlace(torch.nn.Module):

@@ -19,12 +19,16 @@ on the type.
 """
 
 from . import activation, attention, conv, conv_folded, embedding, linear, norm
+from ._calls import BLOCK_BYTES, Call, block_budget, sample_block
 from ._forms import LowRank, Outer, Rows, dense, summarize_gradient
 from ._registry import LayerRule, layer_tensors, register_rule, registered_rule, rule_for
+from ._uses import UnsupportedNetworkError, gradient_uses
 from .local import LOCAL
 
 __all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "choose_rule", "LOCAL",
-           "layer_tensors", "Outer", "LowRank", "Rows", "dense", "summarize_gradient"]
+           "layer_tensors", "Outer", "LowRank", "Rows", "dense", "summarize_gradient", "Call",
+           "BLOCK_BYTES", "block_budget", "sample_block", "UnsupportedNetworkError",
+           "gradient_uses"]
 
 # importing each family registered its rules
 FAMILIES = (linear, conv, conv_folded, norm, embedding, activation, attention)

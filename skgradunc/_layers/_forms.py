@@ -57,12 +57,13 @@ def dense(g):
     return g.dense() if isinstance(g, (Outer, LowRank, Rows)) else g
 
 
-def summarize_gradient(g):
-    """The (n, 9) summary of :mod:`skgradunc.statistics` of a gradient in any form."""
+def summarize_gradient(g, needed=None):
+    """The (n, 9) summary of :mod:`skgradunc.statistics` of a gradient in any form;
+    ``needed``: the summary columns read later (None: all), the others may be left 0."""
     if isinstance(g, Outer):
-        return summarize_outer(g.u, g.v)
+        return summarize_outer(g.u, g.v, needed)
     if isinstance(g, LowRank):
-        return summarize_low_rank(g.u, g.v, g.dense().flatten(1))
+        return summarize_low_rank(g.u, g.v, lambda: g.dense().flatten(1), needed)
     if isinstance(g, Rows):
-        return with_zeros(summarize(g.rows.flatten(1)), g.zeros)
-    return summarize(g.reshape(g.shape[0], -1))
+        return with_zeros(summarize(g.rows.flatten(1), needed), g.zeros)
+    return summarize(g.reshape(g.shape[0], -1), needed)

@@ -1,7 +1,10 @@
 """The registry of per-layer rules: one rule per layer type, registered by exact type."""
 
+import torch
 from torch import nn
 from torch.nn.utils import parametrize
+
+from ._calls import Call, needed_while, summaries_in_blocks, summed
 
 __all__ = ["LayerRule", "register_rule", "rule_for", "registered_rule", "layer_tensors",
            "unaltered"]
@@ -45,7 +48,8 @@ class LayerRule:
     >>> check_layer_rule(SoftGate(6), torch.randn(5, 6))   # AssertionError if it is wrong
     """
 
-    composite = False   # True: a unit of the layer's weights and its children's
+    owns_children = False    # True: a unit of the layer's weights and its children's
+    copies_outputs = False   # True: the rest of the network gets copies of its outputs
 
     def applies(self, layer):
         """Whether the rule is exact for this instance's configuration.
@@ -122,6 +126,93 @@ class LayerRule:
         """
         raise NotImplementedError
 
+    def record(self, layer, args, kwargs, output, private=False):
+        """The :class:`~skgradunc._layers._calls.Call` the engine keeps of one call of
+        ``layer`` (a forward hook's arguments), or None when this rule cannot compute
+        that call's gradients; then the engine's check of each weight's uses sends the
+        network to an exact whole-network strategy.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer instance, of a type the rule is registered for.
+        args : tuple
+            The call's positional arguments.
+        kwargs : dict
+            The call's keyword arguments.
+        output : object
+            What the call returned.
+        private : bool, default=False
+            Save a copy of the inputs: an in-place operation of the network overwrites
+            them.
+
+        Returns
+        -------
+        Call or None
+            By default, for one tensor in and one tensor out: that input, detached,
+            and that output.
+        """
+        if (len(args) != 1 or kwargs or not isinstance(args[0], torch.Tensor)
+                or not isinstance(output, torch.Tensor)):
+            return None
+        saved = args[0].detach()
+        return Call((saved.clone() if private else saved,), (output,))
+
+    def summaries(self, layer, calls, grads, tensors, budget, needed=None):
+        """{parameter name: (n, 9) summary} of the per-sample gradients of the layer's
+        parameters, summed over its calls, in blocks of samples of about ``budget``
+        bytes; by default from :meth:`gradients` of each call's input and output
+        gradient.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer instance, of a type the rule is registered for.
+        calls : list of Call
+            The layer's recorded calls in one forward (at least one).
+        grads : list of tuple of torch.Tensor
+            The gradient of the loss with respect to each call's outputs.
+        tensors : dict of str to torch.Tensor
+            The layer's parameters and buffers by name, on the device.
+        budget : int or None
+            Bytes of per-sample gradients to hold at once (None: no bound).
+        needed : frozenset or None, default=None
+            The summary columns the statistics asked for read (None: all).
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Per parameter, the summaries of :mod:`skgradunc.statistics`.
+        """
+        records = [(call.inputs[0], g[0]) for call, g in zip(calls, grads)]
+        with needed_while(needed):   # the forms a rule chooses may depend on it
+            per_sample = max(self.bytes_per_sample(layer, x, g) for x, g in records)
+        return summaries_in_blocks(
+            len(records[0][0]), per_sample, budget,
+            lambda rows: summed(self.gradients(layer, x[rows], g[rows], tensors)
+                                for x, g in records), needed)
+
+    def uses_per_call(self, layer, call, tensors):
+        """{parameter name: how often one call of the layer takes its gradient}; by
+        default {} (once each: a layer that applies each weight once, as the built-in
+        rules' layers). The engine checks the network's autograd graph against it.
+
+        Parameters
+        ----------
+        layer : torch.nn.Module
+            The layer instance, of a type the rule is registered for.
+        call : Call
+            One of its recorded calls.
+        tensors : dict of str to torch.Tensor
+            The layer's parameters and buffers by name, on the device.
+
+        Returns
+        -------
+        dict of str to int
+            The counts that differ from one.
+        """
+        return {}
+
     def bytes_per_sample(self, layer, x, grad_out):
         """Bytes one sample's gradients occupy while summarised (gradient, inputs,
         statistics' temporaries): samples are processed in blocks that fit the bound.
@@ -181,7 +272,8 @@ def _check_layer_types(layer_types):
 def _rule_instance(rule_class):
     if not (isinstance(rule_class, type) and issubclass(rule_class, LayerRule)):
         raise TypeError(f"the decorated class must subclass LayerRule, got {rule_class!r}")
-    if not rule_class.composite and rule_class.gradients is LayerRule.gradients:
+    if (rule_class.summaries is LayerRule.summaries
+            and rule_class.gradients is LayerRule.gradients):
         raise TypeError(f"{rule_class.__name__} does not implement gradients(layer, x, "
                         "grad_out, tensors)")
     try:

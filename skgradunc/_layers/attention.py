@@ -4,6 +4,9 @@ per-sample gradients come from ``torch.func.vmap`` over the vjp of the attention
 one sample, replayed from its recorded arguments and the gradients of its outputs: the
 layer-local fallback, for a layer called with several tensors.
 
+Called as plain self-attention, its projections' gradients come from one batched pass
+instead (:mod:`.attention_projections`), checked against the recorded output.
+
 A call is replayed only when every tensor argument has a known batch dimension (query,
 key and value: 0 with ``batch_first``, else 1; ``key_padding_mask``: 0) or none (a 2-D
 ``attn_mask``); a 3-D ``attn_mask`` (one mask per sample and head) is not recorded, so
@@ -18,7 +21,10 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
+from ._calls import Call, needed_while, summaries_in_blocks, summed
 from ._registry import LayerRule, register_rule, unaltered
+from .attention_projections import projection_bytes, projection_call, projection_gradients
+from ._uses import gradient_uses
 
 try:   # torch >= 2.3
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -44,7 +50,8 @@ class Replay:
 
 @register_rule(nn.MultiheadAttention, torch_only=True)
 class AttentionRule(LayerRule):
-    composite = True   # a unit of all its weights, its children's included
+    owns_children = True    # a unit of all its weights, its children's included
+    copies_outputs = True   # the replay keeps the outputs as recorded
 
     def applies(self, layer):
         return all(unaltered(m) for m in layer.modules())
@@ -52,8 +59,9 @@ class AttentionRule(LayerRule):
     def parameters(self, layer):
         return tuple(name for name, _ in layer.named_parameters())
 
-    def record(self, layer, args, kwargs, output):
-        """A :class:`Replay` of this call, or None when it cannot be replayed."""
+    def record(self, layer, args, kwargs, output, private=False):
+        """A call holding a :class:`Replay`, or None when it cannot be replayed (its
+        tensor arguments are always private copies)."""
         try:
             bound = inspect.signature(layer.forward).bind(*args, **kwargs)
         except TypeError:
@@ -83,7 +91,49 @@ class AttentionRule(LayerRule):
         outputs = output if isinstance(output, tuple) else (output,)
         tensors = tuple(o for o in outputs if isinstance(o, torch.Tensor))
         output_dims = (first,) + (0,) * (len(tensors) - 1)   # attention weights: dim 0
-        return Replay(arguments, dims, tensors, output_dims)
+        replay = Replay(arguments, dims, tensors, output_dims)
+        return Call(tuple(copies.values()), tensors, replay)
+
+    def summaries(self, layer, calls, grads, tensors, budget, needed=None):
+        """Self-attention's projections from one batched pass
+        (:mod:`.attention_projections`) where the call allows it; any other call
+        replayed per sample (vmap over the vjp of the attention alone). In sample blocks
+        of about ``budget`` bytes; the calls' gradients add up."""
+        records = [(call.state, g, projection_call(layer, call.state, g))
+                   for call, g in zip(calls, grads)]
+        with needed_while(needed):   # the projections' forms may depend on it
+            per_sample = max(self.bytes_per_sample(layer, replay, g) if x is None else
+                             projection_bytes(layer, x.shape[1], x.element_size())
+                             for replay, g, x in records)
+
+        def gradients(rows):
+            return summed(self._call_gradients(layer, replay, g, x, tensors, rows)
+                          for replay, g, x in records)
+        return summaries_in_blocks(len(records[0][0]), per_sample, budget, gradients, needed)
+
+    def _call_gradients(self, layer, replay, grads, x, tensors, rows):
+        """One call's per-sample gradients of the samples of ``rows``."""
+        if x is not None:
+            dim = 0 if layer.batch_first else 1
+            found = projection_gradients(
+                layer, x[rows], replay.outputs[0].narrow(dim, rows.start, len(x[rows])),
+                grads[0].narrow(dim, rows.start, len(x[rows])), tensors)
+            if found is not None:
+                return found
+        return self.replay_gradients(layer, replay, grads, tensors, rows)
+
+    def uses_per_call(self, layer, call, tensors):
+        """The edges into each weight of one replayed call: the attention may use a
+        weight more than once (packed in_proj_weight: once for q, k and v each)."""
+        own = {name: tensors[name] for name in self.parameters(layer)}
+        rest = {name: t for name, t in tensors.items() if name not in own}
+        with torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_() for k, v in own.items()}
+            out = functional_call(layer, (leaves, rest), (), call.state.arguments)
+            outs = out if isinstance(out, tuple) else (out,)
+            total = sum(o.sum() for o in outs
+                        if isinstance(o, torch.Tensor) and o.grad_fn is not None)
+        return gradient_uses(total, leaves, layer)
 
     def replay_gradients(self, layer, replay, grads, tensors, rows):
         """{parameter: per-sample gradient (samples of ``rows``, ...)} of one call."""

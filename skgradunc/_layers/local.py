@@ -15,6 +15,7 @@ import torch
 from torch.func import functional_call, vjp, vmap
 
 from ._registry import LayerRule, registered_rule, unaltered
+from ._uses import gradient_uses
 
 __all__ = ["LocalRule", "LOCAL"]
 
@@ -43,6 +44,17 @@ class LocalRule(LayerRule):
 
         with torch.enable_grad():
             return vmap(one_sample)(x, grad_out)
+
+    def uses_per_call(self, layer, call, tensors):
+        """The edges into each of its weights of one call, counted once on the layer alone,
+        re-run on the first sample of the call's input: whatever its forward does, it may
+        use a weight more than once."""
+        own = {name: tensors[name] for name in self.parameters(layer)}
+        rest = {name: t for name, t in tensors.items() if name not in own}
+        with torch.enable_grad():
+            leaves = {k: v.detach().requires_grad_() for k, v in own.items()}
+            out = functional_call(layer, (leaves, rest), (call.inputs[0][:1],))
+        return gradient_uses(out, leaves, layer) if isinstance(out, torch.Tensor) else {}
 
     def bytes_per_sample(self, layer, x, grad_out):
         # the materialised gradients and the statistics' temporaries, and the layer's

@@ -2,6 +2,7 @@
 (over the positions of a sequence) and a convolution (over its output positions). The
 form is chosen by cost, the same way for both."""
 
+from ._calls import norm_only
 from ._forms import LowRank, Outer
 
 __all__ = ["LOW_RANK_GAIN", "product_form", "position_gradient", "product_bytes"]
@@ -17,13 +18,18 @@ def product_form(r, a, b, shiftable=False):
     """How the per-sample weight gradient of a layer applied at ``r`` positions, each an
     (a outputs) x (b inputs) outer product, is computed in the cheapest exact form:
     ``"outer"`` (one position: an outer product, never formed), ``"low_rank"`` (few
-    positions: a sum of r outer products, power sums from r x r contractions),
+    positions: a sum of r outer products, power sums from r x r contractions; when only
+    its L2 norm is needed, :func:`norm_only`, whenever its Gram matrices cost less than
+    forming it: the "ghost norm" of Opacus's ghost clipping),
     ``"shifted"`` (a stride-1 convolution, materialised by kernel offsets from shifted
     views of its input, when ``shiftable``) or ``"dense"`` (materialised from the
     positions or the input windows)."""
     if r == 1:
         return "outer"
-    if r ** 4 * (a + b) <= LOW_RANK_GAIN * a * b:
+    if norm_only():   # the Gram matrices alone, r^2 (a + b) against r a b to form it
+        if r * (a + b) <= a * b:
+            return "low_rank"
+    elif r ** 4 * (a + b) <= LOW_RANK_GAIN * a * b:
         return "low_rank"
     if shiftable:
         return "shifted"
@@ -48,6 +54,8 @@ def product_bytes(form, r, a, b, size):
     inputs = size * r * (a + b)
     if form == "outer":
         return inputs
+    if form == "low_rank" and norm_only():   # the factors and their Grams in float64
+        return inputs + 8 * (r * (a + b) + 2 * r * r)
     if form == "low_rank":
         return inputs + size * (2 * a * b + 2 * r * r * (a + b))
     return inputs + size * 3 * a * b

@@ -5,7 +5,17 @@ import torch
 import torchvision
 
 from skgradunc import PaperCNN
-from skgradunc.layer_gradients import bytes_per_sample, weight_gradient_form
+from skgradunc._layers import registered_rule
+
+
+def weight_gradient_form(layer, x, grad_out):
+    """The form ("outer", "low_rank", "shifted", "dense") of a Linear's or convolution's
+    per-sample weight gradient, by its rule."""
+    return registered_rule(layer).form(layer, x, grad_out)
+
+
+def bytes_per_sample(layer, x, grad_out):
+    return registered_rule(layer).bytes_per_sample(layer, x, grad_out)
 
 
 def forms(module, x):
