@@ -19,11 +19,11 @@ from . import __version__
 from .callbacks import TrainingDivergedError
 from .classifier import CNNClassifier
 from .datasets import load_digits28
+from .experiments.recipes import PROTOCOLS, RECIPES, described
 from .training import fit_with_recovery
 
-# The embedded default is small: the paper's lr 0.1 diverges there (measured,
-# see docs/training_recipe.md), so the command trains it with lr 0.01.
-DATA_DEFAULTS = {"digits": {"lr": 0.01, "epochs": 30}}
+# what `skgradunc train` can load (the real data sets are the reproduction's)
+TRAIN_DATA = ("digits",)
 
 DEBUG_VARIABLE = "SKGRADUNC_DEBUG"   # set (not "0"): tracebacks, as with --debug
 EXIT_ERROR = 1          # the command failed while running (data, cache, training)
@@ -52,15 +52,16 @@ def _add_common_arguments(parser, device="auto"):
 
 
 def _add_train_arguments(parser):
-    parser.add_argument("--data", choices=sorted(DATA_DEFAULTS), default="digits",
+    parser.add_argument("--data", choices=TRAIN_DATA, default="digits",
                         help="data set (default: %(default)s, embedded, no download)")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="training epochs (default: 30 for digits)")
+                        help=f"training epochs (default: {described('epochs', TRAIN_DATA)})")
     parser.add_argument("--lr", type=float, default=None,
-                        help="initial learning rate (default: 0.01 for digits; the "
-                             "paper's 0.1 diverges on such small data)")
-    parser.add_argument("--batch-size", type=int, default=256,
-                        help="training batch size (default: %(default)s)")
+                        help=f"initial learning rate (default: {described('lr', TRAIN_DATA)}; "
+                             "the paper's 0.1 diverges on such small data)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help=f"training batch size (default: "
+                             f"{described('batch_size', TRAIN_DATA)})")
     parser.add_argument("--test-size", type=float, default=0.25,
                         help="fraction held out for testing, stratified (default: "
                              "%(default)s)")
@@ -76,24 +77,24 @@ def _add_train_arguments(parser):
 
 def _add_reproduce_arguments(parser):
     from .experiments import ReproduceConfig
-    from .experiments.data import DATA_SETS
-    from .experiments.protocol import PROTOCOLS
-    from .experiments.uqgan_runs import PRESETS
+    from .experiments.uqgan.runs import PRESETS
     defaults = ReproduceConfig()  # one source of the defaults, shared with the Python API
-    parser.add_argument("--protocol", choices=PROTOCOLS, default=defaults.protocol,
+    parser.add_argument("--protocol", choices=tuple(PROTOCOLS), default=defaults.protocol,
                         help="paper: Oberdiek et al. 2018, Tables 1-3 and Figure 2; uqgan: "
                              "UQGAN's MNIST 0-4 benchmark with every detector of the package "
                              "(default: %(default)s)")
-    parser.add_argument("--data", choices=sorted(DATA_SETS), default=defaults.data,
-                        help="in-distribution data (default: digits, embedded, no "
-                             "download; mnist, the only one, for --protocol uqgan)")
+    parser.add_argument("--data", choices=sorted(RECIPES), default=defaults.data,
+                        help=f"in-distribution data (default: {PROTOCOLS['paper']['data']}, "
+                             f"embedded, no download; {PROTOCOLS['uqgan']['data']}, the only "
+                             "one, for --protocol uqgan)")
     parser.add_argument("--root", default=defaults.root,
                         help="folder with the real data sets, e.g. ../shared/data (default: "
                              "none; needed for mnist, emnist and --protocol uqgan, not "
                              "taken with the embedded digits)")
     parser.add_argument("--runs", type=int, default=defaults.runs,
-                        help="random re-splits, each with its own networks (default: 10, "
-                             "as the paper; 3 for --protocol uqgan)")
+                        help=f"random re-splits, each with its own networks (default: "
+                             f"{PROTOCOLS['paper']['runs']}, as the paper; "
+                             f"{PROTOCOLS['uqgan']['runs']} for --protocol uqgan)")
     parser.add_argument("--out", default=defaults.out,
                         help="where tables, figure and the resumable cache go (default: "
                              "%(default)s)")
@@ -101,10 +102,9 @@ def _add_reproduce_arguments(parser):
                         help="seed of run 1; run k uses seed + k - 1 (default: "
                              "%(default)s)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs,
-                        help="training epochs (default: 60 for digits, 15 for mnist, 8 for "
-                             "emnist)")
+                        help=f"training epochs (default: {described('epochs')})")
     parser.add_argument("--lr", type=float, default=defaults.lr,
-                        help="learning rate (default: 0.01 for digits, the paper's 0.1 else)")
+                        help=f"learning rate (default: {described('lr')})")
     parser.add_argument("--ood-size", type=int, default=defaults.ood_size,
                         help="at most this many images per unknown concept: fewer where a "
                              "concept has fewer (the digits default's at most 1000); "
@@ -178,7 +178,7 @@ def _check_train_arguments(args):
     from .experiments.checks import check_seed
     check_positive_int(args.epochs, "epochs", optional=True)
     check_positive_real(args.lr, "lr", optional=True)
-    check_positive_int(args.batch_size, "batch_size")
+    check_positive_int(args.batch_size, "batch_size", optional=True)
     check_fraction(args.test_size, "test_size")
     check_seed(args.seed, "seed")
     check_non_negative_int(args.retries, "retries")
@@ -198,13 +198,14 @@ def _epoch_table_sink(quiet):
 def run_train(args, out=print):
     """``skgradunc train``: train the paper's CNN; return its test accuracy."""
     from .experiments.checks import CompletedEpochs, raise_if_interrupted
-    defaults = DATA_DEFAULTS[args.data]
-    lr = defaults["lr"] if args.lr is None else args.lr
-    epochs = defaults["epochs"] if args.epochs is None else args.epochs
+    recipe = RECIPES[args.data]
+    lr = recipe["lr"] if args.lr is None else args.lr
+    epochs = recipe["epochs"] if args.epochs is None else args.epochs
+    batch_size = recipe["batch_size"] if args.batch_size is None else args.batch_size
     X, y = _load(args.data)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=args.test_size, stratify=y, random_state=args.seed)
-    net = CNNClassifier(lr=lr, max_epochs=epochs, batch_size=args.batch_size,
+    net = CNNClassifier(lr=lr, max_epochs=epochs, batch_size=batch_size,
                         device=args.device, random_state=args.seed,
                         verbose=0 if args.quiet else 1,
                         callbacks=[("completed_epochs", CompletedEpochs())],
@@ -229,7 +230,7 @@ def _checked_command(args):
         _check_train_arguments(args)
         return lambda: run_train(args)
     from .experiments import check_config, run_protocol
-    from .experiments.protocol import make_out_folder
+    from .experiments.config import make_out_folder
     config = _reproduce_config(args)
     check_config(config)  # the same checks run_protocol makes, before any work
     make_out_folder(config.out)

@@ -226,7 +226,7 @@ def test_an_output_folder_that_cannot_be_created_is_named(capsys, tmp_path, monk
            "a file": str(tmp_path / "a-file")}[where]
     if where == "proc" and not Path("/proc/self").exists():
         pytest.skip("no /proc")
-    from skgradunc.experiments import protocol
+    from skgradunc.experiments.paper import protocol
     monkeypatch.setattr(protocol, "load_experiment_data", lambda *a, **k: pytest.fail("ran"))
     assert cli.main(["reproduce", *TINY, "--out", out]) == 2
     assert f"cannot create the output folder {out}: " in _one_line_error(capsys)

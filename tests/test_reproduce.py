@@ -15,15 +15,16 @@ from PIL import Image
 from sklearn.base import BaseEstimator
 
 from skgradunc import CNNClassifier, cli
-from skgradunc import detectors as detectors_module
+from skgradunc.detectors import _lee_alregib as detectors_module
 from skgradunc import metrics
 from skgradunc.detectors import gradnorm_score, lee_alregib_detector
 from skgradunc.experiments import ReproduceConfig, run_protocol
-from skgradunc.experiments.protocol import resolve_config
-from skgradunc.experiments import protocol as protocol_module
-from skgradunc.experiments import runs as runs_module
-from skgradunc.experiments import tables as tables_module
-from skgradunc.experiments.data import MNIST_SPLIT, PAPER_SPLIT, load_experiment_data
+from skgradunc.experiments.paper.protocol import resolve_config
+from skgradunc.experiments.paper import protocol as protocol_module
+from skgradunc.experiments.paper import runs as runs_module
+from skgradunc.experiments.paper import tables as tables_module
+from skgradunc.experiments.paper.data import load_experiment_data
+from skgradunc.experiments.recipes import MNIST_SPLIT, PAPER_SPLIT
 from skgradunc.experiments.io import atomic_path, write_text
 from skgradunc.targets import correctness_target
 

@@ -12,9 +12,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from skgradunc import cli
 from skgradunc.experiments import ReproduceConfig, check_config, run_protocol
-from skgradunc.experiments import uqgan_runs
-from skgradunc.experiments.uqgan_data import IN_DISTRIBUTION, load_uqgan_data
-from skgradunc.experiments.uqgan_tables import MAIN_TABLE, OOD_TABLE, PUBLISHED, TIME_TABLE
+from skgradunc.experiments.uqgan import runs as uqgan_runs
+from skgradunc.experiments.uqgan.data import IN_DISTRIBUTION, load_uqgan_data
+from skgradunc.experiments.uqgan.tables import MAIN_TABLE, OOD_TABLE, PUBLISHED, TIME_TABLE
 from skgradunc.uqgan._softmax_baseline import SoftmaxBaseline
 
 from conftest import SHARED_DATA

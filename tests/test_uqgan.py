@@ -9,7 +9,8 @@ import torch
 from sklearn.base import clone
 
 from skgradunc import TrainingDivergedError, UQGANClassifier
-from skgradunc.uqgan import uqgan as uqgan_module
+from skgradunc.uqgan import _training as training_module
+from skgradunc.uqgan._training import UQGANTraining
 from skgradunc.uqgan._losses import class_probabilities
 
 TOY = dict(cae_epochs=2, iterations=4, batch_size=32, random_state=0, verbose=False,
@@ -67,18 +68,18 @@ def test_generated_images_are_negatives_of_the_class_they_were_made_for(toy, mon
     for, and only those outputs are pushed down (generated_loss reads output y only)."""
     X, y, _ = toy
     asked, negatives = [], []
-    original_forward = uqgan_module.LatentGenerator.forward
+    original_forward = training_module.LatentGenerator.forward
 
     def recording_forward(self, y_onehot, z=None):
         asked.append(y_onehot.argmax(1).clone())
         return original_forward(self, y_onehot, z)
-    original_loss = uqgan_module.generated_loss
+    original_loss = training_module.generated_loss
 
     def recording_loss(logits, labels):
         negatives.append(labels.clone())
         return original_loss(logits, labels)
-    monkeypatch.setattr(uqgan_module.LatentGenerator, "forward", recording_forward)
-    monkeypatch.setattr(uqgan_module, "generated_loss", recording_loss)
+    monkeypatch.setattr(training_module.LatentGenerator, "forward", recording_forward)
+    monkeypatch.setattr(training_module, "generated_loss", recording_loss)
     UQGANClassifier(**{**TOY, "iterations": 2, "classifier_iterations": 1}).fit(X, y)
     # per iteration: critic's sample, generator's sample, classifier's sample
     assert len(asked) == 6 and len(negatives) == 4    # generator step + classifier step
@@ -101,7 +102,8 @@ def test_each_step_trains_its_own_network_only(toy):
     X, y, _ = toy
     model = UQGANClassifier(**TOY)
     torch.manual_seed(0)
-    nets = model._build(3, X.shape[1:], "cpu")
+    training = UQGANTraining(model)
+    nets = training.build(3, X.shape[1:], "cpu")
     cae, G, D, C = (nets[k] for k in ("autoencoder", "generator", "critic", "classifier"))
     for p in cae.parameters():
         p.requires_grad_(False)
@@ -110,11 +112,11 @@ def test_each_step_trains_its_own_network_only(toy):
     codes = cae.encode(x, y_onehot).detach()
     weights = torch.ones(3, 3)
     steps = [
-        ("critic", lambda: model._critic_steps(
+        ("critic", lambda: training.critic_steps(
             D, G, codes, y_onehot, torch.optim.Adam(D.parameters(), 1e-3))),
-        ("generator", lambda: model._generator_step(
+        ("generator", lambda: training.generator_step(
             G, D, C, cae, codes, labels, y_onehot, torch.optim.Adam(G.parameters(), 1e-3))),
-        ("classifier", lambda: model._classifier_steps(
+        ("classifier", lambda: training.classifier_steps(
             C, G, cae, x, labels, y_onehot, weights, torch.optim.Adam(C.parameters(), 1e-3))),
     ]
     for trained, step in steps:
@@ -136,7 +138,7 @@ def test_sampled_out_of_class_images_are_images_of_the_input_shape(fitted):
 
 def test_a_diverging_gan_is_reported_never_silent(toy, monkeypatch):
     X, y, _ = toy
-    monkeypatch.setattr(uqgan_module, "gradient_penalty",
+    monkeypatch.setattr(training_module, "gradient_penalty",
                         lambda *a, **k: torch.tensor(float("nan")))
     with pytest.raises(TrainingDivergedError, match="critic loss became nan in iteration 1"):
         UQGANClassifier(**TOY).fit(X, y)

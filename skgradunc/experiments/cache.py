@@ -16,7 +16,7 @@ import torch
 from ..classifier import CNNClassifier
 from .io import atomic_path, load_arrays, save_arrays
 
-__all__ = ["NETWORK_FILE", "FEATURES_FILE", "LEGACY_NETWORK_FILE", "save_network",
+__all__ = ["NETWORK_FILE", "FEATURES_FILE", "LEGACY_NETWORK_FILE", "run_identity", "save_network",
            "load_network", "save_features", "load_features", "check_settings",
            "refuse_pickled_network"]
 
@@ -59,7 +59,7 @@ def check_settings(path, recorded, settings):
     recorded : str or None
         The JSON object the file holds; None when it holds none.
     settings : dict
-        The current run's settings (:func:`~skgradunc.experiments.runs.run_settings`).
+        The current run's settings (:func:`~skgradunc.experiments.paper.runs.run_settings`).
 
     Raises
     ------
@@ -192,3 +192,9 @@ def load_features(path, settings):
     recorded = arrays.pop("settings", None)
     check_settings(path, None if recorded is None else str(recorded), settings)
     return arrays
+
+
+def run_identity(config, run):
+    """Which run a cached file belongs to: its number (from 1, as its folder) and its seed,
+    recorded with the file so that another run's file is refused in its place."""
+    return {"run": run + 1, "run_seed": int(config.seed) + run}

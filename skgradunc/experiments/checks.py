@@ -1,15 +1,17 @@
 """Checks of the settings of ``skgradunc train`` and ``reproduce`` (numbers: see
-:mod:`skgradunc._validation`), and of a training cut short by Ctrl-C.
+:mod:`skgradunc._validation`), and of a training cut short by Ctrl-C; a progress bar over
+training epochs.
 
 Each raises a ``ValueError`` naming the setting, what it must be and the value given, so
 that a bad value is refused before any work instead of being replaced or misused.
 """
 
 from skorch.callbacks import Callback
+from tqdm.auto import tqdm
 
 from .._validation import is_int
 
-__all__ = ["check_seed", "CompletedEpochs", "raise_if_interrupted"]
+__all__ = ["check_seed", "CompletedEpochs", "raise_if_interrupted", "EpochBar"]
 
 SEED_LIMIT = 2 ** 32  # numpy's RandomState takes seeds below this
 
@@ -44,3 +46,24 @@ def raise_if_interrupted(net):
     if completed.count_ < net.max_epochs:
         raise KeyboardInterrupt(f"training stopped after {completed.count_} of "
                                 f"{net.max_epochs} epochs")
+
+
+class EpochBar(Callback):
+    """A progress bar over training epochs."""
+
+    def __init__(self, description):
+        self.description = description
+
+    def on_train_begin(self, net, **kwargs):
+        self.bar = tqdm(total=net.max_epochs, desc=self.description, unit="epoch", leave=False,
+                        disable=None)  # no bar when stderr is a file or pipe
+
+    def on_epoch_end(self, net, **kwargs):
+        row = net.history[-1]
+        self.bar.set_postfix(loss=f"{row['train_loss']:.3f}",
+                             acc=f"{row.get('valid_acc', float('nan')):.3f}")
+        self.bar.update()
+
+    def on_train_end(self, net, **kwargs):
+        self.bar.close()
+        self.bar = None  # a closed bar is of no use to the trained net

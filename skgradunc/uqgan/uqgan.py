@@ -6,18 +6,14 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
-from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from .._device import check_device
 from .._random import seeded_torch
 from .._validation import (check_images, check_number, check_positive_int, check_positive_real,
                            encode_labels, is_finite_real, is_int)
-from ..callbacks import TrainingDivergedError
-from ._losses import (angular_diversity, generated_loss, gradient_penalty, negative_weights,
-                      one_vs_all_loss)
-from ._networks import ConditionalAutoEncoder, LatentCritic, LatentGenerator, LeNet5, one_hot
+from ._networks import one_hot
 from ._outputs import OneVsAllOutputMixin
+from ._training import UQGANTraining
 
 __all__ = ["UQGANClassifier"]
 
@@ -186,150 +182,17 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         counts = np.bincount(y, minlength=n_classes)
         rng = np.random.RandomState(self.random_state)
         with seeded_torch(self.random_state):
-            networks = self._build(n_classes, X.shape[1:], device)
+            training = UQGANTraining(self)
+            networks = training.build(n_classes, X.shape[1:], device)
             data = (torch.tensor(X, device=device), torch.tensor(y, device=device))
-            self._train_autoencoder(networks["autoencoder"], data, n_classes, rng)
-            history = self._train_jointly(networks, data, counts, rng)
+            training.train_autoencoder(networks["autoencoder"], data, n_classes, rng)
+            history = training.train_jointly(networks, data, counts, rng)
         # set together, after training: a failed refit leaves the previous fit whole
         self.classes_, self.class_prior_ = classes, counts / counts.sum()
         self.input_shape_, self.history_, self.n_iter_ = tuple(X.shape[1:]), history, len(history)
         for name, network in networks.items():
             setattr(self, f"{name}_", network.cpu().eval())
         return self
-
-    def _build(self, n_classes, shape, device):
-        channels, height, width = shape
-        networks = {
-            "autoencoder": ConditionalAutoEncoder(n_classes, channels, (height, width),
-                                                  self.latent_dim),
-            "generator": LatentGenerator(n_classes, self.latent_dim, self.noise_dim),
-            "critic": LatentCritic(n_classes, self.latent_dim),
-            "classifier": LeNet5(n_classes, channels, (height, width)),
-        }
-        return {name: network.to(device) for name, network in networks.items()}
-
-    def _batches(self, n, rng):
-        """Endless shuffled full batches (the authors' drop_last), as index arrays."""
-        while True:
-            order = rng.permutation(n)
-            for start in range(0, n - self.batch_size + 1, self.batch_size):
-                yield torch.from_numpy(order[start:start + self.batch_size])
-
-    def _train_autoencoder(self, autoencoder, data, K, rng):
-        X, y = data
-        optimizer = torch.optim.Adam(autoencoder.parameters(), lr=self.cae_lr)
-        # the authors' milestones (configs/cae_uqgan): a shorter run keeps lr cae_lr
-        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[50, 100],
-                                                        gamma=0.1)
-        steps = len(X) // self.batch_size
-        batches = self._batches(len(X), rng)
-        autoencoder.train()
-        bar = tqdm(range(self.cae_epochs), desc="UQGAN: auto-encoder", unit="epoch",
-                   disable=None if self.verbose else True, leave=False)
-        for epoch in bar:
-            total = 0.0
-            for _ in range(steps):
-                index = next(batches)
-                x, y_onehot = X[index], one_hot(y[index], K)
-                loss = F.binary_cross_entropy_with_logits(autoencoder(x, y_onehot), x)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                total += loss.item()
-            _refuse_non_finite(total, "auto-encoder", f"epoch {epoch + 1}")
-            schedule.step()
-            bar.set_postfix(loss=f"{total / steps:.4f}")
-        autoencoder.eval()
-        for parameter in autoencoder.parameters():
-            parameter.requires_grad_(False)
-
-    def _train_jointly(self, networks, data, counts, rng):
-        X, y = data
-        K = len(counts)
-        names = ("autoencoder", "generator", "critic", "classifier")
-        cae, G, D, C = (networks[name] for name in names)
-        weights = negative_weights(np.maximum(counts, 1)).to(X.device)
-        optimizers = {
-            "critic": torch.optim.Adam(D.parameters(), lr=self.gan_lr, betas=(0.0, 0.9)),
-            "generator": torch.optim.Adam(G.parameters(), lr=self.gan_lr, betas=(0.0, 0.9)),
-            "classifier": torch.optim.Adam(C.parameters(), lr=self.classifier_lr),
-        }
-        ends = {"critic": self.gan_min_lr / self.gan_lr,
-                "generator": self.gan_min_lr / self.gan_lr,
-                "classifier": self.classifier_min_lr / self.classifier_lr}
-        schedules = [torch.optim.lr_scheduler.LinearLR(optimizer, 1.0, ends[name],
-                                                       total_iters=self.iterations)
-                     for name, optimizer in optimizers.items()]
-        batches, history = self._batches(len(X), rng), []
-        bar = tqdm(range(self.iterations), desc="UQGAN: GAN + classifier", unit="it",
-                   disable=None if self.verbose else True, leave=False)
-        for iteration in bar:
-            index = next(batches)
-            x, labels = X[index], y[index]
-            y_onehot = one_hot(labels, K)
-            with torch.no_grad():
-                codes = cae.encode(x, y_onehot)
-            losses = {
-                "critic": self._critic_steps(D, G, codes, y_onehot, optimizers["critic"]),
-                "generator": self._generator_step(G, D, C, cae, codes, labels, y_onehot,
-                                                  optimizers["generator"]),
-                "classifier": self._classifier_steps(C, G, cae, x, labels, y_onehot, weights,
-                                                     optimizers["classifier"]),
-            }
-            for name, value in losses.items():
-                _refuse_non_finite(value, name, f"iteration {iteration + 1}")
-            for schedule in schedules:
-                schedule.step()
-            history.append(losses)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
-        return history
-
-    def _critic_steps(self, D, G, codes, y_onehot, optimizer):
-        G.eval()
-        D.train()
-        with torch.no_grad():
-            fake = G(y_onehot)
-        total = 0.0
-        for _ in range(self.critic_iterations):
-            loss = (D(fake, y_onehot).mean() - D(codes, y_onehot).mean()
-                    + self.lambda_gp * gradient_penalty(D, codes, fake, y_onehot))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-        return total / self.critic_iterations
-
-    def _generator_step(self, G, D, C, cae, codes, labels, y_onehot, optimizer):
-        G.train()
-        D.eval()
-        C.eval()
-        fake = G(y_onehot)
-        images = torch.sigmoid(cae.decode(fake, y_onehot))
-        loss = (-D(fake, y_onehot).mean()
-                + self.lambda_cl * generated_loss(C(images), labels)
-                + self.lambda_reg * angular_diversity(codes, fake, labels))
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        # only G steps here: the gradients the critic and classifier received are dropped
-        D.zero_grad(set_to_none=True)
-        C.zero_grad(set_to_none=True)
-        return loss.item()
-
-    def _classifier_steps(self, C, G, cae, x, labels, y_onehot, weights, optimizer):
-        G.eval()
-        C.train()
-        with torch.no_grad():
-            generated = torch.sigmoid(cae.decode(G(y_onehot), y_onehot))
-        total = 0.0
-        for _ in range(self.classifier_iterations):
-            loss = (one_vs_all_loss(C(x), labels, weights, self.lambda_real_ood)
-                    + (1 - self.lambda_real_ood) * generated_loss(C(generated), labels))
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total += loss.item()
-        return total / self.classifier_iterations
 
     # -- outputs ----------------------------------------------------------------------------
     def _one_vs_all_probabilities(self, X):
@@ -372,10 +235,3 @@ class UQGANClassifier(OneVsAllOutputMixin, ClassifierMixin, BaseEstimator):
         with torch.no_grad():
             codes = self.generator_.eval()(y_onehot, noise)
             return torch.sigmoid(self.autoencoder_.decode(codes, y_onehot)).numpy()
-
-
-def _refuse_non_finite(value, network, when):
-    if not np.isfinite(value):
-        raise TrainingDivergedError(
-            f"UQGAN training diverged: the {network} loss became {value} in {when}. Lower "
-            f"the learning rates or train again with another random_state.")

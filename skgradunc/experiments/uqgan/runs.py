@@ -14,13 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..detectors import gradnorm_score
-from ..transformer import GradientMetricTransformer
-from ..uqgan import OneVsAllClassifier, UQGANClassifier
-from ..uqgan._softmax_baseline import SoftmaxBaseline
-from .cache import load_features, save_features
-from .checks import CompletedEpochs, raise_if_interrupted
-from .runs import KNOWN_UNKNOWN_SIZE, EpochBar, run_identity
+from ...detectors import gradnorm_score
+from ...transformer import GradientMetricTransformer
+from ...uqgan import OneVsAllClassifier, UQGANClassifier
+from ...uqgan._softmax_baseline import SoftmaxBaseline
+from ..cache import load_features, run_identity, save_features
+from ..checks import CompletedEpochs, EpochBar, raise_if_interrupted
+from ..concepts import KNOWN_UNKNOWN_SIZE
 
 __all__ = ["PRESETS", "STAGES", "VALIDATION_FRACTION", "compute_uqgan_run", "stage_settings",
            "validation_size"]

@@ -15,10 +15,10 @@ from functools import cache
 
 import numpy as np
 
-from .. import metrics
-from ..meta import MetaClassifier
-from ..uqgan._losses import normalised_entropy
-from .tables import SCORES, evaluation_rows, meta_feature_indices, score_columns
+from ... import metrics
+from ...meta import MetaClassifier
+from ...uqgan._losses import normalised_entropy
+from ..scoring import SCORES, evaluation_rows, meta_feature_indices, score_columns
 
 __all__ = ["uqgan_run_tables", "PUBLISHED", "MAIN_TABLE", "OOD_TABLE", "TIME_TABLE",
            "OOD_SCORES", "ID_SCORES"]
@@ -111,7 +111,7 @@ def _ood_scores(score, run, concepts):
 def uqgan_run_tables(run, concepts, known_unknowns, random_state=0):
     """{table: {row: {column: {score: value}}}} of one run (values as fractions).
 
-    ``run`` is :func:`~skgradunc.experiments.uqgan_runs.compute_uqgan_run`'s output;
+    ``run`` is :func:`~skgradunc.experiments.uqgan.runs.compute_uqgan_run`'s output;
     ``random_state`` seeds the meta classifiers.
     """
     tables = {MAIN_TABLE: {}, OOD_TABLE: {}, TIME_TABLE: {}}

@@ -3,24 +3,23 @@
 from pathlib import Path
 
 import numpy as np
-from skorch.callbacks import Callback
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from tqdm.auto import tqdm
 
-from .._validation import check_images
-from ..classifier import CNNClassifier
-from ..detectors import last_layer_weight
-from ..targets import correctness_target
-from ..training import fit_with_recovery
-from ..transformer import GradientMetricTransformer
-from .cache import (FEATURES_FILE, NETWORK_FILE, load_features, load_network,
-                    refuse_pickled_network, save_features, save_network)
-from .checks import CompletedEpochs, raise_if_interrupted
+from ..._validation import check_images
+from ...classifier import CNNClassifier
+from ...detectors import last_layer_weight
+from ...targets import correctness_target
+from ...training import fit_with_recovery
+from ...transformer import GradientMetricTransformer
+from ..cache import (FEATURES_FILE, NETWORK_FILE, load_features, load_network,
+                     refuse_pickled_network, run_identity, save_features, save_network)
+from ..checks import CompletedEpochs, EpochBar, raise_if_interrupted
+from ..concepts import KNOWN_UNKNOWN_SIZE
 
-__all__ = ["compute_run", "run_settings", "run_identity", "split_indices", "split_sizes",
-           "RUN_SETTINGS", "NETWORK_SETTINGS", "KNOWN_UNKNOWN_SIZE",
-           "TARGET_FEATURES", "NETWORK_FILE", "load_network"]
+__all__ = ["compute_run", "run_settings", "split_indices", "split_sizes", "RUN_SETTINGS",
+           "NETWORK_SETTINGS", "TARGET_FEATURES"]
 
 # what shapes a run's cached files (resolved values, the run's identity and TRAINING); the
 # number of runs and the device may change on resume. The torch threads are among them:
@@ -30,7 +29,6 @@ __all__ = ["compute_run", "run_settings", "run_identity", "split_indices", "spli
 NETWORK_SETTINGS = ("data", "root", "seed", "split", "epochs", "lr", "threads")
 RUN_SETTINGS = NETWORK_SETTINGS + ("batch_size", "ood_size")
 
-KNOWN_UNKNOWN_SIZE = 200      # the paper's "200 uniform noise images", per concept
 # The paper's features per layer at the predicted class; the other two targets need only
 # the norms their papers use, per parameter tensor (Lee & AlRegib: the L2 norm of each
 # weight and bias; GradNorm: the L1 norm of the last layer's weight) and network-wide.
@@ -56,27 +54,6 @@ TRAINING = {"schedule_on": "validation set", "lr_patience": 1, "retries": 4,
             "retry_lr_factor": 1.0, "retry_seed_step": 1_000_003}
 
 
-class EpochBar(Callback):
-    """A progress bar over training epochs."""
-
-    def __init__(self, description):
-        self.description = description
-
-    def on_train_begin(self, net, **kwargs):
-        self.bar = tqdm(total=net.max_epochs, desc=self.description, unit="epoch", leave=False,
-                        disable=None)  # no bar when stderr is a file or pipe
-
-    def on_epoch_end(self, net, **kwargs):
-        row = net.history[-1]
-        self.bar.set_postfix(loss=f"{row['train_loss']:.3f}",
-                             acc=f"{row.get('valid_acc', float('nan')):.3f}")
-        self.bar.update()
-
-    def on_train_end(self, net, **kwargs):
-        self.bar.close()
-        self.bar = None  # a closed bar is of no use to the trained net
-
-
 def split_sizes(n, proportions):
     """The numbers of train, validation and test images of ``n`` split in ``proportions``.
 
@@ -99,7 +76,7 @@ def split_sizes(n, proportions):
 
     Examples
     --------
-    >>> from skgradunc.experiments.runs import split_sizes
+    >>> from skgradunc.experiments.paper.runs import split_sizes
     >>> split_sizes(1797, (0.5, 0.2, 0.1))
     (898, 359, 180)
     >>> split_sizes(70000, (50 / 70, 10 / 70, 10 / 70))
@@ -120,12 +97,6 @@ def split_indices(n, proportions, rng):
     n_train, n_val, n_test = split_sizes(n, proportions)
     return (order[:n_train], order[n_train:n_train + n_val],
             order[n_train + n_val:n_train + n_val + n_test])
-
-
-def run_identity(config, run):
-    """Which run a cached file belongs to: its number (from 1, as its folder) and its seed,
-    recorded with the file so that another run's file is refused in its place."""
-    return {"run": run + 1, "run_seed": int(config.seed) + run}
 
 
 def run_settings(config, run, keys=RUN_SETTINGS):

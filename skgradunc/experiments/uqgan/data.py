@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import datasets
-from .data import load_concepts, real_concept_loaders
+from ... import datasets
+from ..concepts import load_concepts, real_concept_loaders
 
 __all__ = ["UQGANData", "load_uqgan_data", "IN_DISTRIBUTION", "KNOWN_UNKNOWNS"]
 

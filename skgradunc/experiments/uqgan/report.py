@@ -1,9 +1,9 @@
 """UQGAN's MNIST 0-4 table as Markdown (ours beside the published rows), CSV and JSON."""
 
-from .io import write_text
-from .report import markdown_table, percent_cell, write_machine_readable
-from .uqgan_tables import (ID_SCORES, MAIN_TABLE, OOD_SCORES, OOD_TABLE, PUBLISHED,
-                           PUBLISHED_COLUMNS, TIME_TABLE)
+from ..io import write_text
+from ..markdown import markdown_table, percent_cell, write_machine_readable
+from .tables import (ID_SCORES, MAIN_TABLE, OOD_SCORES, OOD_TABLE, PUBLISHED,
+                     PUBLISHED_COLUMNS, TIME_TABLE)
 
 __all__ = ["write_uqgan_report", "main_table", "uqgan_summary"]
 

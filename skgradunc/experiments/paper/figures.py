@@ -6,7 +6,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .io import atomic_path
+from ..io import atomic_path
 
 __all__ = ["write_figure2", "write_reliability", "write_coefficients", "FIGURE_METRICS"]
 
@@ -54,7 +54,7 @@ def write_figure2(path, run, concepts):
 def write_reliability(path, bins, rows):
     """Reliability diagram: per bin, the share of correct predictions against the mean
     probability of 'correct' (bins with samples only), and below it how many samples
-    each bin holds. ``bins``: :func:`~skgradunc.experiments.tables.pool_reliability`."""
+    each bin holds. ``bins``: :func:`~skgradunc.experiments.paper.tables.pool_reliability`."""
     with _figure(path, 2, 1, figsize=(5.5, 6.5), sharex=True,
                  gridspec_kw={"height_ratios": [3, 1]}) as (_, (top, bottom)):
         top.plot([0, 1], [0, 1], ":", color="gray", label="perfectly calibrated")

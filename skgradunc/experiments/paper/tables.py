@@ -7,16 +7,15 @@ from functools import cache
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from .. import metrics
-from ..baselines import SingleMetricClassifier
-from ..detectors import _lee_alregib_head
-from ..meta import MetaClassifier
+from ... import metrics
+from ...baselines import SingleMetricClassifier
+from ...detectors._lee_alregib import lee_alregib_head
+from ...meta import MetaClassifier
+from ..scoring import evaluation_rows, meta_feature_indices, score_columns
 
-__all__ = ["run_tables", "aggregate", "pool_reliability", "score_columns", "evaluation_rows",
-           "meta_feature_indices", "SCORES", "THRESHOLD_ROWS"]
+__all__ = ["run_tables", "pool_reliability", "THRESHOLD_ROWS", "CALIBRATION_TABLE",
+           "COEFFICIENT_TABLE"]
 
-SCORES = {"AUROC": metrics.auroc, "AUPR-In": metrics.aupr_in, "AUPR-Out": metrics.aupr_out,
-          "FPR@95%TPR": metrics.fpr_at_tpr}
 # Table 1 rows: (label, target, column); {last_layer_weight} is the run's last Linear weight
 THRESHOLD_ROWS = [
     ("Softmax baseline", "predicted", "softmax__max_prob"),
@@ -40,12 +39,6 @@ def _column(run, target, name):
     return list(run[f"columns__{target}"]).index(name)
 
 
-def meta_feature_indices(names):
-    """Indices of every feature in ``names`` but the softmax baseline: the gradient metrics
-    and entropy the paper's meta classifiers read (Table 2)."""
-    return [i for i, c in enumerate(names) if c != "softmax__max_prob"]
-
-
 def _meta_columns(run):
     return meta_feature_indices(run["columns__predicted"])
 
@@ -56,26 +49,8 @@ def _lee_alregib_columns(run):
             if c.endswith("__l2") and not c.startswith("network__")]
 
 
-def evaluation_rows(n, known=None):
-    """The rows of a concept's ``n`` images it is scored on: all but the ``known`` ones a
-    meta classifier trained on."""
-    return np.arange(n) if known is None else np.setdiff1d(np.arange(n), known)
-
-
 def _evaluation_rows(run, concept):
     return evaluation_rows(len(run[f"{concept}__predicted"]), run.get(f"known__{concept}"))
-
-
-def score_columns(positive, negatives):
-    """{column: {score: value}}: the ``positive`` scores (label 1) against each entry of
-    ``negatives`` (label 0), and against all of them pooled ("All")."""
-    negatives = {**negatives, "All": np.concatenate(list(negatives.values()))}
-    out = {}
-    for column, negative in negatives.items():
-        labels = np.r_[np.ones(len(positive)), np.zeros(len(negative))]
-        scores = np.r_[positive, negative]
-        out[column] = {name: fn(labels, scores) for name, fn in SCORES.items()}
-    return out
 
 
 def _scores(confidence, run, concepts):
@@ -130,7 +105,7 @@ def _table3_models(run, known_unknowns, random_state):
         yield (f"NN: {levels}", MetaClassifier("nn", random_state=random_state),
                "predicted", cols, known_unknowns[:k])
         yield (f"Lee & AlRegib: {levels}",
-               Pipeline(_lee_alregib_head(random_state=random_state)), "all_ones", lee,
+               Pipeline(lee_alregib_head(random_state=random_state)), "all_ones", lee,
                known_unknowns[:k])
 
 
@@ -187,20 +162,3 @@ def pool_reliability(per_run):
     """Reliability bins of several runs added up: {row: (samples, correct, sum p)}."""
     return {row: tuple(sum(run[row][i] for run in per_run) for i in range(3))
             for row in per_run[0]}
-
-
-def aggregate(per_run):
-    """Mean and standard error of the mean over runs, for every cell."""
-    out = {}
-    for table, rows in per_run[0].items():
-        out[table] = {}
-        for row, columns in rows.items():
-            out[table][row] = {}
-            for column, scores in columns.items():
-                out[table][row][column] = {}
-                for score in scores:
-                    values = np.array([run[table][row][column][score] for run in per_run])
-                    sem = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
-                    out[table][row][column][score] = {"mean": float(values.mean()),
-                                                      "sem": float(sem), "runs": len(values)}
-    return out

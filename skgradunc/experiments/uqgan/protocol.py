@@ -5,15 +5,15 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .. import __version__
-from .._device import resolve_device
-from .io import write_json
-from .parallel_runs import computed_runs, resolve_threads
-from .tables import aggregate
-from .uqgan_data import load_uqgan_data
-from .uqgan_report import uqgan_summary, write_uqgan_report
-from .uqgan_runs import PRESETS, compute_uqgan_run, validation_size
-from .uqgan_tables import MAIN_TABLE, uqgan_run_tables
+from ... import __version__
+from ..._device import resolve_device
+from ..io import write_json
+from ..parallel_runs import computed_runs, resolve_threads
+from ..scoring import aggregate
+from .data import load_uqgan_data
+from .report import uqgan_summary, write_uqgan_report
+from .runs import PRESETS, compute_uqgan_run, validation_size
+from .tables import MAIN_TABLE, uqgan_run_tables
 
 __all__ = ["run_uqgan_protocol"]
 

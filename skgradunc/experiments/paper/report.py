@@ -1,13 +1,10 @@
-"""Tables as Markdown, CSV and JSON; every file written atomically."""
+"""The paper's tables as Markdown, CSV and JSON, with their captions."""
 
-import csv
-import io as _io
-
-from .io import write_json, write_text
+from ..io import write_text
+from ..markdown import markdown_table, write_machine_readable
 from .tables import CALIBRATION_TABLE, COEFFICIENT_TABLE
 
-__all__ = ["write_reports", "write_machine_readable", "markdown_table", "coefficient_table",
-           "percent_cell"]
+__all__ = ["write_reports", "coefficient_table"]
 
 CAPTIONS = {
     "Table 1": "Threshold meta classification on single metrics (fitted on the validation set: "
@@ -33,24 +30,6 @@ CAPTIONS = {
                        "over runs, and in brackets the share of runs in which the LASSO kept "
                        "the feature (non-zero). lasso_coefficients.png draws them.",
 }
-
-
-def percent_cell(value):
-    """"mean (standard error)" in percent; the mean alone for one run, which has no error."""
-    if value["runs"] == 1:
-        return f"{100 * value['mean']:.2f}"
-    return f"{100 * value['mean']:.2f} ({100 * value['sem']:.2f})"
-
-
-def markdown_table(results, table, score):
-    rows = results[table]
-    columns = list(next(iter(rows.values())))
-    lines = [f"| {score} | " + " | ".join(columns) + " |",
-             "|---|" + "---|" * len(columns)]
-    for row, cells in rows.items():
-        lines.append(f"| {row} | "
-                     + " | ".join(percent_cell(cells[c][score]) for c in columns) + " |")
-    return "\n".join(lines)
 
 
 def coefficient_table(results):
@@ -84,18 +63,3 @@ def write_reports(out, results, header):
             parts.append(markdown_table(results, table, score) + "\n")
     write_text(out / "tables.md", "\n".join(parts))
     write_machine_readable(out, results)
-
-
-def write_machine_readable(out, results):
-    """tables.csv (one line per cell) and tables.json under ``out``."""
-    buffer = _io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(["table", "score", "row", "column", "mean", "sem", "runs"])
-    for table, rows in results.items():
-        for row, columns in rows.items():
-            for column, cells in columns.items():
-                for score, value in cells.items():
-                    writer.writerow([table, score, row, column, f"{value['mean']:.6f}",
-                                     f"{value['sem']:.6f}", value["runs"]])
-    write_text(out / "tables.csv", buffer.getvalue())
-    write_json(out / "tables.json", results)

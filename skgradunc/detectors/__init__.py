@@ -1,0 +1,15 @@
+"""The other gradient detectors as their authors define them, on this package's engine.
+
+* :func:`gradnorm_score` - GradNorm (Huang, Geng & Li 2021): the L1 norm of the gradient
+  of KL(uniform || softmax(z / T)) with respect to the last layer's weight. Higher means
+  in-distribution, as this package's confidences.
+* :func:`lee_alregib_detector` - Lee & AlRegib 2020: squared L2 norms of the gradient of
+  the binary cross-entropy against the all-ones confounding label, one per parameter
+  tensor, fed to a binary detector of two fully connected layers trained on
+  in-distribution against unfamiliar samples; an sklearn Pipeline to fit.
+"""
+
+from ._gradnorm import gradnorm_score, last_layer_weight
+from ._lee_alregib import lee_alregib_detector
+
+__all__ = ["gradnorm_score", "lee_alregib_detector", "last_layer_weight"]
