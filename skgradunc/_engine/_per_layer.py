@@ -41,7 +41,7 @@ class PerLayer:
         self.needed = plan.needed()
         self.budget = block_budget(max_memory, device)
         self.overwritten = set(plan.overwritten)
-        self._per_call = {}
+        self.per_call = {unit: dict(counts) for unit, counts in plan.uses}
 
     def chunk_size(self, batch_size):
         # each layer's gradients are bounded block by block: the chunk keeps batch_size
@@ -91,12 +91,12 @@ class PerLayer:
         return output, calls
 
     def _uses_per_call(self, name, calls, tensors):
-        if name not in self._per_call:
+        if name not in self.per_call:
             layer, rule = self.layers[name]
-            self._per_call[name] = (rule.uses_per_call(layer, calls[name][0],
-                                                       _unit_tensors(name, tensors))
-                                    if calls[name] else {})
-        return self._per_call[name]
+            self.per_call[name] = (rule.uses_per_call(layer, calls[name][0],
+                                                      _unit_tensors(name, tensors))
+                                   if calls[name] else {})
+        return self.per_call[name]
 
     def _check_uses(self, scores, leaves, calls, frozen):
         """Each weight's gradient must come from its layer's recorded calls alone, as

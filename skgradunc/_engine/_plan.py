@@ -30,7 +30,9 @@ class Plan:
     ``network`` group (the trainable ones). ``units``: (parameter, its unit, its name
     there). ``layers``: (unit name, the name of its rule's class) for the per-layer
     strategy; ``broadcast``: parameters given per-sample copies there. ``overwritten``:
-    (unit, call, "input" | "output") saved tensors in-place operations overwrite.
+    (unit, call, "input" | "output") saved tensors in-place operations overwrite;
+    ``uses``: (unit, ((parameter, edges per call), ...)) where a unit's call takes a
+    weight's gradient more than once (a packed attention projection: q, k and v).
     """
 
     target: str
@@ -49,6 +51,7 @@ class Plan:
     layers: tuple = ()
     broadcast: tuple = ()
     overwritten: frozenset = field(default_factory=frozenset)
+    uses: tuple = ()
 
     @classmethod
     def for_network(cls, module, target="predicted", groups="layer", statistics=STATISTICS,

@@ -95,5 +95,7 @@ def make_plan(plan, module, x, device, max_memory=None):
                 failures.append((plan.strategy, exc))
                 plan = _next_strategy(plan, module, params, frozen, x, failures)
     if plan.strategy == "per-layer":
-        plan = replace(plan, overwritten=frozenset(strategy.overwritten))
+        plan = replace(plan, overwritten=frozenset(strategy.overwritten),
+                       uses=tuple((unit, tuple(sorted(counts.items())))
+                                  for unit, counts in strategy.per_call.items() if counts))
     return plan
