@@ -124,44 +124,50 @@ def summarize_segments(g, segments, needed=None):
     total; :class:`Segments`): every parameter's gradient of a sample, flattened and
     joined, in a fixed number of operations whatever the number of parts (for few
     samples the per-part passes of :func:`summarize` would cost their launches, not
-    their arithmetic): the sums of every power reduced together, the extremes together.
-    In float64: a segment's sum is sequential, not pairwise as ``torch.sum``'s."""
+    their arithmetic): the power sums reduced together, in float64 (a segment's sum is
+    sequential, not pairwise as ``torch.sum``'s), the central moments from them as for
+    the factored forms (rounding ~ eps64 (mean/std)^4), the extremes together."""
     needed = ALL_COLUMNS if needed is None else needed
     g = g.to(torch.float64)
-    batch = len(g)
-    columns, sums = {}, {}
-    if needed & {MEAN, M2, M3, M4}:
-        mean = segments.reduce(g) / segments.counts.to(g.dtype)
-        columns[MEAN] = mean
-    if needed & {M2, M3, M4}:
-        centred = g - mean[:, segments.part]
-        c2 = centred * centred
-        sums[M2] = c2
-        if M3 in needed:
-            sums[M3] = c2 * centred
-        if M4 in needed:
-            sums[M4] = c2 * c2
-    if SUMSQ in needed:
-        sums[SUMSQ] = g * g
+    batch, parts = len(g), len(segments.counts)
+    powers = sorted(_powers(needed))
+    terms = [g ** k if k > 1 else g for k in powers]
     if L1 in needed:
-        sums[L1] = g.abs()
-    if sums:
-        reduced = segments.reduce(torch.cat(list(sums.values()))).reshape(len(sums), batch, -1)
-        columns.update(zip(sums, reduced))
+        terms.append(g.abs())
+    sums = {}
+    if terms:
+        reduced = segments.reduce(torch.cat(terms)).reshape(len(terms), batch, parts)
+        sums = dict(zip(powers + ([L1] if L1 in needed else []), reduced))
     extremes = [v for c, v in ((MAX, g), (MIN, -g)) if c in needed]
     if extremes:
-        reduced = segments.reduce(torch.cat(extremes), "max").reshape(len(extremes), batch, -1)
+        reduced = segments.reduce(torch.cat(extremes), "max").reshape(len(extremes), batch,
+                                                                      parts)
         if MAX in needed:
-            columns[MAX] = reduced[0]
+            sums[MAX] = reduced[0]
         if MIN in needed:
-            columns[MIN] = -reduced[-1]
-    summary = torch.zeros(len(segments.counts), batch, 9, dtype=torch.float64,
-                          device=g.device)
-    summary[..., N] = segments.counts[:, None]
+            sums[MIN] = -reduced[-1]
+    return _segment_summary(segments.counts.to(g.device), sums, batch, parts, g.device)
+
+
+def _segment_summary(n, sums, batch, parts, device):
+    """(parts, batch, 9) from {power or column: (batch, parts)} of segments of n[p]."""
+    columns = {c: sums[c] for c in (L1, MIN, MAX) if c in sums}
+    if 1 in sums:
+        mean = columns[MEAN] = sums[1] / n
+    if 2 in sums:
+        columns[SUMSQ] = sums[2]
+        if 1 in sums:
+            columns[M2] = (sums[2] - n * mean * mean).clamp(min=0)
+    if 3 in sums:
+        columns[M3] = sums[3] - 3 * mean * sums[2] + 2 * n * mean ** 3
+    if 4 in sums:
+        columns[M4] = sums[4] - 4 * mean * sums[3] + 6 * mean * mean * sums[2] \
+            - 3 * n * mean ** 4
+    summary = torch.zeros(parts, batch, 9, dtype=torch.float64, device=device)
+    summary[..., N] = n[:, None]
     if columns:
         index = sorted(columns)
-        summary[..., index] = torch.stack([columns[c] for c in index], -1).transpose(
-            0, 1).to(torch.float64)
+        summary[..., index] = torch.stack([columns[c] for c in index], -1).transpose(0, 1)
     return summary
 
 

@@ -119,3 +119,27 @@ def test_the_loop_strategy_forced_matches_the_plan():
     looped = compute_features(lay_out(Plan.for_network(net, softmax=("entropy",)), net)
                               .with_strategy("loop"), net, X, device="cpu", batch_size=2)
     assert_features_close(looped, planned, plan.feature_names())
+
+
+def test_norm_only_self_attention_takes_its_projections_and_matches_the_reference(
+        monkeypatch):
+    """Issue 26: with only norms asked, MultiheadAttention's projections come from one
+    batched pass (their Grams) instead of a per-sample replay; exact."""
+    from torchvision.models import VisionTransformer
+    from skgradunc._layers import attention
+    taken = []
+    original = attention.projection_gradients
+    monkeypatch.setattr(attention, "projection_gradients",
+                        lambda *a, **k: taken.append(1) or original(*a, **k))
+    torch.manual_seed(29)
+    net = randomized(VisionTransformer(image_size=16, patch_size=8, num_layers=2, num_heads=2,
+                                       hidden_dim=16, mlp_dim=32, num_classes=4), seed=29)
+    X = torch.rand(5, 3, 16, 16).numpy()
+    for statistics, projections in ((["l2"], True), (["l2", "max"], False)):
+        taken.clear()
+        grad = GradientMetricTransformer(net, statistics=statistics, batch_size=2,
+                                         device="cpu").fit(X)
+        features = grad.transform(X)
+        assert bool(taken) == projections
+        reference = reference_features(net, X, "predicted", grad.groups_, statistics)
+        assert_matches_reference(list(grad.get_feature_names_out()), features, reference)

@@ -4,8 +4,9 @@ per-sample gradients come from ``torch.func.vmap`` over the vjp of the attention
 one sample, replayed from its recorded arguments and the gradients of its outputs: the
 layer-local fallback, for a layer called with several tensors.
 
-Called as plain self-attention, its projections' gradients come from one batched pass
-instead (:mod:`.attention_projections`), checked against the recorded output.
+Called as plain self-attention with only norms asked, its projections' gradients come from
+one batched pass instead (:mod:`.attention_projections`), checked against the recorded
+output.
 
 A call is replayed only when every tensor argument has a known batch dimension (query,
 key and value: 0 with ``batch_first``, else 1; ``key_padding_mask``: 0) or none (a 2-D
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vjp, vmap
 
-from ._calls import Call, needed_while, summaries_in_blocks, summed
+from ._calls import Call, needed_while, norm_only, summaries_in_blocks, summed
 from ._registry import LayerRule, register_rule, unaltered
 from .attention_projections import projection_bytes, projection_call, projection_gradients
 from ._uses import gradient_uses
@@ -97,11 +98,14 @@ class AttentionRule(LayerRule):
     def summaries(self, layer, calls, grads, tensors, budget, needed=None):
         """Self-attention's projections from one batched pass
         (:mod:`.attention_projections`) where the call allows it; any other call
-        replayed per sample (vmap over the vjp of the attention alone). In sample blocks
+        replayed per sample (vmap over the vjp of the attention alone); the
+        projections path only where norms alone are asked. In sample blocks
         of about ``budget`` bytes; the calls' gradients add up."""
-        records = [(call.state, g, projection_call(layer, call.state, g))
-                   for call, g in zip(calls, grads)]
-        with needed_while(needed):   # the projections' forms may depend on it
+        with needed_while(needed):   # the projections' forms depend on it
+            # the projections path pays where only norms are asked (their Grams); for every
+            # statistic it measured 0.86-1.06x the replay's speed (docs/performance.md)
+            records = [(call.state, g, projection_call(layer, call.state, g)
+                        if norm_only() else None) for call, g in zip(calls, grads)]
             per_sample = max(self.bytes_per_sample(layer, replay, g) if x is None else
                              projection_bytes(layer, x.shape[1], x.element_size())
                              for replay, g, x in records)
