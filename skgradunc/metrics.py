@@ -312,8 +312,11 @@ def scorer(name):
     """A scikit-learn scorer for ``scoring=``.
 
     It uses the estimator's ``predict_proba`` (column of class 1, "correct") or, when
-    there is none, ``decision_function``. ``"fpr_at_95tpr"`` is lower-is-better, so,
-    as scikit-learn's convention wants, the scorer returns its negation.
+    there is none, ``decision_function``, else ``score_samples``: an outlier detector
+    (:class:`~skgradunc.detectors.KNNDetector`, scikit-learn's ``IsolationForest``, ...)
+    scores with it as well, y being 1 for in-distribution samples. ``"fpr_at_95tpr"``
+    is lower-is-better, so, as scikit-learn's convention wants, the scorer returns its
+    negation.
 
     Parameters
     ----------
@@ -332,10 +335,11 @@ def scorer(name):
     --------
     >>> from skgradunc import metrics
     >>> metrics.scorer("aupr_out")
-    make_scorer(aupr_out, response_method=('predict_proba', 'decision_function'))
+    make_scorer(aupr_out, response_method=('predict_proba', 'decision_function', 'score_samples'))
     """
     if name not in SCORERS:
         raise ValueError(f"unknown score {name!r}; choose one of {sorted(SCORERS)}")
     function, greater_is_better = SCORERS[name]
     return make_scorer(function, greater_is_better=greater_is_better,
-                       response_method=("predict_proba", "decision_function"))
+                       response_method=("predict_proba", "decision_function",
+                                        "score_samples"))

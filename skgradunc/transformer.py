@@ -107,7 +107,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         pattern), so cross-validating a pipeline never refits the network.
         An *unfitted* scikit-learn estimator is cloned and fitted on
         ``(X, y)`` by :meth:`fit` (scikit-learn's meta-estimator convention).
-    target : {"predicted", "all_ones", "all_ones_sigmoid", "uniform"}, \
+    target : {"predicted", "all_ones", "all_ones_sigmoid", "uniform", "expected"}, \
             default="predicted"
         The loss whose gradient is taken, computed in float64
         (docs/gradient_metrics.md): negative log-likelihood at the predicted
@@ -116,7 +116,10 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         their only public implementation, pytorch-ood's ``GradUncertainty``,
         reads it); the same with per-class sigmoids (``"all_ones_sigmoid"``,
         needs logits); cross-entropy to the uniform distribution (GradNorm,
-        Huang et al. 2021).
+        Huang et al. 2021); ``"expected"``: every statistic is the expectation
+        over the network's predicted distribution of the statistic at each
+        class, sum_k p_k stat(grad(-log p_k)) (ExGrad, Igoe et al. 2022, with
+        ``statistics=["l2"]``), one gradient per class (q times the cost).
     temperature : float, default=1.0
         GradNorm's temperature T for ``target="uniform"``: the softmax of the
         logits divided by T. Must be 1 for the other targets.

@@ -143,3 +143,85 @@ def test_norm_only_self_attention_takes_its_projections_and_matches_the_referenc
         assert bool(taken) == projections
         reference = reference_features(net, X, "predicted", grad.groups_, statistics)
         assert_matches_reference(list(grad.get_feature_names_out()), features, reference)
+
+
+@pytest.mark.parametrize("block", [torch.no_grad, torch.inference_mode])
+def test_features_inside_no_grad_and_inference_mode_are_the_same(block):
+    """Issue 27: inside torch.inference_mode() fit refused the network ("gradient ... does
+    not reach the network's output") and transform failed on version counters; the
+    engine's own autograd is switched on for its computation only."""
+    from skgradunc.detectors import gradnorm_score
+    net = randomized(nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 3)), seed=6)
+    X = np.random.default_rng(6).random((7, 5), dtype=np.float32)
+    grad = GradientMetricTransformer(net, device="cpu", batch_size=3)
+    expected, scores = grad.fit_transform(X), gradnorm_score(net, X, device="cpu")
+    with block():
+        inside = GradientMetricTransformer(net, device="cpu", batch_size=3).fit_transform(X)
+        again = grad.transform(torch.from_numpy(X))
+        gradnorm = gradnorm_score(net, X, device="cpu")
+        assert not torch.is_grad_enabled()   # the caller's mode is kept
+    np.testing.assert_array_equal(inside, expected)
+    np.testing.assert_array_equal(again, expected)
+    np.testing.assert_array_equal(gradnorm, scores)
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_a_feature_constant_over_distinct_inputs_is_named():
+    """Issue 27: a score that comes out constant says so (here: a last layer of zeros, so
+    every gradient of the first layer is zero and the softmax uniform)."""
+    net = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    nn.init.zeros_(net[2].weight)
+    X = np.random.default_rng(7).random((6, 4), dtype=np.float32)
+    with pytest.warns(UserWarning, match=r"10 feature\(s\) are constant over 6 distinct "
+                                         r"inputs: \['0__l1', .*'softmax__max_prob'\]"):
+        GradientMetricTransformer(net, device="cpu").fit_transform(X)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the same input six times: no warning
+        GradientMetricTransformer(net, device="cpu").fit_transform(np.repeat(X[:1], 6, 0))
+
+
+def _expected_reference(module, X, groups, statistics):
+    """ExGrad written out: per sample, sum_k p_k stat(grad of -log p_k), float64, one
+    autograd call per class (tests/reference.py's statistics)."""
+    import copy
+    from reference import reference_statistics
+    m64 = copy.deepcopy(module).double().eval()
+    params = dict(m64.named_parameters())
+    rows = []
+    for x in torch.as_tensor(X, dtype=torch.float64):
+        logits = m64(x[None])
+        p = torch.softmax(logits, -1)[0].detach()
+        row = {}
+        for k in range(logits.shape[1]):
+            grads = torch.autograd.grad(-torch.log_softmax(logits, -1)[0, k],
+                                        list(params.values()), retain_graph=True)
+            flat = dict(zip(params, (g.detach().numpy().ravel() for g in grads)))
+            for group, names in list(groups.items()) + [("network", list(params))]:
+                stats = reference_statistics(np.concatenate([flat[n] for n in names]))
+                for s in statistics:
+                    row[f"{group}__{s}"] = row.get(f"{group}__{s}", 0.0) + float(p[k]) * stats[s]
+        rows.append(row)
+    return {key: np.array([r[key] for r in rows]) for key in rows[0]}
+
+
+@pytest.mark.parametrize("batch_size", [4, 1])
+def test_the_expected_target_is_exgrad(batch_size):
+    """Issue 27: target="expected", each statistic's expectation over the predicted
+    distribution (ExGrad with "l2"), against a per-class autograd loop in float64; per
+    layer in chunks, and one sample at a time."""
+    torch.manual_seed(8)
+    net = randomized(PaperCNN(image_size=12, n_classes=3), seed=8)
+    X = np.random.default_rng(8).random((5, 1, 12, 12), dtype=np.float32)
+    statistics = ["l1", "l2", "max", "std"]
+    grad = GradientMetricTransformer(net, target="expected", statistics=statistics,
+                                     softmax_features=["max_prob"], batch_size=batch_size,
+                                     device="cpu").fit(X)
+    features = grad.transform(X)
+    names = list(grad.get_feature_names_out())
+    reference = _expected_reference(net, X, grad.groups_, statistics)
+    plain = GradientMetricTransformer(net, statistics=statistics, device="cpu").fit_transform(X)
+    reference["softmax__max_prob"] = plain[:, -1]
+    for j, name in enumerate(names):
+        np.testing.assert_allclose(features[:, j], reference[name], rtol=1e-4, atol=1e-12,
+                                   err_msg=name)

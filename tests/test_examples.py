@@ -85,3 +85,19 @@ def test_examples_seed_everything_that_takes_a_seed(name):
     """Reproducible output (issue 10, item 12): e.g. MetaClassifier("lasso") without a seed runs
     saga on a new shuffle every time."""
     assert calls_missing_a_seed((EXAMPLES / name).read_text()) == []
+
+
+def test_which_detector_compares_every_kind_fitted_on_what_its_row_says(capsys):
+    """Issue 27's docs page: the detectors fitted on nothing, on training images alone and on
+    errors + known unknowns, side by side (the figures of docs/detectors.md)."""
+    out = run("which_detector.py", capsys)
+    rows = {}
+    for line in out.splitlines():
+        match = re.match(r"\s*(.+?)\s+(nothing|training images|errors \+ known unknowns)"
+                         r"\s+([0-9.]+)\s+([0-9.]+)\s+([0-9.]+)$", line)
+        if match:
+            rows[match.group(1)] = (match.group(2), float(match.group(3)))
+    assert len(rows) == 6, out
+    assert rows["Mahalanobis on gradient metrics"][0] == "training images"
+    assert all(0 <= auroc <= 100 for _, auroc in rows.values())
+    assert rows["Mahalanobis on gradient metrics"][1] > 85   # 95.9 measured (docs)

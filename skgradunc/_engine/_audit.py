@@ -10,7 +10,16 @@ from .._layers import UnsupportedNetworkError, gradient_uses
 from .._outputs import first_scores
 
 __all__ = ["UnsupportedNetworkError", "NotPerLayer", "modules_run", "refuse_cut_off",
-           "requiring_grad", "weights_on_device", "check_graph", "first_line"]
+           "requiring_grad", "weights_on_device", "check_graph", "first_line", "autograd_on"]
+
+
+@contextmanager
+def autograd_on():
+    """Autograd as the engine needs it, also inside the caller's ``torch.no_grad()`` or
+    ``torch.inference_mode()``: gradients are what it computes, never the user's
+    (nothing is written to ``.grad``), and a silent zero would be wrong."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
 
 
 class NotPerLayer(Exception):

@@ -4,7 +4,7 @@ import torch
 
 __all__ = ["TARGETS", "target_loss"]
 
-TARGETS = ("predicted", "all_ones", "all_ones_sigmoid", "uniform")
+TARGETS = ("predicted", "all_ones", "all_ones_sigmoid", "uniform", "expected")
 
 
 def target_loss(logits, target, temperature=1.0):
@@ -23,6 +23,12 @@ def target_loss(logits, target, temperature=1.0):
         The same label read with per-class sigmoids:
         sum_k -log sigmoid(z_k) = sum_k softplus(-z_k) (logit gradient
         sigmoid(z) - 1); needs logits.
+    a class index k (the "expected" target's terms)
+        Negative log-likelihood at class k: -log p_k.
+    ``"expected"`` (ExGrad, Igoe et al. 2022)
+        Not one loss: each statistic is the expectation over the predicted distribution,
+        sum_k p_k stat(grad(-log p_k)) (:mod:`._chunks`), so that with ``"l2"`` the
+        feature is ExGrad's sum_y p(y|x) ||grad log p(y|x)||.
     ``"uniform"`` (GradNorm, Huang et al. 2021)
         Cross-entropy between the uniform distribution and the softmax of the
         logits divided by ``temperature`` (GradNorm's T),
@@ -37,6 +43,8 @@ def target_loss(logits, target, temperature=1.0):
     """
     if logits.dtype != torch.float64:
         logits = logits.to(torch.float64)
+    if isinstance(target, int) and not isinstance(target, bool):
+        return -torch.log_softmax(logits, dim=-1)[..., target]
     if target == "predicted":
         log_p = torch.log_softmax(logits, dim=-1)
         predicted = logits.argmax(dim=-1, keepdim=True)

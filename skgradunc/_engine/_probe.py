@@ -10,8 +10,8 @@ from torch.func import functional_call
 from .._gpu_numerics import gpu_numerics
 from .._network import evaluation_mode, trainable_parameters
 from .._outputs import NetworkOutputError
-from ._audit import (NotPerLayer, UnsupportedNetworkError, check_graph, first_line,
-                     weights_on_device)
+from ._audit import (NotPerLayer, UnsupportedNetworkError, autograd_on, check_graph,
+                     first_line, weights_on_device)
 from ._features import FeatureAssembly
 from ._loop import OneSampleAtATime
 from ._parameters import gradient_parameters, layer_layout, parameter_units
@@ -70,7 +70,16 @@ def make_plan(plan, module, x, device, max_memory=None):
     fails where the network itself runs (vmap cannot batch nn.GRU: one sample at a time);
     the saved tensors that in-place operations overwrite (so chunks isolate them from the
     start); the output checked. ``max_memory`` bounds the gradients held at once."""
-    plan = lay_out(plan, module)
+    with autograd_on():
+        laid_out = lay_out(plan, module)
+        if plan.target != "expected":
+            return _probed(laid_out, module, x, device, max_memory)
+        # the expectation's terms are losses at one class each: probed at the first
+        probed = _probed(replace(laid_out, target=0), module, x, device, max_memory)
+        return replace(probed, target="expected")
+
+
+def _probed(plan, module, x, device, max_memory):
     params, frozen = weights_on_device(module, plan.parameters, device)
     x = x.to(device, copy=True)
     assemble = FeatureAssembly(plan)

@@ -7,9 +7,21 @@
   the binary cross-entropy against the all-ones confounding label, one per parameter
   tensor, fed to a binary detector of two fully connected layers trained on
   in-distribution against unfamiliar samples; an sklearn Pipeline to fit.
+
+Fitted on in-distribution data alone, in scikit-learn's outlier-detector convention
+(``score_samples`` higher = more typical, ``predict`` +1 / -1 at a chosen in-distribution
+rate), on any features, e.g. after :class:`~skgradunc.GradientMetricTransformer`:
+
+* :class:`MahalanobisDetector` - class-conditional Gaussians with a tied, shrunk
+  covariance (Lee et al. 2018);
+* :class:`KNNDetector` - the distance to the k-th nearest training sample on normalised
+  features (Sun et al. 2022).
 """
 
 from ._gradnorm import gradnorm_score, last_layer_weight
+from ._knn import KNNDetector
 from ._lee_alregib import lee_alregib_detector
+from ._mahalanobis import MahalanobisDetector
 
-__all__ = ["gradnorm_score", "lee_alregib_detector", "last_layer_weight"]
+__all__ = ["gradnorm_score", "lee_alregib_detector", "last_layer_weight", "KNNDetector",
+           "MahalanobisDetector"]
