@@ -15,6 +15,7 @@ from devices import DEVICE
 from reference import assert_matches_reference, reference_features
 from tolerances import assert_features_close
 
+# the targets of one loss each ("expected" sums over the classes: tests/test_engine.py)
 TARGETS = ["predicted", "all_ones", "all_ones_sigmoid", "uniform"]
 
 

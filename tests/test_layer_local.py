@@ -9,9 +9,8 @@ import torch
 import torchvision
 
 from skgradunc import GradientMetricTransformer
-from skgradunc._engine import TARGETS
 
-from test_gradient_reference import _rules, _strategy, check, randomized
+from test_gradient_reference import TARGETS, _rules, _strategy, check, randomized
 
 nn = torch.nn
 

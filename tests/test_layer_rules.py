@@ -4,10 +4,9 @@ type, and check_layer_rule against float64 per-sample autograd."""
 import pytest
 import torch
 
-from skgradunc._engine import TARGETS
 from skgradunc.layer_rules import LayerRule, check_layer_rule, register_layer_rule
 
-from test_gradient_reference import _rules, check, randomized
+from test_gradient_reference import TARGETS, _rules, check, randomized
 
 nn = torch.nn
 

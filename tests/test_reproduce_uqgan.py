@@ -22,7 +22,14 @@ from conftest import SHARED_DATA
 TINY = {"softmax_epochs": 2, "one_vs_all_epochs": 2, "cae_epochs": 1, "iterations": 3}
 METHODS = ["Max. softmax", "Entropy", "One-vs-all", "UQGAN", "GradNorm",
            "LASSO, gradient metrics", "LASSO, gradient metrics + known unknowns",
-           "NN, gradient metrics", "NN, gradient metrics + known unknowns"]
+           "NN, gradient metrics", "NN, gradient metrics + known unknowns",
+           "ExGrad", "Energy", "Max. logit",
+           "Mahalanobis, gradient metrics (training images)",
+           "kNN, gradient metrics (training images)"]
+# scores that are no probability have no calibration error
+WITHOUT_ECE = {"GradNorm", "ExGrad", "Energy", "Max. logit",
+               "Mahalanobis, gradient metrics (training images)",
+               "kNN, gradient metrics (training images)"}
 
 
 def _write_idx(path, array):
@@ -82,7 +89,7 @@ def test_writes_the_table_beside_the_published_rows(finished):
     assert not list(out.rglob(".*"))                     # no temporary file left behind
     assert list(results[MAIN_TABLE]) == METHODS
     for method, cells in results[MAIN_TABLE].items():
-        expected = {"Accuracy", "S/F AUROC"} | ({"ECE"} if method != "GradNorm" else set())
+        expected = {"Accuracy", "S/F AUROC"} | (set() if method in WITHOUT_ECE else {"ECE"})
         assert set(cells["test"]) == expected
         assert set(cells["All"]) == {"AUROC", "AUPR-In", "AUPR-Out", "FPR@95%TPR"}
         for value in (*cells["test"].values(), *cells["All"].values()):
@@ -280,3 +287,52 @@ def test_config_json_records_the_images_of_each_part(finished, root):
     softmax = np.load(finished[0] / "runs" / "run-01" / "softmax.npz")
     assert len(softmax["validation__proba"]) == n_validation
     assert len(softmax["test__proba"]) == len(data.X_test)
+
+
+def test_in_distribution_rows_are_fitted_on_the_training_images_alone(
+        finished, root, monkeypatch):
+    """Issue 27: the Mahalanobis and kNN rows see the training images' gradient metrics
+    (and their classes) and nothing else: no validation error, no unknown."""
+    from skgradunc.detectors import KNNDetector, MahalanobisDetector
+    from skgradunc.experiments.uqgan import tables
+    out, _, _ = finished
+    softmax = _run_arrays(out, 1)["softmax"]
+    seen = []
+    for detector in (KNNDetector, MahalanobisDetector):
+        original = detector.fit
+        monkeypatch.setattr(detector, "fit", lambda self, X, y=None, original=original: (
+            seen.append((type(self).__name__, X, y)), original(self, X, y))[1])
+    # the methods the table makes of them (its _methods calls exactly this)
+    rows = tables.in_distribution_methods(softmax)
+    assert set(rows) == {"Mahalanobis, gradient metrics (training images)",
+                         "kNN, gradient metrics (training images)"}
+    train = softmax["train__features"]
+    assert [name for name, _, _ in seen] == ["MahalanobisDetector", "KNNDetector"]
+    for name, X, y in seen:   # after the scaler: standardised training features
+        columns = [i for i, c in enumerate(softmax["columns"]) if c != "softmax__max_prob"]
+        expected = (train[:, columns] - train[:, columns].mean(0)) / train[:, columns].std(0)
+        np.testing.assert_allclose(X, np.nan_to_num(expected), atol=1e-9)
+        assert len(X) == len(softmax["train__labels"]) > len(softmax["validation__proba"])
+    np.testing.assert_array_equal(seen[0][2], softmax["train__labels"])   # their classes
+    assert seen[1][2] is None
+
+
+def test_scores_fitted_on_nothing_are_the_networks_own(finished, root):
+    """Energy, the maximum logit and ExGrad read the cached logits and expected gradient
+    norms; their cells recomputed with scikit-learn."""
+    out, _, _ = finished
+    per_run = json.loads((out / "tables.json").read_text())
+    data = load_uqgan_data(root, ood_size=60, seed=0)
+    values = {"Energy": [], "Max. logit": [], "ExGrad": []}
+    for run in (1, 2):
+        softmax = _run_arrays(out, run)["softmax"]
+        correct = softmax["test__proba"].argmax(axis=1) == data.y_test
+        np.testing.assert_allclose(np.exp(softmax["test__logits"] - np.logaddexp.reduce(
+            softmax["test__logits"], axis=1)[:, None]), softmax["test__proba"], rtol=1e-5)
+        values["Energy"].append(roc_auc_score(correct, np.logaddexp.reduce(
+            softmax["test__logits"], axis=1)))
+        values["Max. logit"].append(roc_auc_score(correct, softmax["test__logits"].max(1)))
+        values["ExGrad"].append(roc_auc_score(correct, -softmax["test__exgrad"]))
+    for name, expected in values.items():
+        np.testing.assert_allclose(per_run[MAIN_TABLE][name]["test"]["S/F AUROC"]["mean"],
+                                   np.mean(expected), rtol=1e-9, err_msg=name)

@@ -28,8 +28,8 @@ class KNNDetector(InDistributionDetector):
     Parameters
     ----------
     n_neighbors : int, default=50
-        k (Sun et al.: 50 on CIFAR-10's 50,000 training images); below the number of
-        training samples.
+        The k of the k-th neighbour (Sun et al.: 50 on CIFAR-10's 50,000 training
+        images); below the number of training samples.
     normalize : bool, default=True
         Scale every sample's features to unit L2 norm first (the method's step; put a
         ``StandardScaler`` before it when the features have different units, as

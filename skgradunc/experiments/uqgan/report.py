@@ -18,7 +18,10 @@ INTRODUCTION = (
     "in-distribution images as positives, AUPR-Out the unknowns; FPR at 95 % TPR of the "
     "in-distribution images (lower is better). Rows marked '(paper)' are the authors' published "
     "MNIST 0-4 figures, with Fashion-MNIST and SVHN among their unknowns and no noise or "
-    "notMNIST.")
+    "notMNIST. Not in the paper: ExGrad (the expected gradient's L2 norm), Energy "
+    "(log-sum-exp of the logits) and the maximum logit, fitted on nothing; the Mahalanobis "
+    "and kNN detectors on the standardised gradient metrics, fitted on the softmax "
+    "network's training images alone (issue 27).")
 CAPTIONS = {
     OOD_TABLE: "Each unknown concept against the in-distribution test images. The known "
                "unknowns (up to 200 images each, seen by the meta classifiers '+ known unknowns') "

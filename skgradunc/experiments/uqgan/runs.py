@@ -45,13 +45,19 @@ STAGES = ("softmax", "one_vs_all", "uqgan")
 SHARED_SETTINGS = ("data", "root", "seed", "ood_size", "threads")
 
 
+# what the softmax stage's file holds, recorded with it: a file of before (no training
+# images' features, logits or ExGrad; issue 27) is refused on resume
+SOFTMAX_OUTPUTS = ("proba", "logits", "features", "gradnorm", "exgrad", "train__features")
+
+
 def stage_settings(config, stage, run):
     """The settings the cached file of run ``run``'s ``stage`` must have been made with
     (``config`` resolved), its run's number and seed among them."""
     budget = PRESETS[config.preset]
     own = {"softmax": ("softmax_epochs",), "one_vs_all": ("one_vs_all_epochs",),
            "uqgan": ("cae_epochs", "iterations")}[stage]
-    return {"protocol": "uqgan", "stage": stage,
+    outputs = {"softmax": {"outputs": SOFTMAX_OUTPUTS}}.get(stage, {})
+    return {"protocol": "uqgan", "stage": stage, **outputs,
             **{key: getattr(config, key) for key in SHARED_SETTINGS},
             **run_identity(config, run),
             "validation_fraction": VALIDATION_FRACTION,
@@ -85,13 +91,26 @@ def _softmax(config, train, sets, run_seed, description):
                                      softmax_features=True, batch_size=config.batch_size,
                                      device=config.device)
     grad.fit(train[0][:1])
-    arrays = {"columns": np.asarray(grad.get_feature_names_out(), dtype=str)}
+    exgrad = GradientMetricTransformer(net, target="expected", statistics=["l2"],
+                                       groups="layer", softmax_features=False,
+                                       batch_size=config.batch_size, device=config.device)
+    exgrad.fit(train[0][:1])
+    arrays = {"columns": np.asarray(grad.get_feature_names_out(), dtype=str),
+              # what the in-distribution-only detectors are fitted on: the training images
+              "train__features": grad.transform(train[0]), "train__labels": train[1]}
     for name, X in sets.items():
         arrays[f"{name}__proba"] = net.predict_proba(X).astype(np.float64)
+        arrays[f"{name}__logits"] = _logits(net, X)
         arrays[f"{name}__features"] = grad.transform(X)
         arrays[f"{name}__gradnorm"] = gradnorm_score(net, X, batch_size=config.batch_size,
                                                      device=config.device)
+        arrays[f"{name}__exgrad"] = exgrad.transform(X)[:, -1]   # network__l2
     return arrays
+
+
+def _logits(net, X):
+    """The network's logits (cross-entropy), float64: Energy's and the max logit's input."""
+    return net.forward(X).double().numpy()
 
 
 def _one_vs_all_outputs(model, sets):

@@ -15,7 +15,11 @@ from functools import cache
 
 import numpy as np
 
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
 from ... import metrics
+from ...detectors import KNNDetector, MahalanobisDetector
 from ...meta import MetaClassifier
 from ...uqgan._losses import normalised_entropy
 from ..scoring import SCORES, evaluation_rows, meta_feature_indices, score_columns
@@ -98,6 +102,40 @@ def _methods(run, known_unknowns, random_state):
                                                             random_state)
         methods[f"{name}, gradient metrics + known unknowns"] = _meta_method(
             softmax, split, method, known_unknowns, random_state)
+    if "train__features" in softmax:   # issue 27's rows: fitted on nothing, or on training
+        methods.update(_score_methods(softmax))   # images alone
+        methods.update(in_distribution_methods(softmax))
+    return methods
+
+
+def _score_methods(softmax):
+    """Scores that need no fitting: ExGrad's (the expected gradient's L2 norm, smaller in
+    distribution), Energy's (log-sum-exp of the logits) and the maximum logit."""
+    def logits(s):
+        return softmax[f"{s}__logits"]
+
+    def method(score):
+        return {"stage": softmax, "confidence": score, "probability": None, "ood": score}
+    return {"ExGrad": method(lambda s: -softmax[f"{s}__exgrad"]),
+            "Energy": method(lambda s: np.logaddexp.reduce(logits(s), axis=1)),
+            "Max. logit": method(lambda s: logits(s).max(axis=1))}
+
+
+def in_distribution_methods(softmax):
+    """Detectors fitted on the training images' gradient metrics alone (their classes for
+    Mahalanobis): never on a wrong prediction or an unknown."""
+    columns = meta_feature_indices(softmax["columns"])
+    train = softmax["train__features"][:, columns]
+    detectors = {"Mahalanobis, gradient metrics (training images)":
+                 (MahalanobisDetector(), softmax["train__labels"]),
+                 "kNN, gradient metrics (training images)": (KNNDetector(50), None)}
+    methods = {}
+    for name, (detector, labels) in detectors.items():
+        pipe = make_pipeline(StandardScaler(), detector).fit(train, labels)
+        score = cache(lambda s, pipe=pipe: pipe.score_samples(
+            softmax[f"{s}__features"][:, columns]))
+        methods[name] = {"stage": softmax, "confidence": score, "probability": None,
+                         "ood": score}
     return methods
 
 
