@@ -16,12 +16,21 @@ rate), on any features, e.g. after :class:`~skgradunc.GradientMetricTransformer`
   covariance (Lee et al. 2018);
 * :class:`KNNDetector` - the distance to the k-th nearest training sample on normalised
   features (Sun et al. 2022).
+
+On the network's inputs, from layers' outputs and their per-sample gradients (activation
+gradients), in the same convention:
+
+* :class:`NACDetector` - NAC-UE's neuron activation coverage (Liu et al. 2024);
+* :class:`GAIADetector` - GAIA-A and GAIA-Z, gradient abnormality of the attributions
+  (Chen et al. 2023).
 """
 
+from ._gaia import GAIADetector
 from ._gradnorm import gradnorm_score, last_layer_weight
 from ._knn import KNNDetector
 from ._lee_alregib import lee_alregib_detector
 from ._mahalanobis import MahalanobisDetector
+from ._nac import NACDetector, nac_bin_edges
 
 __all__ = ["gradnorm_score", "lee_alregib_detector", "last_layer_weight", "KNNDetector",
-           "MahalanobisDetector"]
+           "MahalanobisDetector", "NACDetector", "GAIADetector", "nac_bin_edges"]
