@@ -47,7 +47,7 @@ def logspace(base=10, num=100):
 
 
 class Estimator(object):
-    def __init__(self, neuron_num, M=1000, O=1):
+    def __init__(self, neuron_num, M=1000, O=1):  # noqa: E741 (the authors' names)
         self.M, self.O, self.N = M, O, neuron_num
         self.thresh = logspace(1e3, M).view(M, -1).repeat(1, neuron_num)
         self.t_act = torch.zeros(M - 1, neuron_num)

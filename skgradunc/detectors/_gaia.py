@@ -132,4 +132,3 @@ class GAIADetector(ActivationDetector):
 
     def _score_reduced(self, reduced):
         return -reduced[:, 0]
-

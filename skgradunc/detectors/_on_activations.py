@@ -99,4 +99,3 @@ class ActivationDetector(InDistributionDetector):
         tags = super().__sklearn_tags__()
         tags.input_tags.three_d_array = True
         return tags
-
