@@ -1,6 +1,7 @@
 """skgradunc: gradient-based uncertainty for neural-network classifiers, the sklearn way."""
 
 from . import datasets, detectors, layer_rules, metrics
+from .activation_transformer import ActivationGradientTransformer
 from .baselines import SingleMetricClassifier
 from .callbacks import TrainingDivergedError
 from .classifier import CNNClassifier
@@ -13,6 +14,7 @@ from .uqgan import OneVsAllClassifier, UQGANClassifier
 __version__ = "0.1.0"
 
 __all__ = [
+    "ActivationGradientTransformer",
     "CNNClassifier", "GradientMetricTransformer", "MetaClassifier", "OneVsAllClassifier",
     "PaperCNN",
     "SingleMetricClassifier", "TrainingDivergedError", "UQGANClassifier",

@@ -15,6 +15,11 @@ from skgradunc._data import as_samples
 from skgradunc.detectors import GAIADetector, NACDetector, nac_bin_edges
 
 import nac_reference as ref
+from reference import reference_loss, reference_statistics
+from tolerances import assert_features_close
+
+from skgradunc import ActivationGradientTransformer
+from skgradunc.statistics import STATISTICS
 
 
 class SmallCNN(torch.nn.Module):
@@ -279,3 +284,26 @@ def test_unfitted_detectors_refuse_to_score_and_clone_keeps_the_network():
     with pytest.raises(Exception, match="not fitted"):
         nac.score_samples(_images(3))
     assert clone(nac).estimator is net
+
+
+@pytest.mark.parametrize("target", ["predicted", "uniform", "all_ones"])
+def test_activation_gradient_features_are_the_statistics_of_each_samples_gradient(target):
+    net, x = _network(), _images(9)
+    layers = ["bn1", "relu2", "fc1"]
+    features = ActivationGradientTransformer(net, layers=layers, target=target,
+                                             batch_size=4, device="cpu").fit_transform(x)
+    expected = _per_sample_float64(net, x, layers, lambda out, kept: reference_loss(out, target))
+    names = [f"{layer}__{s}" for layer in layers for s in STATISTICS]
+    net64 = copy.deepcopy(net).double()
+    rows = []
+    for i in range(len(x)):
+        row = []
+        for layer in layers:
+            stats = reference_statistics(expected[layer][i][1].flatten().numpy())
+            row += [stats[s] for s in STATISTICS]
+        with torch.no_grad():
+            p = torch.softmax(net64(torch.as_tensor(x[i:i + 1], dtype=torch.float64)), 1)[0]
+        row += [-(p * p.log()).sum().item() / np.log(3), p.max().item()]
+        rows.append(row)
+    assert_features_close(features, np.array(rows), names + ["softmax__entropy",
+                                                             "softmax__max_prob"])

@@ -13,10 +13,26 @@ __all__ = ["NACDetector", "nac_bin_edges"]
 
 
 def nac_bin_edges(n_edges):
-    """The authors' ``n_edges`` bin edges on [0, 1.2]: log-spaced towards both ends of
-    (0, 1) (denser near 0 and 1, where a steep sigmoid puts its states), the last but one
-    moved to 1.01 and a last one at 1.2 (``coverage.logspace(1e3, M)``); ``n_edges - 1``
-    bins. ``n_edges`` must be even."""
+    """The authors' ``n_edges`` bin edges on [0, 1.2] (``coverage.logspace(1e3, M)``):
+    on [0, 0.5] the base-1000 logarithms of evenly spaced numbers from 1 to sqrt(1000)
+    (bins narrowing towards 0.5), mirrored onto [0.5, 1], the edge at 1 moved to 1.01
+    and a last one at 1.2; ``n_edges - 1`` bins. ``n_edges`` must be even.
+
+    Parameters
+    ----------
+    n_edges : int
+        The authors' M, even.
+
+    Returns
+    -------
+    edges : ndarray of shape (n_edges,)
+
+    Examples
+    --------
+    >>> from skgradunc.detectors import nac_bin_edges
+    >>> nac_bin_edges(6).round(3).tolist()
+    [0.0, 0.404, 0.5, 0.596, 1.01, 1.2]
+    """
     half = n_edges // 2
     x = np.linspace(1, np.sqrt(1e3), num=half)
     low = np.log(x) / np.log(1e3)
