@@ -1,6 +1,7 @@
 """UQGAN's MNIST 0-4 benchmark end to end, tiny: files, scores against sklearn from the
 cached outputs, resume, refusal of other settings, and the options it refuses."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -14,7 +15,8 @@ from skgradunc import cli
 from skgradunc.experiments import ReproduceConfig, check_config, run_protocol
 from skgradunc.experiments.uqgan import runs as uqgan_runs
 from skgradunc.experiments.uqgan.data import IN_DISTRIBUTION, load_uqgan_data
-from skgradunc.experiments.uqgan.tables import MAIN_TABLE, OOD_TABLE, PUBLISHED, TIME_TABLE
+from skgradunc.experiments.uqgan.tables import (COST_TABLE, MAIN_TABLE, OOD_TABLE, PUBLISHED,
+                                                TIME_TABLE)
 from skgradunc.uqgan._softmax_baseline import SoftmaxBaseline
 
 from conftest import SHARED_DATA
@@ -25,11 +27,13 @@ METHODS = ["Max. softmax", "Entropy", "One-vs-all", "UQGAN", "GradNorm",
            "NN, gradient metrics", "NN, gradient metrics + known unknowns",
            "ExGrad", "Energy", "Max. logit",
            "Mahalanobis, gradient metrics (training images)",
-           "kNN, gradient metrics (training images)"]
+           "kNN, gradient metrics (training images)",
+           "NAC-UE (training images)", "GAIA-A", "GAIA-Z"]
 # scores that are no probability have no calibration error
 WITHOUT_ECE = {"GradNorm", "ExGrad", "Energy", "Max. logit",
                "Mahalanobis, gradient metrics (training images)",
-               "kNN, gradient metrics (training images)"}
+               "kNN, gradient metrics (training images)",
+               "NAC-UE (training images)", "GAIA-A", "GAIA-Z"}
 
 
 def _write_idx(path, array):
@@ -194,9 +198,11 @@ def test_a_stage_cached_with_another_budget_is_refused(finished, root, monkeypat
 def test_the_same_seed_gives_the_same_tables(finished, root, tmp_path):
     _, results, _ = finished
     again = run_protocol(tiny(root, tmp_path), log=lambda m: None)
-    assert set(again) == set(results) and set(again[TIME_TABLE]) == set(results[TIME_TABLE])
-    again.pop(TIME_TABLE)       # the only cells that depend on the clock
-    assert again == {k: v for k, v in results.items() if k != TIME_TABLE}
+    clock = (TIME_TABLE, COST_TABLE)   # the only cells that depend on the clock
+    assert set(again) == set(results)
+    for table in clock:
+        assert set(again.pop(table)) == set(results[table])
+    assert again == {k: v for k, v in results.items() if k not in clock}
 
 
 def test_the_cli_runs_it_and_refuses_what_it_does_not_take(root, tmp_path, capsys):
@@ -305,7 +311,8 @@ def test_in_distribution_rows_are_fitted_on_the_training_images_alone(
     # the methods the table makes of them (its _methods calls exactly this)
     rows = tables.in_distribution_methods(softmax)
     assert set(rows) == {"Mahalanobis, gradient metrics (training images)",
-                         "kNN, gradient metrics (training images)"}
+                         "kNN, gradient metrics (training images)",
+               "NAC-UE (training images)", "GAIA-A", "GAIA-Z"}
     train = softmax["train__features"]
     assert [name for name, _, _ in seen] == ["MahalanobisDetector", "KNNDetector"]
     for name, X, y in seen:   # after the scaler: standardised training features
@@ -336,3 +343,50 @@ def test_scores_fitted_on_nothing_are_the_networks_own(finished, root):
     for name, expected in values.items():
         np.testing.assert_allclose(per_run[MAIN_TABLE][name]["test"]["S/F AUROC"]["mean"],
                                    np.mean(expected), rtol=1e-9, err_msg=name)
+
+
+def test_activation_gradient_detectors_are_fitted_on_training_images_alone(
+        root, monkeypatch):
+    """Issue 27: NAC-UE's coverage and GAIA's thresholds are fitted on 1,000
+    class-balanced images of the softmax network's training part: no validation image,
+    no unknown."""
+    from skgradunc.detectors import GAIADetector, NACDetector
+    data = load_uqgan_data(root, ood_size=60, seed=0)
+    config = dataclasses.replace(tiny(root, "unused"), preset="cpu", batch_size=64)
+    train, validation = uqgan_runs._split(len(data.X_train), 0)
+    seen = []
+    for detector in (NACDetector, GAIADetector):
+        original = detector.fit
+        monkeypatch.setattr(detector, "fit", lambda self, X, y=None, original=original: (
+            seen.append((type(self).__name__, np.asarray(X), y)), original(self, X, y))[1])
+    sets = {"validation": data.X_train[validation], "test": data.X_test,
+            "MNIST 5-9": data.ood["MNIST 5-9"]}
+    arrays = uqgan_runs._softmax(config, (data.X_train[train], data.y_train[train]), sets,
+                                 0, "test")
+    assert [name for name, _, _ in seen] == ["NACDetector", "GAIADetector", "GAIADetector"]
+    rows = uqgan_runs.balanced_rows(data.y_train[train], uqgan_runs.NAC_IMAGES, 0)
+    expected = data.X_train[train][rows]
+    # as many of each class as it has, up to an equal share (the tiny digits have fewer)
+    np.testing.assert_array_equal(np.bincount(data.y_train[train][rows]), np.minimum(
+        uqgan_runs.NAC_IMAGES // len(IN_DISTRIBUTION), np.bincount(data.y_train[train])))
+    for _, X, y in seen:
+        np.testing.assert_array_equal(X, expected)
+        assert y is None
+    for name in sets:   # every output of every set, and a positive cost of each
+        for key in ("nac", "gaia_a", "gaia_z"):
+            assert arrays[f"{name}__{key}"].shape == (len(sets[name]),)
+    assert all(arrays[f"cost__{key}"] > 0 for key in uqgan_runs.SOFTMAX_OUTPUTS
+               if f"cost__{key}" in arrays)
+    assert {k for k in arrays if k.startswith("cost__")} == {
+        f"cost__{k}" for k in ("proba", "logits", "features", "gradnorm", "exgrad", "nac",
+                               "gaia_a", "gaia_z")}
+
+
+def test_each_softmax_row_reports_its_cost(finished):
+    _, results, _ = finished
+    timed = set(results[COST_TABLE])
+    assert timed == set(METHODS) - {"One-vs-all", "UQGAN"}
+    for row in timed:
+        assert results[COST_TABLE][row]["cost"]["s / 1000 images"]["mean"] > 0
+    text = (finished[0] / "tables.md").read_text()
+    assert "s / 1000 images" in text

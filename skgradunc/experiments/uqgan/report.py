@@ -2,7 +2,7 @@
 
 from ..io import write_text
 from ..markdown import markdown_table, percent_cell, write_machine_readable
-from .tables import (ID_SCORES, MAIN_TABLE, OOD_SCORES, OOD_TABLE, PUBLISHED,
+from .tables import (COST_TABLE, ID_SCORES, MAIN_TABLE, OOD_SCORES, OOD_TABLE, PUBLISHED,
                      PUBLISHED_COLUMNS, TIME_TABLE)
 
 __all__ = ["write_uqgan_report", "main_table", "uqgan_summary"]
@@ -21,7 +21,13 @@ INTRODUCTION = (
     "notMNIST. Not in the paper: ExGrad (the expected gradient's L2 norm), Energy "
     "(log-sum-exp of the logits) and the maximum logit, fitted on nothing; the Mahalanobis "
     "and kNN detectors on the standardised gradient metrics, fitted on the softmax "
-    "network's training images alone (issue 27).")
+    "network's training images alone; NAC-UE (neuron activation coverage of the penultimate "
+    "features, fitted on 1,000 class-balanced training images) and GAIA-A / GAIA-Z "
+    "(gradient abnormality of the convolutions' outputs), on activation gradients (issue "
+    "27). Cost: seconds per 1,000 images of the outputs a row reads (gradient metrics, "
+    "GradNorm, ExGrad, NAC-UE, GAIA, the softmax or logits), measured in the run on its "
+    "threads; the meta classifiers and Mahalanobis / kNN add their own prediction, "
+    "negligible beside the gradient metrics; one-vs-all and UQGAN are not timed.")
 CAPTIONS = {
     OOD_TABLE: "Each unknown concept against the in-distribution test images. The known "
                "unknowns (up to 200 images each, seen by the meta classifiers '+ known unknowns') "
@@ -35,15 +41,24 @@ def main_table(results):
     """Methods as rows, the authors' seven columns; a '(paper)' row under each method
     the authors published."""
     columns = [("test", s) for s in ID_SCORES] + [("All", s) for s in OOD_SCORES]
-    lines = ["| method | " + " | ".join(PUBLISHED_COLUMNS) + " |",
-             "|---|" + "---|" * len(columns)]
+    lines = ["| method | " + " | ".join(PUBLISHED_COLUMNS) + " | s / 1000 images |",
+             "|---|" + "---|" * (len(columns) + 1)]
+    costs = results.get(COST_TABLE, {})
     for row, cells in results[MAIN_TABLE].items():
+        cost = costs.get(row, {}).get("cost", {}).get("s / 1000 images")
         lines.append(f"| {row} | " + " | ".join(
-            percent_cell(cells[c][s]) if s in cells[c] else "-" for c, s in columns) + " |")
+            percent_cell(cells[c][s]) if s in cells[c] else "-" for c, s in columns)
+            + f" | {_seconds(cost)} |")
         if row in PUBLISHED:
             lines.append(f"| {row} (paper) | " + " | ".join(
-                f"{v:.2f}" for v in PUBLISHED[row]) + " |")
+                f"{v:.2f}" for v in PUBLISHED[row]) + " | - |")
     return "\n".join(lines)
+
+
+def _seconds(cell):
+    if cell is None:
+        return "-"
+    return f"{cell['mean']:.2f}" + (f" ({cell['sem']:.2f})" if cell["runs"] > 1 else "")
 
 
 def _time_table(results):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...detectors import gradnorm_score
+from ...detectors import GAIADetector, NACDetector, gradnorm_score
 from ...transformer import GradientMetricTransformer
 from ...uqgan import OneVsAllClassifier, UQGANClassifier
 from ...uqgan._softmax_baseline import SoftmaxBaseline
@@ -23,7 +23,7 @@ from ..checks import CompletedEpochs, EpochBar, raise_if_interrupted
 from ..concepts import KNOWN_UNKNOWN_SIZE
 
 __all__ = ["PRESETS", "STAGES", "VALIDATION_FRACTION", "compute_uqgan_run", "stage_settings",
-           "validation_size"]
+           "validation_size", "balanced_rows"]
 
 # Training budgets. "authors": their MNIST 0-4 configs (200 epochs for the softmax and
 # one-vs-all LeNets, 200 auto-encoder epochs, 2,000 UQGAN iterations; minutes on a GPU).
@@ -46,8 +46,18 @@ SHARED_SETTINGS = ("data", "root", "seed", "ood_size", "threads")
 
 
 # what the softmax stage's file holds, recorded with it: a file of before (no training
-# images' features, logits or ExGrad; issue 27) is refused on resume
-SOFTMAX_OUTPUTS = ("proba", "logits", "features", "gradnorm", "exgrad", "train__features")
+# images' features, logits, ExGrad, NAC-UE, GAIA or costs; issue 27) is refused on resume
+SOFTMAX_OUTPUTS = ("proba", "logits", "features", "gradnorm", "exgrad", "train__features",
+                   "nac", "gaia_a", "gaia_z", "cost")
+# The detectors on the LeNet-5's layers, as their authors set them on ResNets: NAC-UE on
+# the penultimate features (the ReLU after the second fully connected layer; ResNet's
+# avgpool) with the authors' CIFAR-10 setting, fitted on 1,000 class-balanced training
+# images; GAIA's inner layers are the convolutions, whose outputs feed ReLUs (ResNet's
+# normalisation layers), and the map before the head is the last pooled feature map
+# (ResNet's layer4).
+NAC_LAYERS, NAC_IMAGES = ["head.3"], 1000
+GAIA_A_LAYERS = ["features.0", "features.3", "features.5"]
+GAIA_Z_LAYERS = ["features.0", "features.3"]
 
 
 def stage_settings(config, stage, run):
@@ -81,30 +91,50 @@ def _callbacks(description):
     return [("progress", EpochBar(description)), ("completed_epochs", CompletedEpochs())]
 
 
+def balanced_rows(y, n, seed):
+    """``n`` rows of labels ``y``, as many of each class (the authors' NAC fitting set)."""
+    rng = np.random.RandomState(seed)
+    classes = np.unique(y)
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:n // len(classes)]
+                                   for c in classes]))
+
+
 def _softmax(config, train, sets, run_seed, description):
     net = SoftmaxBaseline(max_epochs=PRESETS[config.preset]["softmax_epochs"],
                           device=config.device, random_state=run_seed, verbose=0,
                           callbacks=_callbacks(description))
     net.fit(*train)
     raise_if_interrupted(net)   # never cache a network cut short by Ctrl-C
+    common = {"batch_size": config.batch_size, "device": config.device}
     grad = GradientMetricTransformer(net, statistics="all", groups="layer",
-                                     softmax_features=True, batch_size=config.batch_size,
-                                     device=config.device)
-    grad.fit(train[0][:1])
+                                     softmax_features=True, **common).fit(train[0][:1])
     exgrad = GradientMetricTransformer(net, target="expected", statistics=["l2"],
                                        groups="layer", softmax_features=False,
-                                       batch_size=config.batch_size, device=config.device)
-    exgrad.fit(train[0][:1])
+                                       **common).fit(train[0][:1])
+    # the detectors fitted on in-distribution data see the training images alone
+    fitting = train[0][balanced_rows(train[1], NAC_IMAGES, run_seed)]
+    nac = NACDetector(net, layers=NAC_LAYERS, **common).fit(fitting)
+    gaia_a = GAIADetector(net, layers=GAIA_A_LAYERS, variant="A", **common).fit(fitting)
+    gaia_z = GAIADetector(net, layers=GAIA_Z_LAYERS, variant="Z", **common).fit(fitting)
     arrays = {"columns": np.asarray(grad.get_feature_names_out(), dtype=str),
-              # what the in-distribution-only detectors are fitted on: the training images
               "train__features": grad.transform(train[0]), "train__labels": train[1]}
+    outputs = {
+        "proba": lambda X: net.predict_proba(X).astype(np.float64),
+        "logits": lambda X: _logits(net, X),
+        "features": grad.transform,
+        "gradnorm": lambda X: gradnorm_score(net, X, **common),
+        "exgrad": lambda X: exgrad.transform(X)[:, -1],   # network__l2
+        "nac": nac.score_samples, "gaia_a": gaia_a.score_samples,
+        "gaia_z": gaia_z.score_samples}
+    seconds = dict.fromkeys(outputs, 0.0)
     for name, X in sets.items():
-        arrays[f"{name}__proba"] = net.predict_proba(X).astype(np.float64)
-        arrays[f"{name}__logits"] = _logits(net, X)
-        arrays[f"{name}__features"] = grad.transform(X)
-        arrays[f"{name}__gradnorm"] = gradnorm_score(net, X, batch_size=config.batch_size,
-                                                     device=config.device)
-        arrays[f"{name}__exgrad"] = exgrad.transform(X)[:, -1]   # network__l2
+        for output, compute in outputs.items():
+            start = time.perf_counter()
+            arrays[f"{name}__{output}"] = compute(X)
+            seconds[output] += time.perf_counter() - start
+    images = sum(len(X) for X in sets.values())
+    for output, value in seconds.items():   # each output's cost, seconds per 1,000 images
+        arrays[f"cost__{output}"] = np.float64(1000 * value / images)
     return arrays
 
 

@@ -25,9 +25,10 @@ from ...uqgan._losses import normalised_entropy
 from ..scoring import SCORES, evaluation_rows, meta_feature_indices, score_columns
 
 __all__ = ["uqgan_run_tables", "PUBLISHED", "MAIN_TABLE", "OOD_TABLE", "TIME_TABLE",
-           "OOD_SCORES", "ID_SCORES"]
+           "COST_TABLE", "OOD_SCORES", "ID_SCORES", "in_distribution_methods"]
 
 MAIN_TABLE, OOD_TABLE, TIME_TABLE = "MNIST 0-4", "Per unknown concept", "Training time"
+COST_TABLE = "Cost"
 ID_SCORES = ("Accuracy", "S/F AUROC", "ECE")
 # AUROC, AUPR-In, AUPR-Out and FPR at 95 % TPR of the in-distribution images, as the
 # paper's protocol scores "correct" against the unknowns
@@ -63,7 +64,8 @@ def _classifier_method(stage, confidence, ood=None):
     def scores(s):
         return confidence(stage[f"{s}__proba"])
     return {"stage": stage, "confidence": scores,
-            "probability": lambda s: _max(stage[f"{s}__proba"]), "ood": ood or scores}
+            "probability": lambda s: _max(stage[f"{s}__proba"]), "ood": ood or scores,
+            "cost": ("proba",)}
 
 
 def _meta_method(softmax, split, method, known_unknowns, random_state):
@@ -76,7 +78,8 @@ def _meta_method(softmax, split, method, known_unknowns, random_state):
     model = MetaClassifier(method, random_state=random_state)
     model.fit(np.concatenate(X), np.concatenate(y))
     p = cache(lambda s: model.predict_proba(softmax[f"{s}__features"][:, columns])[:, 1])
-    return {"stage": softmax, "confidence": p, "probability": p, "ood": p}
+    return {"stage": softmax, "confidence": p, "probability": p, "ood": p,
+            "cost": ("features",)}
 
 
 def _methods(run, known_unknowns, random_state):
@@ -95,7 +98,7 @@ def _methods(run, known_unknowns, random_state):
         "UQGAN": _classifier_method(uqgan, _one_minus_aleatoric,
                                     lambda s: uqgan[f"{s}__p_in"]),
         "GradNorm": {"stage": softmax, "confidence": gradnorm, "probability": None,
-                     "ood": gradnorm},
+                     "ood": gradnorm, "cost": ("gradnorm",)},
     }
     for name, method in (("LASSO", "lasso"), ("NN", "nn")):
         methods[f"{name}, gradient metrics"] = _meta_method(softmax, split, method, (),
@@ -105,6 +108,9 @@ def _methods(run, known_unknowns, random_state):
     if "train__features" in softmax:   # issue 27's rows: fitted on nothing, or on training
         methods.update(_score_methods(softmax))   # images alone
         methods.update(in_distribution_methods(softmax))
+    for method in methods.values():   # one-vs-all and UQGAN: their outputs are not timed
+        if method["stage"] is not softmax:
+            method["cost"] = ()
     return methods
 
 
@@ -114,16 +120,19 @@ def _score_methods(softmax):
     def logits(s):
         return softmax[f"{s}__logits"]
 
-    def method(score):
-        return {"stage": softmax, "confidence": score, "probability": None, "ood": score}
-    return {"ExGrad": method(lambda s: -softmax[f"{s}__exgrad"]),
-            "Energy": method(lambda s: np.logaddexp.reduce(logits(s), axis=1)),
-            "Max. logit": method(lambda s: logits(s).max(axis=1))}
+    def method(score, cost):
+        return {"stage": softmax, "confidence": score, "probability": None, "ood": score,
+                "cost": (cost,)}
+    return {"ExGrad": method(lambda s: -softmax[f"{s}__exgrad"], "exgrad"),
+            "Energy": method(lambda s: np.logaddexp.reduce(logits(s), axis=1), "logits"),
+            "Max. logit": method(lambda s: logits(s).max(axis=1), "logits")}
 
 
 def in_distribution_methods(softmax):
-    """Detectors fitted on the training images' gradient metrics alone (their classes for
-    Mahalanobis): never on a wrong prediction or an unknown."""
+    """Detectors fitted on the training images alone: Mahalanobis and kNN on their
+    gradient metrics (their classes for Mahalanobis), fitted here; NAC-UE on 1,000
+    class-balanced training images, GAIA-A and GAIA-Z (which learn nothing but a
+    threshold), scored in the softmax stage. Never a wrong prediction or an unknown."""
     columns = meta_feature_indices(softmax["columns"])
     train = softmax["train__features"][:, columns]
     detectors = {"Mahalanobis, gradient metrics (training images)":
@@ -135,7 +144,13 @@ def in_distribution_methods(softmax):
         score = cache(lambda s, pipe=pipe: pipe.score_samples(
             softmax[f"{s}__features"][:, columns]))
         methods[name] = {"stage": softmax, "confidence": score, "probability": None,
-                         "ood": score}
+                         "ood": score, "cost": ("features",)}
+    for name, key in (("NAC-UE (training images)", "nac"), ("GAIA-A", "gaia_a"),
+                      ("GAIA-Z", "gaia_z")):
+        if f"test__{key}" in softmax:
+            methods[name] = {"stage": softmax, "confidence": lambda s, key=key: softmax[
+                f"{s}__{key}"], "probability": None, "ood": lambda s, key=key: softmax[
+                f"{s}__{key}"], "cost": (key,)}
     return methods
 
 
@@ -152,7 +167,7 @@ def uqgan_run_tables(run, concepts, known_unknowns, random_state=0):
     ``run`` is :func:`~skgradunc.experiments.uqgan.runs.compute_uqgan_run`'s output;
     ``random_state`` seeds the meta classifiers.
     """
-    tables = {MAIN_TABLE: {}, OOD_TABLE: {}, TIME_TABLE: {}}
+    tables = {MAIN_TABLE: {}, OOD_TABLE: {}, TIME_TABLE: {}, COST_TABLE: {}}
     y_test = run["split"]["y_test"]
     for name, method in _methods(run, known_unknowns, random_state).items():
         stage = method["stage"]
@@ -165,6 +180,9 @@ def uqgan_run_tables(run, concepts, known_unknowns, random_state=0):
         ood = _ood_scores(method["ood"], run, concepts)
         tables[MAIN_TABLE][name] = {"test": in_distribution, "All": ood["All"]}
         tables[OOD_TABLE][name] = ood
+        if method["cost"] and all(f"cost__{key}" in stage for key in method["cost"]):
+            tables[COST_TABLE][name] = {"cost": {"s / 1000 images": float(sum(
+                stage[f"cost__{key}"] for key in method["cost"]))}}
     for stage in ("softmax", "one_vs_all", "uqgan"):
         tables[TIME_TABLE][stage.replace("_", "-")] = {
             "seconds": {"seconds": float(run[stage]["seconds"])}}
