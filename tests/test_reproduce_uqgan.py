@@ -312,7 +312,7 @@ def test_in_distribution_rows_are_fitted_on_the_training_images_alone(
     rows = tables.in_distribution_methods(softmax)
     assert set(rows) == {"Mahalanobis, gradient metrics (training images)",
                          "kNN, gradient metrics (training images)",
-               "NAC-UE (training images)", "GAIA-A", "GAIA-Z"}
+                         "NAC-UE (training images)", "GAIA-A", "GAIA-Z"}
     train = softmax["train__features"]
     assert [name for name, _, _ in seen] == ["MahalanobisDetector", "KNNDetector"]
     for name, X, y in seen:   # after the scaler: standardised training features
