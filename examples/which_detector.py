@@ -7,8 +7,10 @@ this input out of distribution?", each fitted only on what its row names:
 
 * **nothing**: the maximum softmax probability, GradNorm's score;
 * **in-distribution training images only**: the class-conditional Mahalanobis distance and
-  the k-nearest-neighbour distance on gradient metrics (``skgradunc.detectors``), and
-  scikit-learn's ``IsolationForest`` composed the same way;
+  the k-nearest-neighbour distance on gradient metrics (``skgradunc.detectors``),
+  scikit-learn's ``IsolationForest`` composed the same way, and on activation gradients
+  NAC-UE's coverage (the map before the head) and GAIA-A (the convolutions; it learns
+  nothing but its threshold);
 * **errors and known unknowns**: the LASSO meta classifier, trained on a validation part and
   200 uniform-noise images.
 
@@ -29,7 +31,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import skgradunc as sgu
-from skgradunc.detectors import KNNDetector, MahalanobisDetector, gradnorm_score
+from skgradunc.detectors import (GAIADetector, KNNDetector, MahalanobisDetector, NACDetector,
+                                 gradnorm_score)
 
 X, y = sgu.datasets.load_digits28(return_X_y=True)
 X_train, X_rest, y_train, y_rest = train_test_split(X, y, test_size=0.4, stratify=y,
@@ -67,6 +70,18 @@ def fitted_on_training_images(detector, labels=False):
     return pipe.score_samples
 
 
+# on activation gradients, fitted on the training images (PaperCNN's last convolution is the
+# map before the dense head; its shared activation and dropout modules run twice a forward)
+def nac():
+    return NACDetector(frozen, layers=["conv3"], alpha="auto", device="cpu").fit(
+        X_train).score_samples
+
+
+def gaia():
+    return GAIADetector(frozen, layers=["conv1", "conv2", "conv3"], device="cpu").fit(
+        X_train).score_samples
+
+
 # fitted on errors and known unknowns
 def lasso_with_known_unknowns():
     noise = sgu.datasets.make_noise(200, kind="uniform", shape=shape, random_state=3)
@@ -85,6 +100,8 @@ detectors = {
         lambda: fitted_on_training_images(KNNDetector(n_neighbors=20)),
     ("IsolationForest on gradient metrics", "training images"):
         lambda: fitted_on_training_images(IsolationForest(random_state=0)),
+    ("NAC-UE, alpha auto", "training images"): nac,
+    ("GAIA-A", "training images (threshold)"): gaia,
     ("LASSO meta classifier", "errors + known unknowns"): lasso_with_known_unknowns,
 }
 rows = []

@@ -137,8 +137,9 @@ def test_nac_states_are_the_authors_states():
     net, x = _network(), _images(40)
     layers = ["relu2", "relu3"]
     nac = NACDetector(net, layers=layers, alpha=10.0, min_count=3, device="cpu").fit(x)
-    states = map_chunks(net, as_samples(x), nac.layers_, nac._losses(), nac._reduce,
-                        device="cpu", batch_size=16, output_kind="logits")
+    products = map_chunks(net, as_samples(x), nac.layers_, nac._losses(), nac._reduce,
+                          device="cpu", batch_size=16, output_kind="logits")
+    states = np.concatenate(nac._states(products), axis=1)
     reference = _reference_nac_states(_network(), x, layers, 10.0)
     joined = torch.cat([reference[name] for name in layers], dim=1).double().numpy()
     np.testing.assert_allclose(states, joined, rtol=1e-4, atol=1e-6)
@@ -151,8 +152,8 @@ def test_nac_coverage_and_scores_are_the_authors_on_the_same_states(n_bins):
     test = np.concatenate([rng.beta(0.3, 0.3, size=(50, 7)), rng.rand(10, 7)])
     test[0, 0], test[1, 1] = 1.1, 1.0                 # past the 1.01 edge; in the last bin
     nac = NACDetector(None, layers=["a"], n_bins=n_bins, min_count=5)
-    nac.layers_, nac.layer_shapes_ = ["a"], [(7,)]
-    nac._fit_reduced(train)
+    nac.layers_ = ["a"]
+    nac._fit_states([train])
     estimator = ref.Estimator(7, M=n_bins + 1, O=5)
     estimator.update(torch.from_numpy(train))
     estimator.get_score()
@@ -161,8 +162,18 @@ def test_nac_coverage_and_scores_are_the_authors_on_the_same_states(n_bins):
                                   np.round(estimator.n_coverage.numpy() * 5))
     np.testing.assert_allclose(nac.coverage_[0], estimator.n_coverage.numpy(), rtol=1e-7)
     np.testing.assert_array_equal(nac.bin_edges_[0], ref.logspace(1e3, n_bins + 1).numpy())
-    np.testing.assert_allclose(nac._score_reduced(test),
+    np.testing.assert_allclose(nac._score_states([test]),
                                estimator.ood_test(torch.from_numpy(test)).numpy(), rtol=1e-7)
+
+
+def test_nac_auto_alpha_is_one_over_the_training_products_spread():
+    net, x = _network(), _images(60)
+    nac = NACDetector(net, layers=["relu2", "relu3"], alpha={"relu2": "auto", "relu3": 5.0},
+                      min_count=3, device="cpu").fit(x)
+    products = map_chunks(net, as_samples(x), nac.layers_, nac._losses(), nac._reduce,
+                          device="cpu", batch_size=16, output_kind="logits")
+    assert nac.alpha_[0] == pytest.approx(1 / products[:, :6].std(), rel=1e-12)
+    assert nac.alpha_[1] == 5.0
 
 
 def test_nac_bin_edges_are_the_authors_logspace():

@@ -52,7 +52,14 @@ def test_writes_every_table_and_the_figure(finished):
         assert (out / name).is_file(), name
     assert not list(out.rglob(".*"))                    # no temporary files left behind
     assert set(results) == {"Table 1", "Table 2", "Table 3", "Calibration",
-                            "LASSO coefficients"}
+                            "LASSO coefficients", "In-distribution only", "Cost"}
+    assert list(results["In-distribution only"]) == [
+        "Softmax baseline", "ExGrad", "Energy", "Max. logit",
+        "Mahalanobis, gradient metrics (training images)",
+        "kNN, gradient metrics (training images)", "NAC-UE (training images)",
+        "NAC-UE, alpha auto (training images)", "GAIA-A", "GAIA-Z"]
+    assert set(results["Cost"]) == set(results["In-distribution only"]) - {"Softmax baseline"}
+    assert all(row["cost"]["s / 1000 images"]["mean"] > 0 for row in results["Cost"].values())
     assert {"All-ones L2, network", "Uniform L1, network",
             "GradNorm (last-layer weight L1)"} <= set(results["Table 1"])
     assert {"GLM", "LASSO", "Ridge", "Elastic net"} <= set(results["Table 2"])
@@ -683,3 +690,39 @@ def test_a_folder_that_cannot_be_created_is_named(tmp_path):
     with pytest.raises(OSError, match=r"^cannot write .*a-file.sub.result: cannot create its "
                                       r"folder"):
         write_text(tmp_path / "a-file" / "sub" / "result", "x")
+
+
+def test_in_distribution_rows_are_fitted_on_the_training_images_alone(tmp_path, monkeypatch):
+    """Issue 27: NAC-UE and GAIA see 1,000 class-balanced training images at most,
+    Mahalanobis and kNN the training images' gradient metrics (and, for Mahalanobis,
+    their classes): never a validation image, a wrong prediction or an unknown."""
+    from skgradunc.detectors import (GAIADetector, KNNDetector, MahalanobisDetector,
+                                     NACDetector)
+    from skgradunc.experiments.in_distribution import NAC_IMAGES, balanced_rows
+    from skgradunc.experiments.paper.runs import split_indices
+    seen = []
+    for detector in (NACDetector, GAIADetector, MahalanobisDetector, KNNDetector):
+        original = detector.fit
+        monkeypatch.setattr(detector, "fit", lambda self, X, y=None, original=original: (
+            seen.append((type(self).__name__, np.asarray(X), y)), original(self, X, y))[1])
+    config = tiny(tmp_path, runs=1)
+    run_protocol(config, log=lambda m: None)
+    data = load_experiment_data("digits", ood_size=60, seed=0)
+    X, y = data.X, data.y
+    split = json.loads((tmp_path / "config.json").read_text())["split"]
+    train = split_indices(len(X), split, np.random.RandomState(0))[0]
+    run = np.load(tmp_path / "runs" / "run-01" / "features.npz")
+    np.testing.assert_array_equal(run["train__labels"], y[train])
+    fitting = X[train][balanced_rows(y[train], NAC_IMAGES, 0)]
+    names = [name for name, _, _ in seen]
+    assert names == ["NACDetector", "NACDetector", "GAIADetector", "GAIADetector",
+                     "MahalanobisDetector", "KNNDetector"]
+    for name, seen_X, seen_y in seen[:4]:
+        np.testing.assert_array_equal(seen_X, fitting)
+        assert seen_y is None
+    columns = [i for i, c in enumerate(run["columns__predicted"]) if c != "softmax__max_prob"]
+    train_features = run["train__predicted"][:, columns]
+    for name, seen_X, seen_y in seen[4:]:   # after the scaler: the training features
+        np.testing.assert_allclose(seen_X, np.nan_to_num(
+            (train_features - train_features.mean(0)) / train_features.std(0)), atol=1e-9)
+    np.testing.assert_array_equal(seen[4][2], y[train])

@@ -13,6 +13,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from skgradunc import cli
 from skgradunc.experiments import ReproduceConfig, check_config, run_protocol
+from skgradunc.experiments.in_distribution import NAC_IMAGES, balanced_rows
 from skgradunc.experiments.uqgan import runs as uqgan_runs
 from skgradunc.experiments.uqgan.data import IN_DISTRIBUTION, load_uqgan_data
 from skgradunc.experiments.uqgan.tables import (COST_TABLE, MAIN_TABLE, OOD_TABLE, PUBLISHED,
@@ -28,12 +29,14 @@ METHODS = ["Max. softmax", "Entropy", "One-vs-all", "UQGAN", "GradNorm",
            "ExGrad", "Energy", "Max. logit",
            "Mahalanobis, gradient metrics (training images)",
            "kNN, gradient metrics (training images)",
-           "NAC-UE (training images)", "GAIA-A", "GAIA-Z"]
+           "NAC-UE (training images)",
+           "NAC-UE, alpha auto (training images)", "GAIA-A", "GAIA-Z"]
 # scores that are no probability have no calibration error
 WITHOUT_ECE = {"GradNorm", "ExGrad", "Energy", "Max. logit",
                "Mahalanobis, gradient metrics (training images)",
                "kNN, gradient metrics (training images)",
-               "NAC-UE (training images)", "GAIA-A", "GAIA-Z"}
+               "NAC-UE (training images)",
+               "NAC-UE, alpha auto (training images)", "GAIA-A", "GAIA-Z"}
 
 
 def _write_idx(path, array):
@@ -312,7 +315,8 @@ def test_in_distribution_rows_are_fitted_on_the_training_images_alone(
     rows = tables.in_distribution_methods(softmax)
     assert set(rows) == {"Mahalanobis, gradient metrics (training images)",
                          "kNN, gradient metrics (training images)",
-                         "NAC-UE (training images)", "GAIA-A", "GAIA-Z"}
+                         "NAC-UE (training images)",
+                         "NAC-UE, alpha auto (training images)", "GAIA-A", "GAIA-Z"}
     train = softmax["train__features"]
     assert [name for name, _, _ in seen] == ["MahalanobisDetector", "KNNDetector"]
     for name, X, y in seen:   # after the scaler: standardised training features
@@ -363,23 +367,24 @@ def test_activation_gradient_detectors_are_fitted_on_training_images_alone(
             "MNIST 5-9": data.ood["MNIST 5-9"]}
     arrays = uqgan_runs._softmax(config, (data.X_train[train], data.y_train[train]), sets,
                                  0, "test")
-    assert [name for name, _, _ in seen] == ["NACDetector", "GAIADetector", "GAIADetector"]
-    rows = uqgan_runs.balanced_rows(data.y_train[train], uqgan_runs.NAC_IMAGES, 0)
+    assert [name for name, _, _ in seen] == ["NACDetector", "NACDetector", "GAIADetector",
+                                             "GAIADetector"]
+    rows = balanced_rows(data.y_train[train], NAC_IMAGES, 0)
     expected = data.X_train[train][rows]
     # as many of each class as it has, up to an equal share (the tiny digits have fewer)
     np.testing.assert_array_equal(np.bincount(data.y_train[train][rows]), np.minimum(
-        uqgan_runs.NAC_IMAGES // len(IN_DISTRIBUTION), np.bincount(data.y_train[train])))
+        NAC_IMAGES // len(IN_DISTRIBUTION), np.bincount(data.y_train[train])))
     for _, X, y in seen:
         np.testing.assert_array_equal(X, expected)
         assert y is None
     for name in sets:   # every output of every set, and a positive cost of each
-        for key in ("nac", "gaia_a", "gaia_z"):
+        for key in ("nac", "nac_auto", "gaia_a", "gaia_z"):
             assert arrays[f"{name}__{key}"].shape == (len(sets[name]),)
     assert all(arrays[f"cost__{key}"] > 0 for key in uqgan_runs.SOFTMAX_OUTPUTS
                if f"cost__{key}" in arrays)
     assert {k for k in arrays if k.startswith("cost__")} == {
         f"cost__{k}" for k in ("proba", "logits", "features", "gradnorm", "exgrad", "nac",
-                               "gaia_a", "gaia_z")}
+                               "nac_auto", "gaia_a", "gaia_z")}
 
 
 def test_each_softmax_row_reports_its_cost(finished):

@@ -6,6 +6,7 @@ import numbers
 
 import numpy as np
 import torch
+from scipy.special import expit
 
 from ._on_activations import ActivationDetector, spatial_sum
 
@@ -72,7 +73,8 @@ class NACDetector(ActivationDetector):
     The authors' CIFAR-10 setting, the defaults here: the penultimate features
     (ResNet's ``avgpool``), 1,000 class-balanced training images, ``n_bins + 1 = 50``
     edges, ``min_count=50``, ``alpha=100``. ``alpha`` scales o * g, whose size depends
-    on the network: the authors tune it per layer and benchmark.
+    on the network: the authors tune it per layer and benchmark (on a validation set of
+    outliers); ``alpha="auto"`` sets it from the training inputs alone.
 
     Parameters
     ----------
@@ -85,8 +87,11 @@ class NACDetector(ActivationDetector):
         ``{layer: value}``.
     min_count : int or dict, default=50
         Training states a bin needs for full coverage (the authors' O).
-    alpha : float or dict, default=100.0
-        The sigmoid's steepness (the authors' ``sig_alpha``).
+    alpha : float, "auto" or dict, default=100.0
+        The sigmoid's steepness (the authors' ``sig_alpha``). ``"auto"``: per layer,
+        1 / the standard deviation of o * g over the training inputs (all the layer's
+        neurons together), a choice from in-distribution data alone that spreads the
+        states over the sigmoid's range whatever the network's scale (not the authors').
     tpr : float, default=0.95
         Fraction of the training inputs ``predict`` keeps as in-distribution.
     batch_size : int, default=256
@@ -102,6 +107,8 @@ class NACDetector(ActivationDetector):
         The tapped layers.
     neurons_ : list of int
         Each layer's neurons (channels).
+    alpha_ : list of float
+        Each layer's steepness, as given or as ``"auto"`` chose it.
     coverage_ : list of ndarray of shape (n_bins, n_neurons)
         Each layer's bin coverage, min(count / min_count, 1).
     bin_edges_ : list of ndarray of shape (n_bins + 1,)
@@ -149,43 +156,63 @@ class NACDetector(ActivationDetector):
             if not (isinstance(count, numbers.Real) and count > 0):
                 raise ValueError(f"min_count must be positive, got {count!r}")
         for alpha in _per_layer(self.alpha, layers, "alpha"):
+            if alpha == "auto":
+                continue
             if not (isinstance(alpha, numbers.Real) and np.isfinite(alpha) and alpha > 0):
-                raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+                raise ValueError(f"alpha must be a positive number or 'auto', got {alpha!r}")
 
     def _losses(self):
         return [_uniform_cross_entropy]
 
     def _reduce(self, logits, taps):
-        states = []
-        for name, alpha in zip(self.layers_, _per_layer(self.alpha, self.layers_, "alpha")):
+        """Each neuron's o * g (pooled o times pooled g), the layers joined."""
+        products = []
+        for name in self.layers_:
             o = spatial_sum(taps[name].activation.to(torch.float64))
             g = spatial_sum(taps[name].gradients[0].to(torch.float64))
-            states.append(torch.sigmoid(alpha * o * g))
-        return torch.cat(states, dim=1)
+            products.append(o * g)
+        return torch.cat(products, dim=1)
 
     def _split(self, reduced):
-        """The joined states cut back into layers."""
+        """The joined columns cut back into layers."""
         return np.split(reduced, np.cumsum(self.neurons_)[:-1], axis=1)
+
+    def _states(self, reduced):
+        return [expit(alpha * products)
+                for alpha, products in zip(self.alpha_, self._split(reduced))]
 
     def _fit_reduced(self, reduced):
         self.neurons_ = [shape[0] for shape in self.layer_shapes_]
+        # "auto": 1 / the standard deviation of the training inputs' o * g in the layer,
+        # so that the states spread over the sigmoid's range whatever the network's scale
+        self.alpha_ = [1 / max(float(np.std(products)), np.finfo(float).tiny)
+                       if alpha == "auto" else float(alpha)
+                       for alpha, products in zip(_per_layer(self.alpha, self.layers_,
+                                                             "alpha"), self._split(reduced))]
+        self._fit_states(self._states(reduced))
+        return self._score_reduced(reduced)
+
+    def _fit_states(self, layer_states):
+        """``bin_edges_`` and ``coverage_`` from each layer's training states."""
         bins = _per_layer(self.n_bins, self.layers_, "n_bins")
         counts = _per_layer(self.min_count, self.layers_, "min_count")
         self.bin_edges_ = [nac_bin_edges(b + 1) for b in bins]
         self.coverage_ = []
-        for states, edges, min_count in zip(self._split(reduced), self.bin_edges_, counts):
+        for states, edges, min_count in zip(layer_states, self.bin_edges_, counts):
             index = _bin_index(states, edges)
             count = np.zeros((len(edges) - 1, states.shape[1]))
             for n in range(states.shape[1]):
                 inside = index[:, n] >= 0
                 count[:, n] = np.bincount(index[inside, n], minlength=len(edges) - 1)
             self.coverage_.append(np.minimum(count / min_count, 1.0))
-        return self._score_reduced(reduced)
 
     def _score_reduced(self, reduced):
-        scores = np.zeros(len(reduced))
-        for states, edges, coverage in zip(self._split(reduced), self.bin_edges_,
-                                           self.coverage_):
+        return self._score_states(self._states(reduced))
+
+    def _score_states(self, layer_states):
+        """Each input's coverage, averaged over each layer's neurons, then the layers."""
+        scores = np.zeros(len(layer_states[0]))
+        for states, edges, coverage in zip(layer_states, self.bin_edges_, self.coverage_):
             index = _bin_index(states, edges)
             neurons = np.arange(states.shape[1])
             covered = np.where(index >= 0, coverage[np.maximum(index, 0), neurons], 0.0)

@@ -1,5 +1,6 @@
 """One run of the protocol: a random re-split, a CNN, and every feature matrix, cached."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from ..cache import (FEATURES_FILE, NETWORK_FILE, load_features, load_network,
                      refuse_pickled_network, run_identity, save_features, save_network)
 from ..checks import CompletedEpochs, EpochBar, raise_if_interrupted
 from ..concepts import KNOWN_UNKNOWN_SIZE
+from ..in_distribution import ACTIVATION_OUTPUTS, in_distribution_outputs, timed_outputs
 
 __all__ = ["compute_run", "run_settings", "split_indices", "split_sizes", "RUN_SETTINGS",
            "NETWORK_SETTINGS", "TARGET_FEATURES"]
@@ -37,7 +39,15 @@ TARGET_FEATURES = {"predicted": {"statistics": "all", "groups": "layer"},
                    "uniform": {"statistics": ["l1", "l2"], "groups": "parameter"}}
 # what the targets' features are, recorded with them: features of an older definition
 # (all_ones by per-class sigmoids, or per layer, before issue 13) are refused on resume
-TARGET_DEFINITIONS = {"all_ones": "softmax", "features": TARGET_FEATURES}
+TARGET_DEFINITIONS = {"all_ones": "softmax", "features": TARGET_FEATURES,
+                      # issue 27: the training images' gradient metrics and the detectors
+                      # fitted on nothing or on training images alone (features of before
+                      # are refused)
+                      "in_distribution": ("train__predicted", *ACTIVATION_OUTPUTS, "cost")}
+# PaperCNN's layers for the activation-gradient detectors: its last convolution is the map
+# before the dense head (its shared activation and dropout run more than once a forward);
+# GAIA's inner layers are the convolutions (the authors' ResNets: normalisation layers)
+LAYERS = {"nac": ["conv3"], "gaia_a": ["conv1", "conv2", "conv3"], "gaia_z": ["conv1", "conv2"]}
 CHUNK = 4096                  # samples per progress-bar step
 # How the CNNs train, recorded with every cached file. As in the paper, the learning-rate
 # schedule watches the accuracy on the run's validation set (the meta classifiers'
@@ -178,14 +188,23 @@ def compute_run(config, data, run, log=print):
                                                  min(KNOWN_UNKNOWN_SIZE,
                                                      len(data.ood[concept]) // 2),
                                                  replace=False)
-    total = sum(len(X) for X in sets.values()) * len(TARGET_FEATURES)
+    total = (sum(len(X) for X in sets.values()) * len(TARGET_FEATURES)) + len(train)
     with tqdm(total=total, desc=f"run {run + 1}: gradient metrics", unit="img",
               leave=False, disable=None) as bar:
-        for name, X in sets.items():
-            for target in TARGET_FEATURES:
+        seconds = 0.0   # the gradient metrics' cost, over the sets the tables score
+        for name, X in {**sets, "train": data.X[train]}.items():
+            for target in TARGET_FEATURES if name != "train" else ("predicted",):
+                start = time.perf_counter()
                 F, columns = _features(net, X, target, config, bar)
+                if name != "train" and target == "predicted":
+                    seconds += time.perf_counter() - start
                 arrays[f"{name}__{target}"] = F
                 arrays[f"columns__{target}"] = columns
+    arrays["cost__features"] = np.float64(1000 * seconds / sum(len(X) for X in sets.values()))
+    arrays["train__labels"] = data.y[train]
+    arrays.update(timed_outputs(in_distribution_outputs(
+        net, (data.X[train], data.y[train]), LAYERS, config.seed + run,
+        batch_size=config.batch_size, device=config.device), sets))
     save_features(features_file, arrays, settings)
     log(f"run {run + 1}: accuracy {arrays['y_test'].mean():.2%} on {len(test)} test images, "
         f"lr {attempts[-1]['lr']:g}")

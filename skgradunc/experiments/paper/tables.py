@@ -11,10 +11,12 @@ from ... import metrics
 from ...baselines import SingleMetricClassifier
 from ...detectors._lee_alregib import lee_alregib_head
 from ...meta import MetaClassifier
+from ..in_distribution import in_distribution_scores
 from ..scoring import evaluation_rows, meta_feature_indices, score_columns
 
 __all__ = ["run_tables", "pool_reliability", "THRESHOLD_ROWS", "CALIBRATION_TABLE",
-           "COEFFICIENT_TABLE"]
+           "COEFFICIENT_TABLE", "IN_DISTRIBUTION_TABLE", "COST_TABLE",
+           "in_distribution_rows"]
 
 # Table 1 rows: (label, target, column); {last_layer_weight} is the run's last Linear weight
 THRESHOLD_ROWS = [
@@ -32,6 +34,7 @@ THRESHOLD_ROWS = [
 LINEAR_METHODS = [("GLM", "glm"), ("LASSO", "lasso"), ("Ridge", "ridge"),
                   ("Elastic net", "elastic_net")]
 CALIBRATION_TABLE, COEFFICIENT_TABLE = "Calibration", "LASSO coefficients"
+IN_DISTRIBUTION_TABLE, COST_TABLE = "In-distribution only", "Cost"
 
 
 def _column(run, target, name):
@@ -121,6 +124,19 @@ def _coefficients(run, lasso):
     return out
 
 
+def in_distribution_rows(run):
+    """{row: (score of a set's name, costs)}: the softmax baseline (for comparison, fitted
+    on nothing) and the detectors that need no labelled error, fitted on the run's
+    training images alone (:func:`~skgradunc.experiments.in_distribution.
+    in_distribution_scores`)."""
+    cols = _meta_columns(run)
+    j = _column(run, "predicted", "softmax__max_prob")
+    rows = {"Softmax baseline": (lambda s: run[f"{s}__predicted"][:, j], ())}
+    rows.update(in_distribution_scores(run, lambda s: run[f"{s}__predicted"][:, cols],
+                                       run["train__predicted"][:, cols], run["train__labels"]))
+    return rows
+
+
 def run_tables(run, concepts, known_unknowns, random_state=0, reliability=None):
     """{table: {row: {column: {score: value}}}} for one run.
 
@@ -150,6 +166,12 @@ def run_tables(run, concepts, known_unknowns, random_state=0, reliability=None):
     for label, model, target, columns, extra in table3:
         probabilities[label] = _fitted_probability(run, model, target, columns, extra)
         tables["Table 3"][label] = _scores(probabilities[label], run, concepts)
+    tables[IN_DISTRIBUTION_TABLE], tables[COST_TABLE] = {}, {}
+    for label, (score, costs) in in_distribution_rows(run).items():
+        tables[IN_DISTRIBUTION_TABLE][label] = _scores(score, run, concepts)
+        if costs:
+            tables[COST_TABLE][label] = {"cost": {"s / 1000 images": float(sum(
+                run[f"cost__{key}"] for key in costs))}}
     for label, probability in probabilities.items():
         tables[CALIBRATION_TABLE][label] = _calibration(probability, run, concepts)
         if reliability is not None:

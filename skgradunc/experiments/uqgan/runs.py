@@ -14,16 +14,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ...detectors import GAIADetector, NACDetector, gradnorm_score
+from ...detectors import gradnorm_score
 from ...transformer import GradientMetricTransformer
 from ...uqgan import OneVsAllClassifier, UQGANClassifier
 from ...uqgan._softmax_baseline import SoftmaxBaseline
 from ..cache import load_features, run_identity, save_features
 from ..checks import CompletedEpochs, EpochBar, raise_if_interrupted
 from ..concepts import KNOWN_UNKNOWN_SIZE
+from ..in_distribution import ACTIVATION_OUTPUTS, in_distribution_outputs, timed_outputs
 
 __all__ = ["PRESETS", "STAGES", "VALIDATION_FRACTION", "compute_uqgan_run", "stage_settings",
-           "validation_size", "balanced_rows"]
+           "validation_size", "LAYERS"]
 
 # Training budgets. "authors": their MNIST 0-4 configs (200 epochs for the softmax and
 # one-vs-all LeNets, 200 auto-encoder epochs, 2,000 UQGAN iterations; minutes on a GPU).
@@ -47,17 +48,17 @@ SHARED_SETTINGS = ("data", "root", "seed", "ood_size", "threads")
 
 # what the softmax stage's file holds, recorded with it: a file of before (no training
 # images' features, logits, ExGrad, NAC-UE, GAIA or costs; issue 27) is refused on resume
-SOFTMAX_OUTPUTS = ("proba", "logits", "features", "gradnorm", "exgrad", "train__features",
-                   "nac", "gaia_a", "gaia_z", "cost")
+SOFTMAX_OUTPUTS = ("proba", "features", "gradnorm", "train__features", *ACTIVATION_OUTPUTS,
+                   "cost")
 # The detectors on the LeNet-5's layers, as their authors set them on ResNets: NAC-UE on
 # the penultimate features (the ReLU after the second fully connected layer; ResNet's
 # avgpool) with the authors' CIFAR-10 setting, fitted on 1,000 class-balanced training
-# images; GAIA's inner layers are the convolutions, whose outputs feed ReLUs (ResNet's
-# normalisation layers), and the map before the head is the last pooled feature map
-# (ResNet's layer4).
-NAC_LAYERS, NAC_IMAGES = ["head.3"], 1000
-GAIA_A_LAYERS = ["features.0", "features.3", "features.5"]
-GAIA_Z_LAYERS = ["features.0", "features.3"]
+# images (and with alpha="auto", set from those images: the authors' alpha = 100 suits
+# ResNet-18's features, not the LeNet's); GAIA's inner layers are the convolutions, whose
+# outputs feed ReLUs (ResNet's normalisation layers), and the map before the head is the
+# last pooled feature map (ResNet's layer4).
+LAYERS = {"nac": ["head.3"], "gaia_a": ["features.0", "features.3", "features.5"],
+          "gaia_z": ["features.0", "features.3"]}
 
 
 def stage_settings(config, stage, run):
@@ -91,14 +92,6 @@ def _callbacks(description):
     return [("progress", EpochBar(description)), ("completed_epochs", CompletedEpochs())]
 
 
-def balanced_rows(y, n, seed):
-    """``n`` rows of labels ``y``, as many of each class (the authors' NAC fitting set)."""
-    rng = np.random.RandomState(seed)
-    classes = np.unique(y)
-    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:n // len(classes)]
-                                   for c in classes]))
-
-
 def _softmax(config, train, sets, run_seed, description):
     net = SoftmaxBaseline(max_epochs=PRESETS[config.preset]["softmax_epochs"],
                           device=config.device, random_state=run_seed, verbose=0,
@@ -108,39 +101,14 @@ def _softmax(config, train, sets, run_seed, description):
     common = {"batch_size": config.batch_size, "device": config.device}
     grad = GradientMetricTransformer(net, statistics="all", groups="layer",
                                      softmax_features=True, **common).fit(train[0][:1])
-    exgrad = GradientMetricTransformer(net, target="expected", statistics=["l2"],
-                                       groups="layer", softmax_features=False,
-                                       **common).fit(train[0][:1])
-    # the detectors fitted on in-distribution data see the training images alone
-    fitting = train[0][balanced_rows(train[1], NAC_IMAGES, run_seed)]
-    nac = NACDetector(net, layers=NAC_LAYERS, **common).fit(fitting)
-    gaia_a = GAIADetector(net, layers=GAIA_A_LAYERS, variant="A", **common).fit(fitting)
-    gaia_z = GAIADetector(net, layers=GAIA_Z_LAYERS, variant="Z", **common).fit(fitting)
     arrays = {"columns": np.asarray(grad.get_feature_names_out(), dtype=str),
+              # what the in-distribution-only detectors are fitted on: the training images
               "train__features": grad.transform(train[0]), "train__labels": train[1]}
-    outputs = {
-        "proba": lambda X: net.predict_proba(X).astype(np.float64),
-        "logits": lambda X: _logits(net, X),
-        "features": grad.transform,
-        "gradnorm": lambda X: gradnorm_score(net, X, **common),
-        "exgrad": lambda X: exgrad.transform(X)[:, -1],   # network__l2
-        "nac": nac.score_samples, "gaia_a": gaia_a.score_samples,
-        "gaia_z": gaia_z.score_samples}
-    seconds = dict.fromkeys(outputs, 0.0)
-    for name, X in sets.items():
-        for output, compute in outputs.items():
-            start = time.perf_counter()
-            arrays[f"{name}__{output}"] = compute(X)
-            seconds[output] += time.perf_counter() - start
-    images = sum(len(X) for X in sets.values())
-    for output, value in seconds.items():   # each output's cost, seconds per 1,000 images
-        arrays[f"cost__{output}"] = np.float64(1000 * value / images)
-    return arrays
-
-
-def _logits(net, X):
-    """The network's logits (cross-entropy), float64: Energy's and the max logit's input."""
-    return net.forward(X).double().numpy()
+    outputs = {"proba": lambda X: net.predict_proba(X).astype(np.float64),
+               "features": grad.transform,
+               "gradnorm": lambda X: gradnorm_score(net, X, **common),
+               **in_distribution_outputs(net, train, LAYERS, run_seed, **common)}
+    return {**arrays, **timed_outputs(outputs, sets)}
 
 
 def _one_vs_all_outputs(model, sets):

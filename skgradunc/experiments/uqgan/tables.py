@@ -15,13 +15,10 @@ from functools import cache
 
 import numpy as np
 
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-
 from ... import metrics
-from ...detectors import KNNDetector, MahalanobisDetector
 from ...meta import MetaClassifier
 from ...uqgan._losses import normalised_entropy
+from ..in_distribution import in_distribution_scores
 from ..scoring import SCORES, evaluation_rows, meta_feature_indices, score_columns
 
 __all__ = ["uqgan_run_tables", "PUBLISHED", "MAIN_TABLE", "OOD_TABLE", "TIME_TABLE",
@@ -105,53 +102,25 @@ def _methods(run, known_unknowns, random_state):
                                                             random_state)
         methods[f"{name}, gradient metrics + known unknowns"] = _meta_method(
             softmax, split, method, known_unknowns, random_state)
-    if "train__features" in softmax:   # issue 27's rows: fitted on nothing, or on training
-        methods.update(_score_methods(softmax))   # images alone
-        methods.update(in_distribution_methods(softmax))
+    methods.update(in_distribution_methods(softmax))   # issue 27's rows
     for method in methods.values():   # one-vs-all and UQGAN: their outputs are not timed
         if method["stage"] is not softmax:
             method["cost"] = ()
     return methods
 
 
-def _score_methods(softmax):
-    """Scores that need no fitting: ExGrad's (the expected gradient's L2 norm, smaller in
-    distribution), Energy's (log-sum-exp of the logits) and the maximum logit."""
-    def logits(s):
-        return softmax[f"{s}__logits"]
-
-    def method(score, cost):
-        return {"stage": softmax, "confidence": score, "probability": None, "ood": score,
-                "cost": (cost,)}
-    return {"ExGrad": method(lambda s: -softmax[f"{s}__exgrad"], "exgrad"),
-            "Energy": method(lambda s: np.logaddexp.reduce(logits(s), axis=1), "logits"),
-            "Max. logit": method(lambda s: logits(s).max(axis=1), "logits")}
-
-
 def in_distribution_methods(softmax):
-    """Detectors fitted on the training images alone: Mahalanobis and kNN on their
-    gradient metrics (their classes for Mahalanobis), fitted here; NAC-UE on 1,000
-    class-balanced training images, GAIA-A and GAIA-Z (which learn nothing but a
-    threshold), scored in the softmax stage. Never a wrong prediction or an unknown."""
+    """The rows that need no labelled error (:func:`~skgradunc.experiments.in_distribution.
+    in_distribution_scores`): fitted on nothing (ExGrad, Energy, the maximum logit), or on
+    the softmax network's training images alone (Mahalanobis and kNN on their gradient
+    metrics, fitted here; NAC-UE and GAIA, scored in the softmax stage). Never a wrong
+    prediction or an unknown."""
     columns = meta_feature_indices(softmax["columns"])
-    train = softmax["train__features"][:, columns]
-    detectors = {"Mahalanobis, gradient metrics (training images)":
-                 (MahalanobisDetector(), softmax["train__labels"]),
-                 "kNN, gradient metrics (training images)": (KNNDetector(50), None)}
-    methods = {}
-    for name, (detector, labels) in detectors.items():
-        pipe = make_pipeline(StandardScaler(), detector).fit(train, labels)
-        score = cache(lambda s, pipe=pipe: pipe.score_samples(
-            softmax[f"{s}__features"][:, columns]))
-        methods[name] = {"stage": softmax, "confidence": score, "probability": None,
-                         "ood": score, "cost": ("features",)}
-    for name, key in (("NAC-UE (training images)", "nac"), ("GAIA-A", "gaia_a"),
-                      ("GAIA-Z", "gaia_z")):
-        if f"test__{key}" in softmax:
-            methods[name] = {"stage": softmax, "confidence": lambda s, key=key: softmax[
-                f"{s}__{key}"], "probability": None, "ood": lambda s, key=key: softmax[
-                f"{s}__{key}"], "cost": (key,)}
-    return methods
+    rows = in_distribution_scores(
+        softmax, lambda s: softmax[f"{s}__features"][:, columns],
+        softmax["train__features"][:, columns], softmax["train__labels"])
+    return {name: {"stage": softmax, "confidence": score, "probability": None, "ood": score,
+                   "cost": cost} for name, (score, cost) in rows.items()}
 
 
 def _ood_scores(score, run, concepts):
