@@ -84,15 +84,16 @@ def write_uqgan_report(out, results, header):
 def uqgan_summary(results, seconds, out):
     """The printed digest: accuracy, S/F AUROC, OoD AUROC and FPR@95 per method, the
     paper's in brackets."""
+    width = max(44, *(len(row) + 2 for row in results[MAIN_TABLE]))
     lines = [f"done in {seconds:.0f} s; tables in {out}/",
-             f"{'(%)':<44}{'Acc':>7}{'S/F':>7}{'OoD':>7}{'FPR95':>7}"]
+             f"{'(%)':<{width}}{'Acc':>7}{'S/F':>7}{'OoD':>7}{'FPR95':>7}"]
     for row, cells in results[MAIN_TABLE].items():
         values = [cells["test"]["Accuracy"], cells["test"]["S/F AUROC"],
                   cells["All"]["AUROC"], cells["All"]["FPR@95%TPR"]]
-        lines.append(f"{row:<44}" + "".join(f"{100 * v['mean']:>7.2f}" for v in values))
+        lines.append(f"{row:<{width}}" + "".join(f"{100 * v['mean']:>7.2f}" for v in values))
         if row in PUBLISHED:
             paper = PUBLISHED[row]
-            lines.append(f"{'  paper':<44}" + "".join(
+            lines.append(f"{'  paper':<{width}}" + "".join(
                 f"{paper[PUBLISHED_COLUMNS.index(c)]:>7.2f}"
                 for c in ("Accuracy", "S/F AUROC", "AUROC", "FPR@95%TPR")))
     return "\n".join(lines)
