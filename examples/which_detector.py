@@ -101,7 +101,7 @@ detectors = {
     ("IsolationForest on gradient metrics", "training images"):
         lambda: fitted_on_training_images(IsolationForest(random_state=0)),
     ("NAC-UE, alpha auto", "training images"): nac,
-    ("GAIA-A", "training images (threshold)"): gaia,
+    ("GAIA-A", "training images"): gaia,
     ("LASSO meta classifier", "errors + known unknowns"): lasso_with_known_unknowns,
 }
 rows = []

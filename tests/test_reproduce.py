@@ -144,7 +144,8 @@ def test_interrupted_run_resumes_from_the_saved_network(finished, tmp_path, monk
     trained = dict(np.load(finished[0] / "runs" / "run-01" / "features.npz"))
     assert reloaded.keys() == trained.keys()
     for key in trained:
-        np.testing.assert_array_equal(reloaded[key], trained[key], err_msg=key)
+        if not key.startswith("cost__"):   # the clock's
+            np.testing.assert_array_equal(reloaded[key], trained[key], err_msg=key)
 
 
 def test_the_network_file_rebuilds_a_fitted_classifier(finished, digits):

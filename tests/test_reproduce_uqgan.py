@@ -313,7 +313,8 @@ def test_in_distribution_rows_are_fitted_on_the_training_images_alone(
             seen.append((type(self).__name__, X, y)), original(self, X, y))[1])
     # the methods the table makes of them (its _methods calls exactly this)
     rows = tables.in_distribution_methods(softmax)
-    assert set(rows) == {"Mahalanobis, gradient metrics (training images)",
+    assert set(rows) == {"ExGrad", "Energy", "Max. logit",
+                         "Mahalanobis, gradient metrics (training images)",
                          "kNN, gradient metrics (training images)",
                          "NAC-UE (training images)",
                          "NAC-UE, alpha auto (training images)", "GAIA-A", "GAIA-Z"}
