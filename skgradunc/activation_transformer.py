@@ -176,6 +176,7 @@ class ActivationGradientTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         features : ndarray of float64, shape (n_samples, n_features_out)
+            One row per input, the columns of ``get_feature_names_out()``.
         """
         check_is_fitted(self, "layers_")
         statistics, softmax, device = self._check_params()
@@ -196,6 +197,7 @@ class ActivationGradientTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         feature_names_out : ndarray of str
+            A copy of ``feature_names_out_``.
         """
         check_is_fitted(self, "feature_names_out_")
         return self.feature_names_out_.copy()

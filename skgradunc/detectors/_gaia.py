@@ -26,11 +26,12 @@ class GAIADetector(ActivationDetector):
     the last layer in ``layers`` (the feature map before the head) and ``a_l`` the
     outputs of the others,
 
-    * the output component c(x) = sqrt(mean_c |mean_hw d(sum_k log p_k) / d h_c|),
+    * the output component c(x) = sqrt(mean over channels c of the absolute value of
+      mean over positions of d(sum_k log p_k) / d h_c),
     * the inner components d(sum h) / d a_l, averaged over each channel's positions and
       joined over the inner layers into one vector v(x) of channels,
 
-    and the abnormality is mean_c (|v_c(x)| / c(x))^2.
+    and the abnormality is the mean over channels c of (abs(v_c(x)) / c(x))^2.
 
     GAIA-Z (``variant="Z"``, the authors' ``cal_zero``): the gradient of the maximum
     logit at each layer in ``layers``; per channel the fraction of positions where it is

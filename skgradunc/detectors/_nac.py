@@ -27,6 +27,7 @@ def nac_bin_edges(n_edges):
     Returns
     -------
     edges : ndarray of shape (n_edges,)
+        Increasing, from 0 to 1.2.
 
     Examples
     --------
