@@ -3,16 +3,18 @@ torch module inside, the shape of one sample, whether it is fitted; and what eve
 computation with a user's network needs: eval mode given back, the parameters gradients
 are taken of, one lock per network."""
 
+import copy
 import threading
 import weakref
 from contextlib import contextmanager
 
 import torch
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 __all__ = ["find_module", "sample_shape", "is_fitted", "evaluation_mode",
-           "trainable_parameters", "network_lock"]
+           "trainable_parameters", "network_lock", "clone_sharing_network"]
 
 
 def _chain(estimator):
@@ -58,6 +60,21 @@ def is_fitted(estimator):
     except NotFittedError:
         return False
     return True
+
+
+def clone_sharing_network(estimator):
+    """scikit-learn's clone of an estimator whose first parameter, ``estimator``, is a
+    network: a fitted network is data, not a hyper-parameter, so the clone shares it
+    (FrozenEstimator's rule); an unfitted one is cloned. What scikit-learn's clone carries
+    over besides the parameters comes along: set_output's container, metadata requests."""
+    params = estimator.get_params(deep=False)
+    network = params.pop("estimator")
+    shared = network if is_fitted(network) else clone(network)
+    new = type(estimator)(shared, **{k: clone(v, safe=False) for k, v in params.items()})
+    for state in ("_sklearn_output_config", "_metadata_request"):
+        if state in estimator.__dict__:
+            setattr(new, state, copy.deepcopy(estimator.__dict__[state]))
+    return new
 
 
 @contextmanager

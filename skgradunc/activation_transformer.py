@@ -3,14 +3,14 @@ respect to chosen layers' outputs."""
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import as_samples
 from ._device import check_device
 from ._engine._activations import check_layers, map_chunks
 from ._engine._losses import target_loss
-from ._network import find_module, network_lock, sample_shape
+from ._network import clone_sharing_network, find_module, network_lock, sample_shape
 from ._outputs import resolve_output
 from ._validation import check_positive_int
 from .statistics import (SOFTMAX_FEATURES, STATISTICS, finalize, needed_columns,
@@ -97,9 +97,7 @@ class ActivationGradientTransformer(TransformerMixin, BaseEstimator):
         self.output = output
 
     def __sklearn_clone__(self):
-        params = self.get_params(deep=False)
-        estimator = params.pop("estimator")   # the fitted network is shared, not copied
-        return type(self)(estimator, **{k: clone(v, safe=False) for k, v in params.items()})
+        return clone_sharing_network(self)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -15,7 +15,8 @@ from ._data import as_samples, from_input, is_dataset
 from ._device import check_device
 from ._engine import (TARGETS, Plan, UnsupportedNetworkError, compute_features, make_plan,
                       resolve_groups)
-from ._network import find_module, is_fitted, network_lock, sample_shape
+from ._network import (clone_sharing_network, find_module, is_fitted, network_lock,
+                       sample_shape)
 from ._outputs import NetworkOutputError, resolve_output, sigmoid_outputs
 from ._validation import (check_number, check_positive_int, check_positive_real, check_samples,
                           is_int)
@@ -250,17 +251,7 @@ class GradientMetricTransformer(TransformerMixin, BaseEstimator):
         self.device = device
 
     def __sklearn_clone__(self):
-        # A fitted network is data, not a hyper-parameter: share it (FrozenEstimator's rule).
-        params = self.get_params(deep=False)
-        estimator = params.pop("estimator")
-        shared = estimator if is_fitted(estimator) else clone(estimator)
-        new = type(self)(shared, **{k: clone(v, safe=False) for k, v in params.items()})
-        # what scikit-learn's clone carries over besides the parameters: set_output's
-        # container and metadata requests
-        for state in ("_sklearn_output_config", "_metadata_request"):
-            if state in self.__dict__:
-                setattr(new, state, copy.deepcopy(self.__dict__[state]))
-        return new
+        return clone_sharing_network(self)
 
     def __getstate__(self):
         state = dict(super().__getstate__())   # object's is the live __dict__ itself

@@ -3,12 +3,10 @@ network held as :class:`~skgradunc.GradientMetricTransformer` holds it, the tapp
 checked at fit, inputs read chunk by chunk (arrays, tensors, Datasets, DataLoaders), and
 scikit-learn's outlier convention of :class:`._outlier.InDistributionDetector`."""
 
-from sklearn.base import clone
-
 from .._data import as_samples
 from .._device import check_device
 from .._engine._activations import check_layers, layer_output_shapes, map_chunks
-from .._network import find_module, network_lock, sample_shape
+from .._network import clone_sharing_network, find_module, network_lock, sample_shape
 from .._outputs import resolve_output
 from .._validation import check_positive_int
 from ._outlier import InDistributionDetector
@@ -34,11 +32,7 @@ class ActivationDetector(InDistributionDetector):
     ``_score_reduced(R)`` on the joined rows."""
 
     def __sklearn_clone__(self):
-        # a fitted network is data, not a hyper-parameter: shared, as the transformer
-        # and FrozenEstimator share it
-        params = self.get_params(deep=False)
-        estimator = params.pop("estimator")
-        return type(self)(estimator, **{k: clone(v, safe=False) for k, v in params.items()})
+        return clone_sharing_network(self)
 
     def _layers(self):
         return check_layers(self.module_, self.layers)
