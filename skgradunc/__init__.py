@@ -1,6 +1,6 @@
 """skgradunc: gradient-based uncertainty for neural-network classifiers, the sklearn way."""
 
-from . import datasets, detectors, layer_rules, metrics
+from . import conformal, datasets, detectors, layer_rules, metrics
 from .activation_transformer import ActivationGradientTransformer
 from .baselines import SingleMetricClassifier
 from .callbacks import TrainingDivergedError
@@ -19,5 +19,5 @@ __all__ = [
     "PaperCNN",
     "SingleMetricClassifier", "TrainingDivergedError", "UQGANClassifier",
     "append_out_of_distribution",
-    "correctness_target", "datasets", "detectors", "layer_rules", "metrics", "__version__",
+    "conformal", "correctness_target", "datasets", "detectors", "layer_rules", "metrics", "__version__",
 ]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 API = Path(__file__).resolve().parents[1] / "docs" / "api.rst"
-PUBLIC_MODULES = ["skgradunc", "skgradunc.datasets", "skgradunc.metrics", "skgradunc.detectors",
+PUBLIC_MODULES = ["skgradunc", "skgradunc.datasets", "skgradunc.metrics", "skgradunc.conformal",
+                  "skgradunc.detectors",
                   "skgradunc.layer_rules", "skgradunc.experiments", "skgradunc.cluster"]
 
 

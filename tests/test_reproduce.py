@@ -17,6 +17,7 @@ from sklearn.base import BaseEstimator
 from skgradunc import CNNClassifier, cli
 from skgradunc.detectors import _lee_alregib as detectors_module
 from skgradunc import metrics
+from skgradunc.metrics._calibration import reliability_bins
 from skgradunc.detectors import gradnorm_score, lee_alregib_detector
 from skgradunc.experiments import ReproduceConfig, run_protocol
 from skgradunc.experiments.paper.protocol import resolve_config
@@ -262,7 +263,7 @@ def test_calibration_and_reliability_follow_the_networks_own_probabilities(finis
     other = {}
     tables_module.run_tables(second, concepts, known, random_state=1, reliability=other)
     j = list(run["columns__predicted"]).index("softmax__max_prob")
-    both = metrics._reliability_bins(np.r_[run["y_test"], second["y_test"]],
+    both = reliability_bins(np.r_[run["y_test"], second["y_test"]],
                                      np.r_[run["test__predicted"][:, j],
                                            second["test__predicted"][:, j]])
     pooled = tables_module.pool_reliability([reliability, other])["Softmax baseline"]

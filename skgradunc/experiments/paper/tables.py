@@ -11,6 +11,7 @@ from ... import metrics
 from ...baselines import SingleMetricClassifier
 from ...detectors._lee_alregib import lee_alregib_head
 from ...meta import MetaClassifier
+from ...metrics._calibration import reliability_bins
 from ..in_distribution import in_distribution_scores
 from ..scoring import evaluation_rows, meta_feature_indices, score_columns
 
@@ -144,7 +145,7 @@ def run_tables(run, concepts, known_unknowns, random_state=0, reliability=None):
     random), so that the same cached run always gives the same tables;
     :func:`~skgradunc.experiments.run_protocol` passes ``seed + run``. A dict
     ``reliability`` receives, per probability row, the test set's reliability bins
-    (:func:`skgradunc.metrics._reliability_bins`), for :func:`pool_reliability`.
+    (:func:`skgradunc.metrics._calibration.reliability_bins`), for :func:`pool_reliability`.
     """
     tables = {"Table 1": {}, "Table 2": {}, "Table 3": {}, CALIBRATION_TABLE: {}}
     probabilities = {}
@@ -175,8 +176,7 @@ def run_tables(run, concepts, known_unknowns, random_state=0, reliability=None):
     for label, probability in probabilities.items():
         tables[CALIBRATION_TABLE][label] = _calibration(probability, run, concepts)
         if reliability is not None:
-            reliability[label] = metrics._reliability_bins(run["y_test"],
-                                                           probability("test"))
+            reliability[label] = reliability_bins(run["y_test"], probability("test"))
     return tables
 
 
