@@ -60,4 +60,3 @@ def reliability_bins(y, p, n_bins=15, strategy="uniform"):
     bins = np.searchsorted(edges[1:-1], p)   # as calibration_curve bins
     return (np.bincount(bins, minlength=n_bins), np.bincount(bins, weights=y, minlength=n_bins),
             np.bincount(bins, weights=p, minlength=n_bins))
-

@@ -194,4 +194,3 @@ def fpr_at_95_tpr_out(y_correct, confidence):
     0.5
     """
     return fpr_at_tpr(y_correct, confidence, 0.95, positive="wrong")
-

@@ -74,7 +74,8 @@ class RiskCoverageDisplay:
         name = self.name if name is None else name
         label = name
         if self.aurc is not None:
-            label = f"AURC = {self.aurc:.3f}" if name is None else f"{name} (AURC = {self.aurc:.3f})"
+            area = f"AURC = {self.aurc:.3f}"
+            label = area if name is None else f"{name} ({area})"
         # risk[j] holds on (coverage[j-1], coverage[j]]: the steps the AURC sums
         self.line_, = ax.plot([0.0, *self.coverage], [self.risk[0], *self.risk],
                               drawstyle="steps-pre", label=label, **kwargs)

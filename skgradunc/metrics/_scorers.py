@@ -57,4 +57,3 @@ def scorer(name):
     return make_scorer(function, greater_is_better=greater_is_better,
                        response_method=("predict_proba", "decision_function",
                                         "score_samples"))
-
