@@ -19,5 +19,6 @@ __all__ = [
     "PaperCNN",
     "SingleMetricClassifier", "TrainingDivergedError", "UQGANClassifier",
     "append_out_of_distribution",
-    "conformal", "correctness_target", "datasets", "detectors", "layer_rules", "metrics", "__version__",
+    "conformal", "correctness_target", "datasets", "detectors", "layer_rules", "metrics",
+    "__version__",
 ]

@@ -264,8 +264,7 @@ def test_calibration_and_reliability_follow_the_networks_own_probabilities(finis
     tables_module.run_tables(second, concepts, known, random_state=1, reliability=other)
     j = list(run["columns__predicted"]).index("softmax__max_prob")
     both = reliability_bins(np.r_[run["y_test"], second["y_test"]],
-                                     np.r_[run["test__predicted"][:, j],
-                                           second["test__predicted"][:, j]])
+                            np.r_[run["test__predicted"][:, j], second["test__predicted"][:, j]])
     pooled = tables_module.pool_reliability([reliability, other])["Softmax baseline"]
     for mine, theirs in zip(pooled, both):
         np.testing.assert_allclose(mine, theirs, rtol=1e-12)
