@@ -63,3 +63,13 @@ def _shows_usage(obj):
 @pytest.mark.parametrize("name,obj", [(n, o) for n, o in public_objects() if _shows_usage(o)])
 def test_every_public_class_and_function_shows_an_example(name, obj):
     assert re.search(r"\n\s*Examples\n\s*--------\n", obj.__doc__ or ""), name
+
+
+def test_the_landing_pages_quick_start_runs_and_its_meta_classifier_ranks(capsys):
+    """docs/index.md's quick start as it stands: the printed AUROC of P(correct) for the
+    network's correct predictions on new digits is far above chance."""
+    page = (API.parent / "index.md").read_text()
+    block = re.search(r"```python\n(.*?)```", page, re.S).group(1)
+    exec(compile(block, "docs/index.md", "exec"), {"__name__": "quick_start"})
+    auroc = float(capsys.readouterr().out.split()[-1])
+    assert 0.75 < auroc <= 1.0

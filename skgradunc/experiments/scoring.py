@@ -6,10 +6,18 @@ import numpy as np
 
 from .. import metrics
 
-__all__ = ["SCORES", "meta_feature_indices", "evaluation_rows", "score_columns", "aggregate"]
+__all__ = ["SCORES", "SELECTIVE_SCORES", "meta_feature_indices", "evaluation_rows",
+           "score_columns", "selective_scores", "aggregate"]
 
 SCORES = {"AUROC": metrics.auroc, "AUPR-In": metrics.aupr_in, "AUPR-Out": metrics.aupr_out,
           "FPR@95%TPR": metrics.fpr_at_tpr}
+# "is this prediction correct?" as selective classification (issue 28)
+SELECTIVE_SCORES = {"AURC": metrics.aurc, "AUGRC": metrics.augrc}
+
+
+def selective_scores(correct, confidence):
+    """{score: value} of :data:`SELECTIVE_SCORES` for the test predictions."""
+    return {name: fn(correct, confidence) for name, fn in SELECTIVE_SCORES.items()}
 
 
 def meta_feature_indices(names):

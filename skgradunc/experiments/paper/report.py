@@ -21,7 +21,10 @@ CAPTIONS = {
                "not in the paper.",
     CALIBRATION_TABLE: "Not in the paper: expected calibration error (15 equal-width bins, "
                        "lower is better) of every probability of 'correct' - the softmax "
-                       "maximum and each meta classifier's P(correct) - on the test set, and "
+                       "maximum, before and after temperature scaling (one temperature "
+                       "fitted on the validation images by scikit-learn's "
+                       "CalibratedClassifierCV, method 'temperature'), and each meta "
+                       "classifier's P(correct) - on the test set, and "
                        "on the test set plus every unknown concept's evaluation images (all "
                        "of them wrong). reliability.png draws the test set's reliability "
                        "diagram, pooled over runs.",
@@ -64,7 +67,10 @@ def write_reports(out, results, header):
     parts = [f"# Reproduction of Oberdiek et al. (2018)\n\n{header}\n",
              "Values in percent: mean over runs (standard error of the mean; none for one run). "
              "Columns: correct test predictions against wrong ones ('wrong'), against each "
-             "unknown concept, and against all of them together ('All').\n"]
+             "unknown concept, and against all of them together ('All'). AURC and AUGRC (per "
+             "mille, lower is better): the test predictions' confidence as a selective "
+             "classifier, the areas under its risk-coverage and generalized risk-coverage "
+             "curves (Geifman & El-Yaniv 2017; Traub et al. 2024).\n"]
     for table, rows in results.items():
         parts.append(f"## {table}\n\n{CAPTIONS[table]}\n")
         if table == COEFFICIENT_TABLE:

@@ -43,7 +43,9 @@ TARGET_DEFINITIONS = {"all_ones": "softmax", "features": TARGET_FEATURES,
                       # issue 27: the training images' gradient metrics and the detectors
                       # fitted on nothing or on training images alone (features of before
                       # are refused)
-                      "in_distribution": ("train__predicted", *ACTIVATION_OUTPUTS, "cost")}
+                      "in_distribution": ("train__predicted", *ACTIVATION_OUTPUTS, "cost"),
+                      # issue 28: the validation images' classes, for temperature scaling
+                      "temperature": "validation__labels"}
 # PaperCNN's layers for the activation-gradient detectors: its last convolution is the map
 # before the dense head (its shared activation and dropout run more than once a forward);
 # GAIA's inner layers are the convolutions (the authors' ResNets: normalisation layers)
@@ -202,6 +204,7 @@ def compute_run(config, data, run, log=print):
                 arrays[f"columns__{target}"] = columns
     arrays["cost__features"] = np.float64(1000 * seconds / sum(len(X) for X in sets.values()))
     arrays["train__labels"] = data.y[train]
+    arrays["validation__labels"] = data.y[val]
     arrays.update(timed_outputs(in_distribution_outputs(
         net, (data.X[train], data.y[train]), LAYERS, config.seed + run,
         batch_size=config.batch_size, device=config.device), sets))

@@ -13,7 +13,8 @@ from ...detectors._lee_alregib import lee_alregib_head
 from ...meta import MetaClassifier
 from ...metrics._calibration import reliability_bins
 from ..in_distribution import in_distribution_scores
-from ..scoring import evaluation_rows, meta_feature_indices, score_columns
+from ..scoring import evaluation_rows, meta_feature_indices, score_columns, selective_scores
+from ..temperature import temperature_scaling
 
 __all__ = ["run_tables", "pool_reliability", "THRESHOLD_ROWS", "CALIBRATION_TABLE",
            "COEFFICIENT_TABLE", "IN_DISTRIBUTION_TABLE", "COST_TABLE",
@@ -58,12 +59,15 @@ def _evaluation_rows(run, concept):
 
 
 def _scores(confidence, run, concepts):
-    """Scores of a confidence function for 'correct' against each concept."""
+    """Scores of a confidence function for 'correct' against each concept; the 'wrong'
+    column adds the test predictions' AURC and AUGRC (selective classification)."""
     test = confidence("test")
     negatives = {"wrong": test[run["y_test"] == 0]}
     for concept in concepts:
         negatives[concept] = confidence(concept)[_evaluation_rows(run, concept)]
-    return score_columns(test[run["y_test"] == 1], negatives)
+    columns = score_columns(test[run["y_test"] == 1], negatives)
+    columns["wrong"].update(selective_scores(run["y_test"], test))
+    return columns
 
 
 def _calibration(probability, run, concepts):
@@ -156,6 +160,9 @@ def run_tables(run, concepts, known_unknowns, random_state=0, reliability=None):
         tables["Table 3"][label] = tables["Table 1"][label]
     j = _column(run, "predicted", "softmax__max_prob")
     probabilities["Softmax baseline"] = lambda s: run[f"{s}__predicted"][:, j]
+    # issue 28: the softmax maximum after one temperature fitted on the validation images
+    scaled, _ = temperature_scaling(run, run["validation__labels"])
+    probabilities["Softmax baseline, temperature-scaled"] = cache(lambda s: scaled(s).max(axis=1))
     cols = _meta_columns(run)
     for label, method in LINEAR_METHODS:
         meta = MetaClassifier(method, random_state=random_state)

@@ -1,7 +1,7 @@
 """UQGAN's MNIST 0-4 table as Markdown (ours beside the published rows), CSV and JSON."""
 
 from ..io import write_text
-from ..markdown import markdown_table, percent_cell, write_machine_readable
+from ..markdown import PER_MILLE, markdown_table, percent_cell, write_machine_readable
 from .tables import (COST_TABLE, ID_SCORES, MAIN_TABLE, OOD_SCORES, OOD_TABLE, PUBLISHED,
                      PUBLISHED_COLUMNS, TIME_TABLE)
 
@@ -11,14 +11,19 @@ INTRODUCTION = (
     "Values in percent: mean over runs (standard error of the mean; none for one run). In "
     "distribution: the test images of MNIST digits 0-4; Accuracy of the method's network; S/F "
     "AUROC: its confidence for correct against wrong test predictions (UQGAN and one-vs-all: 1 - "
-    "the aleatoric uncertainty); ECE (15 bins) of its maximum class probability, or of a meta "
+    "the aleatoric uncertainty); AURC and AUGRC (per mille, lower is better): the same "
+    "confidence as a selective classifier, the areas under its risk-coverage and generalized "
+    "risk-coverage curves (Geifman & El-Yaniv 2017; Traub et al. 2024); ECE (15 bins) of its maximum class probability, or of a meta "
     "classifier's P(correct). Out of distribution ('All' unknown concepts pooled): every "
     "in-distribution test image against the unknowns' images, by the method's score (UQGAN and "
     "one-vs-all: P(in distribution), 1 - the epistemic uncertainty); AUPR-In takes the "
     "in-distribution images as positives, AUPR-Out the unknowns; FPR at 95 % TPR of the "
     "in-distribution images (lower is better). Rows marked '(paper)' are the authors' published "
     "MNIST 0-4 figures, with Fashion-MNIST and SVHN among their unknowns and no noise or "
-    "notMNIST. Not in the paper: ExGrad (the expected gradient's L2 norm), Energy "
+    "notMNIST. Not in the paper: the maximum softmax after temperature scaling (one "
+    "temperature fitted on the validation images by scikit-learn's CalibratedClassifierCV, "
+    "method 'temperature'; the ECE before and after); ExGrad (the expected gradient's L2 "
+    "norm), Energy "
     "(log-sum-exp of the logits) and the maximum logit, fitted on nothing; the Mahalanobis "
     "and kNN detectors on the standardised gradient metrics, fitted on the softmax "
     "network's training images alone; NAC-UE (neuron activation coverage of the penultimate "
@@ -41,17 +46,20 @@ def main_table(results):
     """Methods as rows, the authors' seven columns; a '(paper)' row under each method
     the authors published."""
     columns = [("test", s) for s in ID_SCORES] + [("All", s) for s in OOD_SCORES]
-    lines = ["| method | " + " | ".join(PUBLISHED_COLUMNS) + " | s / 1000 images |",
+    titles = [f"{s} (‰)" if s in PER_MILLE else s for _, s in columns]
+    lines = ["| method | " + " | ".join(titles) + " | s / 1000 images |",
              "|---|" + "---|" * (len(columns) + 1)]
     costs = results.get(COST_TABLE, {})
     for row, cells in results[MAIN_TABLE].items():
         cost = costs.get(row, {}).get("cost", {}).get("s / 1000 images")
         lines.append(f"| {row} | " + " | ".join(
-            percent_cell(cells[c][s]) if s in cells[c] else "-" for c, s in columns)
+            percent_cell(cells[c][s], s) if s in cells[c] else "-" for c, s in columns)
             + f" | {_seconds(cost)} |")
         if row in PUBLISHED:
+            published = dict(zip(PUBLISHED_COLUMNS, PUBLISHED[row]))
             lines.append(f"| {row} (paper) | " + " | ".join(
-                f"{v:.2f}" for v in PUBLISHED[row]) + " | - |")
+                f"{published[s]:.2f}" if s in published else "-" for _, s in columns)
+                + " | - |")
     return "\n".join(lines)
 
 

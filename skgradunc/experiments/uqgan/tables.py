@@ -2,8 +2,8 @@
 scored as the authors score theirs (``eval_ood_detection.py``), beside the published rows.
 
 Per method, on the in-distribution test images: the accuracy of its network, the AUROC of
-its confidence for success (correct) against failure (S/F), and the expected calibration
-error of its probability (the network's maximum class probability; a meta classifier's
+its confidence for success (correct) against failure (S/F), the same confidence as a
+selective classifier (AURC, AUGRC), and the expected calibration error of its probability (the network's maximum class probability; a meta classifier's
 P(correct); none for GradNorm, whose score is not a probability). Against each unknown
 concept and all of them pooled ("All"): AUROC, AUPR-In, AUPR-Out and FPR at 95 % TPR, with
 every in-distribution test image as the positive class (right or wrong, as the authors).
@@ -19,14 +19,16 @@ from ... import metrics
 from ...meta import MetaClassifier
 from ...uqgan._losses import normalised_entropy
 from ..in_distribution import in_distribution_scores
-from ..scoring import SCORES, evaluation_rows, meta_feature_indices, score_columns
+from ..scoring import (SCORES, SELECTIVE_SCORES, evaluation_rows, meta_feature_indices,
+                       score_columns, selective_scores)
+from ..temperature import temperature_scaling
 
 __all__ = ["uqgan_run_tables", "PUBLISHED", "MAIN_TABLE", "OOD_TABLE", "TIME_TABLE",
            "COST_TABLE", "OOD_SCORES", "ID_SCORES", "in_distribution_methods"]
 
 MAIN_TABLE, OOD_TABLE, TIME_TABLE = "MNIST 0-4", "Per unknown concept", "Training time"
 COST_TABLE = "Cost"
-ID_SCORES = ("Accuracy", "S/F AUROC", "ECE")
+ID_SCORES = ("Accuracy", "S/F AUROC", *SELECTIVE_SCORES, "ECE")
 # AUROC, AUPR-In, AUPR-Out and FPR at 95 % TPR of the in-distribution images, as the
 # paper's protocol scores "correct" against the unknowns
 OOD_SCORES = SCORES
@@ -37,7 +39,7 @@ PUBLISHED = {
     "One-vs-all": (99.84, 99.84, 0.12, 97.12, 66.68, 99.81, 9.45),
     "UQGAN": (99.74, 99.35, 0.15, 98.03, 80.05, 99.87, 8.73),
 }
-PUBLISHED_COLUMNS = (*ID_SCORES, *OOD_SCORES)
+PUBLISHED_COLUMNS = ("Accuracy", "S/F AUROC", "ECE", *OOD_SCORES)
 
 
 def _max(p):
@@ -54,15 +56,17 @@ def _one_minus_aleatoric(p):
     return 1 - normalised_entropy(p)
 
 
-def _classifier_method(stage, confidence, ood=None):
+def _classifier_method(stage, confidence, ood=None, proba=None):
     """A classifier's outputs as a method: its S/F ``confidence`` of the class
-    probabilities, its maximum class probability to calibrate, and its OoD score
-    (``ood``, a function of the set's name; default: the confidence)."""
+    probabilities (``proba``, a function of the set's name; default: the stage's), its
+    maximum class probability to calibrate, and its OoD score (``ood``; default: the
+    confidence)."""
+    proba = proba or (lambda s: stage[f"{s}__proba"])
+
     def scores(s):
-        return confidence(stage[f"{s}__proba"])
-    return {"stage": stage, "confidence": scores,
-            "probability": lambda s: _max(stage[f"{s}__proba"]), "ood": ood or scores,
-            "cost": ("proba",)}
+        return confidence(proba(s))
+    return {"stage": stage, "confidence": scores, "probability": lambda s: _max(proba(s)),
+            "ood": ood or scores, "cost": ("proba",)}
 
 
 def _meta_method(softmax, split, method, known_unknowns, random_state):
@@ -86,8 +90,12 @@ def _methods(run, known_unknowns, random_state):
 
     def gradnorm(s):
         return softmax[f"{s}__gradnorm"]
+    scaled, _ = temperature_scaling(softmax, split["y_validation"])
     methods = {
         "Max. softmax": _classifier_method(softmax, _max),
+        # issue 28: one temperature fitted on the validation images (scikit-learn's)
+        "Max. softmax, temperature-scaled": {**_classifier_method(softmax, _max, proba=scaled),
+                                             "cost": ("logits",)},
         "Entropy": _classifier_method(softmax, _negative_entropy),
         # UQGAN's reading (Sec. 3): S/F by the aleatoric, OoD by the epistemic uncertainty
         "One-vs-all": _classifier_method(one_vs_all, _one_minus_aleatoric,
@@ -141,8 +149,10 @@ def uqgan_run_tables(run, concepts, known_unknowns, random_state=0):
     for name, method in _methods(run, known_unknowns, random_state).items():
         stage = method["stage"]
         correct = (stage["test__proba"].argmax(axis=1) == y_test).astype(np.int64)
+        confidence = method["confidence"]("test")
         in_distribution = {"Accuracy": float(correct.mean()),
-                           "S/F AUROC": metrics.auroc(correct, method["confidence"]("test"))}
+                           "S/F AUROC": metrics.auroc(correct, confidence),
+                           **selective_scores(correct, confidence)}
         if method["probability"] is not None:
             in_distribution["ECE"] = metrics.expected_calibration_error(
                 correct, method["probability"]("test"))
