@@ -31,7 +31,8 @@ def meta(fitted_net, digits_split):
     """A LASSO meta classifier trained on the digits_split test part (not held_out)."""
     _, _, X, y = digits_split
     features = GradientMetricTransformer(fitted_net, device="cpu").fit_transform(X)
-    return MetaClassifier("lasso", random_state=0).fit(features, correctness_target(fitted_net, X, y))
+    correct = correctness_target(fitted_net, X, y)
+    return MetaClassifier("lasso", random_state=0).fit(features, correct)
 
 
 def test_a_fixed_threshold_on_p_correct_is_scikit_learns(meta, held_out):
@@ -39,7 +40,8 @@ def test_a_fixed_threshold_on_p_correct_is_scikit_learns(meta, held_out):
     p = meta.predict_proba(features)[:, 1]
     threshold = float(np.quantile(p, 0.3))
     rule = FixedThresholdClassifier(FrozenEstimator(meta), threshold=threshold,
-                                    response_method="predict_proba").fit(features[:5], [0, 1, 1, 0, 1])
+                                    response_method="predict_proba")
+    rule.fit(features[:5], [0, 1, 1, 0, 1])
     np.testing.assert_array_equal(rule.predict(features), (p >= threshold).astype(int))
 
 
@@ -57,7 +59,8 @@ def test_the_conformal_detector_and_fixed_threshold_agree_at_its_offset(meta, he
     _, _, features, correct = held_out
     detector = ConformalDetector(meta, tpr=0.9).fit(features[:400][correct[:400] == 1])
     rule = FixedThresholdClassifier(FrozenEstimator(meta), threshold=detector.offset_,
-                                    response_method="predict_proba").fit(features[:5], [0, 1, 1, 0, 1])
+                                    response_method="predict_proba")
+    rule.fit(features[:5], [0, 1, 1, 0, 1])
     np.testing.assert_array_equal(rule.predict(features[400:]) == 1,
                                   detector.predict(features[400:]) == 1)
 
@@ -90,7 +93,8 @@ def test_mapie_prediction_sets_reach_their_coverage_on_held_out_digits(fitted_ne
     on_network = SplitConformalClassifier(estimator=fitted_net, confidence_level=0.9,
                                           prefit=True).conformalize(X[:448], y[:448])
     on_rows = SplitConformalClassifier(estimator=rows, confidence_level=0.9,
-                                       prefit=True).conformalize(np.arange(448)[:, None], y[:448])
+                                       prefit=True)
+    on_rows.conformalize(np.arange(448)[:, None], y[:448])
     np.testing.assert_array_equal(on_network.predict_set(X[448:])[1],
                                   on_rows.predict_set(np.arange(448, len(X))[:, None])[1])
     coverage = []
