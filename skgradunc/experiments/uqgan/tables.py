@@ -5,8 +5,9 @@ Per method, on the in-distribution test images: the accuracy of its network, the
 its confidence for success (correct) against failure (S/F), the same confidence as a
 selective classifier (AURC, AUGRC), and the expected calibration error of its
 probability (the network's maximum class probability; a meta classifier's P(correct);
-none for GradNorm, whose score is not a probability). Against each unknown concept and all of them pooled ("All"): AUROC, AUPR-In, AUPR-Out and FPR at 95 % TPR, with
-every in-distribution test image as the positive class (right or wrong, as the authors).
+none for GradNorm, whose score is not a probability). Against each unknown concept and
+all of them pooled ("All"): AUROC, AUPR-In, AUPR-Out and FPR at 95 % TPR, with every
+in-distribution test image as the positive class (right or wrong, as the authors).
 Concepts some meta classifiers saw ("known unknowns") are scored on their other images,
 for every method alike.
 """
