@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from scipy.optimize import minimize_scalar
+from scipy.special import log_softmax, softmax
 from sklearn.base import BaseEstimator
 
 from skgradunc import CNNClassifier, cli
@@ -257,6 +259,22 @@ def test_calibration_and_reliability_follow_the_networks_own_probabilities(finis
     assert cells["test + unknowns"]["ECE"] == pytest.approx(metrics.expected_calibration_error(
         np.r_[run["y_test"], np.zeros(len(unknown))], np.r_[confidence, unknown]), abs=1e-5)
     assert set(reliability) == set(tables["Calibration"])
+
+    # after temperature scaling: the temperature minimises the log loss of the network's own
+    # logits on the validation images (scipy), and the ECE is that of softmax(logits / T)
+    X_val, y_val = first_run[1]
+    np.testing.assert_array_equal(run["validation__labels"], y_val)
+    val_logits = net.forward(X_val).double().numpy()
+    np.testing.assert_allclose(run["validation__logits"], val_logits, rtol=1e-5, atol=1e-5)
+    temperature = np.exp(minimize_scalar(lambda t: -log_softmax(val_logits / np.exp(t), axis=1)[
+        np.arange(len(y_val)), y_val].mean()).x)
+    scaled = softmax(net.forward(X_test).double().numpy() / temperature, axis=1).max(axis=1)
+    assert tables["Calibration"]["Softmax baseline, temperature-scaled"]["test"]["ECE"] == \
+        pytest.approx(metrics.expected_calibration_error(run["y_test"], scaled), abs=1e-4)
+    # the selective scores of the softmax baseline, on the test predictions
+    j = list(run["columns__predicted"]).index("softmax__max_prob")
+    assert tables["Table 1"]["Softmax baseline"]["wrong"]["AURC"] == pytest.approx(
+        metrics.aurc(run["y_test"], run["test__predicted"][:, j]), rel=1e-12)
 
     # two runs' bins pool into the bins of their samples together
     second = dict(np.load(finished[0] / "runs" / "run-02" / "features.npz"))

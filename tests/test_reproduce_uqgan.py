@@ -23,7 +23,8 @@ from skgradunc.uqgan._softmax_baseline import SoftmaxBaseline
 from conftest import SHARED_DATA
 
 TINY = {"softmax_epochs": 2, "one_vs_all_epochs": 2, "cae_epochs": 1, "iterations": 3}
-METHODS = ["Max. softmax", "Entropy", "One-vs-all", "UQGAN", "GradNorm",
+METHODS = ["Max. softmax", "Max. softmax, temperature-scaled", "Entropy", "One-vs-all", "UQGAN",
+           "GradNorm",
            "LASSO, gradient metrics", "LASSO, gradient metrics + known unknowns",
            "NN, gradient metrics", "NN, gradient metrics + known unknowns",
            "ExGrad", "Energy", "Max. logit",
@@ -96,7 +97,8 @@ def test_writes_the_table_beside_the_published_rows(finished):
     assert not list(out.rglob(".*"))                     # no temporary file left behind
     assert list(results[MAIN_TABLE]) == METHODS
     for method, cells in results[MAIN_TABLE].items():
-        expected = {"Accuracy", "S/F AUROC"} | (set() if method in WITHOUT_ECE else {"ECE"})
+        expected = ({"Accuracy", "S/F AUROC", "AURC", "AUGRC"}
+                    | (set() if method in WITHOUT_ECE else {"ECE"}))
         assert set(cells["test"]) == expected
         assert set(cells["All"]) == {"AUROC", "AUPR-In", "AUPR-Out", "FPR@95%TPR"}
         for value in (*cells["test"].values(), *cells["All"].values()):
@@ -127,12 +129,14 @@ def test_scores_follow_sklearn_on_the_cached_outputs(finished, root):
     per_run = json.loads((out / "tables.json").read_text())   # the mean of 2 runs
     arrays = _run_arrays(out, 1), _run_arrays(out, 2)
     data = load_uqgan_data(root, ood_size=60, seed=0)
-    expected = {"S/F": [], "OoD": [], "AUPR-In": [], "FPR": []}
+    expected = {"S/F": [], "OoD": [], "AUPR-In": [], "FPR": [], "AURC": []}
     for run, stages in enumerate(arrays):
         uqgan = stages["uqgan"]
         correct = uqgan["test__proba"].argmax(axis=1) == data.y_test
         entropy = -(uqgan["test__proba"] * np.log(uqgan["test__proba"])).sum(axis=1)
         expected["S/F"].append(roc_auc_score(correct, -entropy))
+        ranked = correct[np.argsort(entropy)]           # most confident first
+        expected["AURC"].append(np.mean(np.cumsum(~ranked) / np.arange(1, len(ranked) + 1)))
         rng = np.random.RandomState(run)     # the run's draws of known-unknown rows
         known = {c: rng.choice(60, 30, replace=False) for c in data.known_unknowns}
         outside = [uqgan[f"{c}__p_in"][np.setdiff1d(np.arange(60), known[c])]
@@ -146,6 +150,10 @@ def test_scores_follow_sklearn_on_the_cached_outputs(finished, root):
     cells = per_run[MAIN_TABLE]["UQGAN"]
     np.testing.assert_allclose(cells["test"]["S/F AUROC"]["mean"], np.mean(expected["S/F"]),
                                rtol=1e-9)
+    np.testing.assert_allclose(cells["test"]["AURC"]["mean"], np.mean(expected["AURC"]),
+                               rtol=1e-9)
+    scaled = per_run[MAIN_TABLE]["Max. softmax, temperature-scaled"]["test"]
+    assert scaled["Accuracy"] == per_run[MAIN_TABLE]["Max. softmax"]["test"]["Accuracy"]
     np.testing.assert_allclose(cells["All"]["AUROC"]["mean"], np.mean(expected["OoD"]),
                                rtol=1e-9)
     np.testing.assert_allclose(cells["All"]["AUPR-In"]["mean"],
