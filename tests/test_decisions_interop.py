@@ -50,7 +50,12 @@ def test_a_tuned_threshold_wraps_a_meta_classifier(held_out):
     tuned = TunedThresholdClassifierCV(MetaClassifier("lasso", random_state=0),
                                        scoring="balanced_accuracy", cv=3).fit(features, correct)
     assert 0 < tuned.best_threshold_ < 1
-    assert set(np.unique(tuned.predict(features))) <= {0, 1}
+    # refitted on all the data, it predicts "correct" where that P(correct) reaches the
+    # threshold cross-validation chose, and that threshold beats the default 0.5 there
+    refit = MetaClassifier("lasso", random_state=0).fit(features, correct)
+    p = refit.predict_proba(features)[:, 1]
+    np.testing.assert_array_equal(tuned.predict(features), (p >= tuned.best_threshold_))
+    assert tuned.best_score_ > 0.5
 
 
 def test_the_conformal_detector_and_fixed_threshold_agree_at_its_offset(meta, held_out):

@@ -179,7 +179,9 @@ def first_run(finished, digits):
     X, y = digits
     _, val, test = runs_module.split_indices(len(X), config.split, np.random.RandomState(0))
     data = load_experiment_data("digits", ood_size=config.ood_size, seed=config.seed)
-    arrays = dict(np.load(folder / "features.npz"))
+    arrays = runs_module.compute_run(config, data, 0, log=pytest.fail)   # from the cache
+    np.testing.assert_array_equal(arrays["test__predicted"],
+                                  np.load(folder / "features.npz")["test__predicted"])
     return net, (X[val], y[val]), (X[test], y[test]), data, arrays
 
 
@@ -277,7 +279,7 @@ def test_calibration_and_reliability_follow_the_networks_own_probabilities(finis
         metrics.aurc(run["y_test"], run["test__predicted"][:, j]), rel=1e-12)
 
     # two runs' bins pool into the bins of their samples together
-    second = dict(np.load(finished[0] / "runs" / "run-02" / "features.npz"))
+    second = runs_module.compute_run(_resolved(finished[0]), data, 1, log=pytest.fail)
     other = {}
     tables_module.run_tables(second, concepts, known, random_state=1, reliability=other)
     j = list(run["columns__predicted"]).index("softmax__max_prob")

@@ -26,7 +26,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
     threshold, ``k = floor((1 - tpr) (n + 1))``. Then an exchangeable in-distribution
     input is accepted with probability at least ``tpr`` (over the calibration draw; at
     most ``tpr + 1 / (n + 1)`` for continuous scores): the split-conformal guarantee.
-    ``predict(X) == 1`` exactly where :meth:`pvalues` exceeds ``1 - tpr``. A false-alarm
+    ``predict(X) == 1`` exactly where :meth:`pvalues` exceeds ``k / (n + 1)``, the largest
+    p-value level not above ``1 - tpr`` (up to the rounding of ``1 - tpr``). A false-alarm
     budget of 5 % of the in-distribution inputs is ``tpr=0.95``.
 
     Parameters
@@ -106,11 +107,14 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         scores = np.sort(confidence_of(self.estimator, X, self.response_method))
         if len(scores) == 0:
             raise ValueError("X holds no calibration input")
-        k = math.floor((1 - tpr) * (len(scores) + 1) + 1e-9)
+        k = _rank(len(scores), tpr)
         if k == 0:
+            needed = math.floor(1 / (1 - tpr)) - 2
+            while _rank(needed, tpr) == 0:
+                needed += 1
             warnings.warn(
                 f"{len(scores)} calibration inputs cannot reject anything at tpr={tpr}: "
-                f"at least {math.ceil(1 / (1 - tpr)) - 1} are needed; every input is accepted",
+                f"at least {needed} are needed; every input is accepted",
                 UserWarning, stacklevel=2)
         self.calibration_scores_ = scores
         self.offset_ = float(scores[k - 1]) if k > 0 else -np.inf
@@ -185,4 +189,11 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         -------
         pvalues : ndarray of shape (n_samples,)
         """
-        return conformal_pvalues(self.calibration_scores_, self.score_samples(X))
+        scores = self.score_samples(X)      # checks that the detector is fitted
+        return conformal_pvalues(self.calibration_scores_, scores)
+
+
+def _rank(n, tpr):
+    """``k = floor((1 - tpr)(n + 1))``: the threshold's rank among ``n`` calibration scores
+    (a hair of tolerance: 1 - 0.9 is 0.0999... in floating point)."""
+    return math.floor((1 - tpr) * (n + 1) + 1e-9)

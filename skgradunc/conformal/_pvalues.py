@@ -28,13 +28,15 @@ def conformal_pvalues(calibration_scores, test_scores, *, random_state=None):
     test_scores : array-like of shape (n_test,)
         Scores of the inputs to test, by the same scorer.
     random_state : None, int or RandomState, default=None
-        None: deterministic (ties count against the test input, conservative);
-        otherwise the seed of the tie-breaking uniforms.
+        Unlike elsewhere in scikit-learn, None means *no* randomisation: deterministic
+        p-values (ties count against the test input, conservative). An int or a
+        RandomState seeds the tie-breaking uniforms.
 
     Returns
     -------
     pvalues : ndarray of shape (n_test,)
-        In ``[1 / (n + 1), 1]``; reject "in distribution" where ``p <= alpha``.
+        Deterministic: in ``[1 / (n + 1), 1]``; randomised: in ``[0, 1]``. Reject "in
+        distribution" where ``p <= alpha``.
 
     Examples
     --------

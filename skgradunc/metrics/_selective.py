@@ -177,8 +177,8 @@ def coverage_at_risk(y_correct, confidence, risk):
 
 
 def _check_fraction(value, name, include_zero):
-    low_ok = value >= 0 if include_zero else value > 0
-    if not (isinstance(value, numbers.Real) and not isinstance(value, bool)
-            and np.isfinite(value) and low_ok and value <= 1):
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not (number and np.isfinite(value) and (value >= 0 if include_zero else value > 0)
+            and value <= 1):
         interval = "[0, 1]" if include_zero else "(0, 1]"
         raise ValueError(f"{name} must be a fraction in {interval}, got {value!r}")

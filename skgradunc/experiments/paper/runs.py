@@ -43,9 +43,7 @@ TARGET_DEFINITIONS = {"all_ones": "softmax", "features": TARGET_FEATURES,
                       # issue 27: the training images' gradient metrics and the detectors
                       # fitted on nothing or on training images alone (features of before
                       # are refused)
-                      "in_distribution": ("train__predicted", *ACTIVATION_OUTPUTS, "cost"),
-                      # issue 28: the validation images' classes, for temperature scaling
-                      "temperature": "validation__labels"}
+                      "in_distribution": ("train__predicted", *ACTIVATION_OUTPUTS, "cost")}
 # PaperCNN's layers for the activation-gradient detectors: its last convolution is the map
 # before the dense head (its shared activation and dropout run more than once a forward);
 # GAIA's inner layers are the convolutions (the authors' ResNets: normalisation layers)
@@ -164,11 +162,14 @@ def compute_run(config, data, run, log=print):
     settings = run_settings(config, run)
     trained_with = run_settings(config, run, NETWORK_SETTINGS)
     features_file = folder / FEATURES_FILE
-    if features_file.exists():
-        return load_features(features_file, settings)
-    refuse_pickled_network(folder)
     rng = np.random.RandomState(config.seed + run)
     train, val, test = split_indices(len(data.X), config.split, rng)
+    # the validation images' classes (temperature scaling, issue 28): from the run's split,
+    # so that features cached before they were needed stay valid
+    labels = {"validation__labels": data.y[val]}
+    if features_file.exists():
+        return {**load_features(features_file, settings), **labels}
+    refuse_pickled_network(folder)
     net_file = folder / NETWORK_FILE
     if net_file.exists():
         net, attempts = load_network(net_file, trained_with, device=config.device)
@@ -204,11 +205,11 @@ def compute_run(config, data, run, log=print):
                 arrays[f"columns__{target}"] = columns
     arrays["cost__features"] = np.float64(1000 * seconds / sum(len(X) for X in sets.values()))
     arrays["train__labels"] = data.y[train]
-    arrays["validation__labels"] = data.y[val]
     arrays.update(timed_outputs(in_distribution_outputs(
         net, (data.X[train], data.y[train]), LAYERS, config.seed + run,
         batch_size=config.batch_size, device=config.device), sets))
     save_features(features_file, arrays, settings)
+    arrays.update(labels)
     log(f"run {run + 1}: accuracy {arrays['y_test'].mean():.2%} on {len(test)} test images, "
         f"lr {attempts[-1]['lr']:g}")
     return arrays

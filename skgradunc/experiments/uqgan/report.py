@@ -44,8 +44,8 @@ CAPTIONS = {
 
 
 def main_table(results):
-    """Methods as rows, the authors' seven columns; a '(paper)' row under each method
-    the authors published."""
+    """Methods as rows, the authors' seven columns and the selective scores; a '(paper)'
+    row under each method the authors published."""
     columns = [("test", s) for s in ID_SCORES] + [("All", s) for s in OOD_SCORES]
     titles = [f"{s} (‰)" if s in PER_MILLE else s for _, s in columns]
     lines = ["| method | " + " | ".join(titles) + " | s / 1000 images |",
