@@ -4,6 +4,7 @@ the cache is shared and resumed; the settings and a missing dask are refused cle
 
 import importlib.util
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -62,8 +63,11 @@ def test_two_local_workers_write_the_serial_tables_and_share_the_cache(serial, t
 
 
 def test_an_existing_cluster_at_its_address(serial, tmp_path, dask_client):
+    # run 1 from the serial cache, run 2 computed on the cluster's worker
+    shutil.copytree(serial / "runs" / "run-01", tmp_path / "runs" / "run-01")
     address = dask_client.scheduler.address
     run_protocol(tiny(tmp_path, scheduler=address), log=lambda message: None)
+    assert (tmp_path / "runs" / "run-02" / "features.npz").is_file()
     assert tables_without_clock(tmp_path / "tables.json") == \
         tables_without_clock(serial / "tables.json")
 
@@ -119,11 +123,13 @@ def test_one_gpu_per_local_worker():
         assert parallel_runs._worker_device("auto") == "cpu"
 
 
-def test_the_callers_environment_is_left_as_it_was(tmp_path, monkeypatch):
+def test_the_callers_environment_is_left_as_it_was(serial, tmp_path, monkeypatch):
     """A Dask nanny writes OMP_NUM_THREADS=1 (and more) into its own process's environment;
     a later subprocess of the caller would compute with one thread."""
     import os
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     before = dict(os.environ)
+    # the nanny starts whatever the run does: run 1 resumed from the serial cache
+    shutil.copytree(serial / "runs" / "run-01", tmp_path / "runs" / "run-01")
     run_protocol(tiny(tmp_path, runs=1, workers=1), log=lambda message: None)
     assert dict(os.environ) == before
