@@ -47,7 +47,7 @@ print(f"{len(X_train)} training, {len(X_val)} validation, {len(X_cal)} calibrati
 
 # %%
 # 1. Is this prediction correct? A meta classifier, a threshold, the risk-coverage curve
-# ------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 meta = make_pipeline(sgu.GradientMetricTransformer(frozen, device="cpu"),
                      sgu.MetaClassifier("lasso", random_state=0))
 meta.fit(X_val, sgu.correctness_target(frozen, X_val, y_val))
@@ -72,7 +72,7 @@ fig.tight_layout()
 
 # %%
 # 2. A reject rule at 95 % TPR, fitted on in-distribution data alone
-# -----------------------------------------------------------------
+# ------------------------------------------------------------------
 # Mahalanobis on the training digits' gradient metrics scores how typical an input is;
 # ConformalDetector sets its threshold on the held-out calibration digits so that 95 % of
 # in-distribution inputs pass (at least 95 %, by the split-conformal argument).

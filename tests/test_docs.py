@@ -73,3 +73,14 @@ def test_the_landing_pages_quick_start_runs_and_its_meta_classifier_ranks(capsys
     exec(compile(block, "docs/index.md", "exec"), {"__name__": "quick_start"})
     auroc = float(capsys.readouterr().out.split()[-1])
     assert 0.75 < auroc <= 1.0
+
+
+def test_every_api_name_the_landing_page_links_has_its_page():
+    """docs/index.md names the API through roles ({py:class}`~skgradunc.X`), each of which
+    must resolve to an autosummary page of docs/api.rst (the build would leave an
+    unresolved one as plain text, without a warning)."""
+    page = (API.parent / "index.md").read_text()
+    linked = re.findall(r"\{py:\w+\}`~?([\w.]+)`", page)
+    assert len(linked) >= 30
+    missing = sorted(set(linked) - documented_names())
+    assert not missing, f"linked from docs/index.md without an API page: {missing}"

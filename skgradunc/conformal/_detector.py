@@ -57,8 +57,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
 
     See Also
     --------
-    skgradunc.conformal.conformal_pvalues : the p-values alone, from score arrays.
-    sklearn.model_selection.FixedThresholdClassifier : a meta classifier's threshold on
+    skgradunc.conformal.conformal_pvalues : The p-values alone, from score arrays.
+    sklearn.model_selection.FixedThresholdClassifier : A meta classifier's threshold on
         P(correct) chosen by hand.
 
     Examples
@@ -96,6 +96,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         self : ConformalDetector
+            The detector, with its threshold.
         """
         tpr = self.tpr
         if not (isinstance(tpr, numbers.Real) and not isinstance(tpr, bool) and 0 < tpr < 1):
@@ -143,6 +144,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         scores : ndarray of shape (n_samples,)
+            The estimator's confidence of each input.
         """
         check_is_fitted(self, "offset_")
         return confidence_of(self.estimator, X, self.response_method)
@@ -158,6 +160,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         decision : ndarray of shape (n_samples,)
+            Positive or zero: accepted; negative: flagged.
         """
         return self.score_samples(X) - self.offset_
 
@@ -172,6 +175,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         labels : ndarray of int, shape (n_samples,)
+            +1 or -1.
         """
         return np.where(self.decision_function(X) >= 0, 1, -1)
 
@@ -188,6 +192,7 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         Returns
         -------
         pvalues : ndarray of shape (n_samples,)
+            Small for inputs less typical than the calibration set.
         """
         scores = self.score_samples(X)      # checks that the detector is fitted
         return conformal_pvalues(self.calibration_scores_, scores)

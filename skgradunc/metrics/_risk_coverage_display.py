@@ -108,6 +108,7 @@ class RiskCoverageDisplay:
         Returns
         -------
         display : RiskCoverageDisplay
+            The drawn display, with ``line_``, ``ax_`` and ``figure_``.
         """
         coverage, risk, _, _ = risk_coverage_curve(y_correct, confidence)
         display = cls(coverage, risk, aurc=aurc(y_correct, confidence), name=name)
@@ -143,6 +144,7 @@ class RiskCoverageDisplay:
         Returns
         -------
         display : RiskCoverageDisplay
+            The drawn display, with ``line_``, ``ax_`` and ``figure_``.
         """
         confidence = confidence_of(estimator, X, response_method)
         if name is None:
