@@ -2,21 +2,20 @@
 held-out in-distribution inputs, with conformal p-values."""
 
 import math
-import numbers
 import warnings
 
 import numpy as np
-from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from .._confidence import RESPONSE_METHODS, confidence_of
+from ..detectors._outlier import InDistributionDetector
 from ._pvalues import conformal_pvalues
 
 __all__ = ["ConformalDetector"]
 
 
-class ConformalDetector(OutlierMixin, BaseEstimator):
+class ConformalDetector(InDistributionDetector):
     """Accept an input where a fitted estimator's confidence reaches a threshold set on
     held-out in-distribution data, so that a fraction ``tpr`` of in-distribution inputs
     is accepted; flag the rest (scikit-learn's outlier convention: +1 / -1).
@@ -98,9 +97,8 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
         self : ConformalDetector
             The detector, with its threshold.
         """
+        self._check_tpr()
         tpr = self.tpr
-        if not (isinstance(tpr, numbers.Real) and not isinstance(tpr, bool) and 0 < tpr < 1):
-            raise ValueError(f"tpr must be a fraction in (0, 1), got {tpr!r}")
         if self.response_method != "auto" and self.response_method not in RESPONSE_METHODS:
             raise ValueError(f"response_method must be 'auto' or one of "
                              f"{list(RESPONSE_METHODS)}, got {self.response_method!r}")
@@ -133,51 +131,10 @@ class ConformalDetector(OutlierMixin, BaseEstimator):
                 "the calibration inputs), or wrap it in sklearn.frozen.FrozenEstimator to "
                 "keep it fitted through clone") from error
 
-    def score_samples(self, X):
-        """The estimator's confidence (higher = more typical).
-
-        Parameters
-        ----------
-        X : array-like
-            Inputs in the form ``estimator`` takes.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,)
-            The estimator's confidence of each input.
-        """
-        check_is_fitted(self, "offset_")
+    def _scores(self, X):
+        # the estimator's confidence (higher = more typical): what score_samples,
+        # decision_function and predict of InDistributionDetector read
         return confidence_of(self.estimator, X, self.response_method)
-
-    def decision_function(self, X):
-        """``score_samples(X) - offset_``: negative for the inputs ``predict`` flags.
-
-        Parameters
-        ----------
-        X : array-like
-            Inputs in the form ``estimator`` takes.
-
-        Returns
-        -------
-        decision : ndarray of shape (n_samples,)
-            Positive or zero: accepted; negative: flagged.
-        """
-        return self.score_samples(X) - self.offset_
-
-    def predict(self, X):
-        """+1 (accept: in distribution) or -1 (flag) at the calibrated rate.
-
-        Parameters
-        ----------
-        X : array-like
-            Inputs in the form ``estimator`` takes.
-
-        Returns
-        -------
-        labels : ndarray of int, shape (n_samples,)
-            +1 or -1.
-        """
-        return np.where(self.decision_function(X) >= 0, 1, -1)
 
     def pvalues(self, X):
         """Conformal p-values against the calibration scores

@@ -7,10 +7,9 @@ The curve has one point per distinct confidence: inputs of equal confidence are 
 or refused together, as any threshold must.
 """
 
-import numbers
-
 import numpy as np
 
+from .._validation import check_number, is_finite_real
 from ._check import check_scores
 
 __all__ = ["risk_coverage_curve", "aurc", "augrc", "risk_at_coverage", "coverage_at_risk"]
@@ -177,8 +176,6 @@ def coverage_at_risk(y_correct, confidence, risk):
 
 
 def _check_fraction(value, name, include_zero):
-    number = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not (number and np.isfinite(value) and (value >= 0 if include_zero else value > 0)
-            and value <= 1):
-        interval = "[0, 1]" if include_zero else "(0, 1]"
-        raise ValueError(f"{name} must be a fraction in {interval}, got {value!r}")
+    interval = "[0, 1]" if include_zero else "(0, 1]"
+    check_number(value, name, lambda v: is_finite_real(v) and (v >= 0 if include_zero else v > 0)
+                 and v <= 1, f"a fraction in {interval}")
